@@ -1,0 +1,291 @@
+"""The `hookql` command: serve | worker | migrate | apikey create | fixtures load | schema | db-url | demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncpg
+
+from app import __version__, db
+from app.config import Settings, SettingsError, parse_duration_s
+
+log = logging.getLogger("hookql")
+
+
+class CommandError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _engine_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debounce-ms", type=_non_negative_int, help="quiet time before evaluating (500)")
+    parser.add_argument(
+        "--max-delay-ms", type=_non_negative_int, help="longest hold after a first change (5000)"
+    )
+    parser.add_argument("--retry-base-ms", type=_non_negative_int, help="first retry delay (30000)")
+    parser.add_argument("--retry-max-ms", type=_non_negative_int, help="longest retry delay (4 days)")
+    parser.add_argument(
+        "--allow-private-targets",
+        action="store_const",
+        const=True,
+        default=None,
+        help="allow webhook URLs on loopback/private networks (development only)",
+    )
+    parser.add_argument(
+        "--delivery-retention",
+        type=_duration,
+        dest="delivery_retention_s",
+        help="how long delivered/skipped events are kept, e.g. 3d, 12h (3d)",
+    )
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return value
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration_s(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookql", description="A webhook engine for online marketplaces.")
+    parser.add_argument("--version", action="version", version=f"hookql {__version__}")
+    # Database and logging flags work after any command: `hookql serve --database-url …`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="PostgreSQL URL (default: HOOKQL_DATABASE_URL, or embedded)")
+    common.add_argument("--data-dir", type=Path, help="embedded PostgreSQL home (default ./.hookql)")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(warning)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="GraphQL API + listener + delivery workers")
+    serve.add_argument("--host", help="bind address (127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="bind port (8000)")
+    _engine_flags(serve)
+
+    worker = commands.add_parser("worker", parents=[common], help="listener + delivery workers, no HTTP API")
+    _engine_flags(worker)
+
+    commands.add_parser("migrate", parents=[common], help="apply database migrations")
+
+    apikey = commands.add_parser("apikey", help="manage API keys")
+    apikey_cmds = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    create = apikey_cmds.add_parser("create", parents=[common], help="print a new API key on stdout")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--operator", action="store_true", help="a key that sees every seller")
+    who.add_argument("--seller", type=_non_negative_int, metavar="ID", help="a key bound to seller ID")
+    create.add_argument("--name", default="", help="a label for the key")
+
+    fixtures = commands.add_parser("fixtures", help="sample marketplace data")
+    fixtures_cmds = fixtures.add_subparsers(dest="fixtures_command", required=True, metavar="ACTION")
+    fixtures_cmds.add_parser(
+        "load", parents=[common], help="load fixtures/ into the database (safe to re-run)"
+    )
+
+    commands.add_parser("schema", parents=[common], help="print the GraphQL schema (SDL)")
+    commands.add_parser("db-url", parents=[common], help="print the URL of the database in use")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="a self-contained tour on a throwaway embedded database"
+    )
+    demo.add_argument("--seconds", type=_non_negative_int, default=40, help="how long to stream changes (40)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides = {
+        name: getattr(args, name, None)
+        for name in (
+            "database_url",
+            "data_dir",
+            "log_level",
+            "host",
+            "port",
+            "debounce_ms",
+            "max_delay_ms",
+            "retry_base_ms",
+            "retry_max_ms",
+            "allow_private_targets",
+            "delivery_retention_s",
+        )
+    }
+    return settings.with_overrides(**overrides)
+
+
+@contextlib.asynccontextmanager
+async def _pool(settings: Settings, *, max_size: int = 10) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    async with db.database_url(settings) as url:
+        pool = await db.create_pool(url, min_size=1, max_size=max_size)
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+            yield url, pool
+        finally:
+            await pool.close()
+
+
+async def _serve(settings: Settings, *, http: bool) -> None:
+    import uvicorn
+
+    from app.api.context import make_context
+    from app.api.schema import schema
+    from app.engine import Engine
+    from app.server import create_app
+    from app.transport import Transport
+
+    async with _pool(settings, max_size=20) as (url, pool):
+        transport = Transport()
+        await transport.start()
+        engine = Engine(
+            pool=pool,
+            database_url=url,
+            settings=settings,
+            schema=schema,
+            make_context=make_context,
+            transport=transport,
+        )
+        await engine.start()
+        try:
+            if http:
+                app = create_app(settings, pool, transport)
+                config = uvicorn.Config(
+                    app,
+                    host=settings.host,
+                    port=settings.port,
+                    lifespan="off",
+                    log_level=settings.log_level,
+                    access_log=False,
+                )
+                server = uvicorn.Server(config)
+                print(
+                    f"hookql {__version__}: GraphiQL at http://{settings.host}:{settings.port}/graphql "
+                    f"(database {db.redact(url)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await server.serve()  # returns after SIGINT/SIGTERM
+            else:
+                print(
+                    f"hookql {__version__}: worker running (database {db.redact(url)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await _until_signalled(engine)
+        finally:
+            await engine.stop()
+            await transport.close()
+
+
+async def _until_signalled(engine: object) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    wait_engine = asyncio.ensure_future(engine.wait())  # type: ignore[attr-defined]
+    wait_stop = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({wait_engine, wait_stop}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (wait_engine, wait_stop):
+        if task not in done:
+            task.cancel()
+    if wait_engine in done:
+        wait_engine.result()  # a crashed engine loop surfaces here and exits non-zero
+
+
+async def _migrate(settings: Settings) -> None:
+    async with db.database_url(settings) as url:
+        conn = await db.connect(url)
+        try:
+            applied = await db.migrate(conn)
+        finally:
+            await conn.close()
+    print(f"applied {len(applied)} migration(s)" if applied else "database is up to date", file=sys.stderr)
+
+
+async def _apikey_create(settings: Settings, seller_id: int | None, name: str) -> None:
+    from app.apikeys import create_key
+
+    async with _pool(settings, max_size=2) as (_, pool), pool.acquire() as conn:
+        try:
+            key = await create_key(conn, seller_id=seller_id, name=name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    print(key)
+
+
+async def _fixtures_load(settings: Settings) -> None:
+    from app.fixtures import load_fixtures
+
+    async with _pool(settings, max_size=2) as (_, pool), pool.acquire() as conn:
+        counts = await load_fixtures(conn)
+    print(", ".join(f"{n} {table}" for table, n in counts.items()), file=sys.stderr)
+
+
+def _db_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    url = db.running_embedded_url(settings.data_dir)
+    if url is None:
+        raise CommandError(
+            f"the embedded PostgreSQL in {settings.data_dir} is not running; start `hookql serve` first"
+        )
+    return url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        if args.command == "serve":
+            asyncio.run(_serve(settings, http=True))
+        elif args.command == "worker":
+            asyncio.run(_serve(settings, http=False))
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "apikey":
+            asyncio.run(_apikey_create(settings, None if args.operator else args.seller, args.name))
+        elif args.command == "fixtures":
+            asyncio.run(_fixtures_load(settings))
+        elif args.command == "schema":
+            from app.api.schema import print_sdl
+
+            sys.stdout.write(print_sdl())
+        elif args.command == "db-url":
+            print(_db_url(settings))
+        elif args.command == "demo":
+            from app.demo import run_demo
+
+            asyncio.run(run_demo(settings, seconds=args.seconds))
+    except (CommandError, SettingsError, db.DatabaseError) as exc:
+        print(f"hookql: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

