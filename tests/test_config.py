@@ -1,0 +1,67 @@
+"""Settings come from HOOKQL_* variables and flags; bad values are refused with a clear message."""
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings, SettingsError, parse_duration_s
+
+
+def test_defaults_match_the_spec() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port) == ("127.0.0.1", 8000)
+    assert (s.debounce_ms, s.max_delay_ms) == (500, 5000)
+    assert (s.retry_base_ms, s.retry_max_ms) == (30_000, 4 * 86400 * 1000)
+    assert s.allow_private_targets is False
+    assert s.delivery_retention_s == 3 * 86400
+    assert s.database_url is None and s.data_dir == Path(".hookql")
+
+
+def test_environment_overrides_every_setting() -> None:
+    s = Settings.from_env(
+        {
+            "HOOKQL_DATABASE_URL": "postgresql://x/y",
+            "HOOKQL_DATA_DIR": "/tmp/d",
+            "HOOKQL_HOST": "0.0.0.0",
+            "HOOKQL_PORT": "9000",
+            "HOOKQL_DEBOUNCE_MS": "10",
+            "HOOKQL_MAX_DELAY_MS": "20",
+            "HOOKQL_RETRY_BASE_MS": "5",
+            "HOOKQL_RETRY_MAX_MS": "50",
+            "HOOKQL_ALLOW_PRIVATE_TARGETS": "true",
+            "HOOKQL_DELIVERY_RETENTION": "12h",
+        }
+    )
+    assert s.database_url == "postgresql://x/y" and s.data_dir == Path("/tmp/d") and s.host == "0.0.0.0"
+    assert (s.port, s.debounce_ms, s.max_delay_ms, s.retry_base_ms, s.retry_max_ms) == (9000, 10, 20, 5, 50)
+    assert s.allow_private_targets is True and s.delivery_retention_s == 12 * 3600
+
+
+def test_database_url_falls_back_to_plain_database_url() -> None:
+    assert Settings.from_env({"DATABASE_URL": "postgresql://a/b"}).database_url == "postgresql://a/b"
+    both = {"DATABASE_URL": "postgresql://a/b", "HOOKQL_DATABASE_URL": "postgresql://c/d"}
+    assert Settings.from_env(both).database_url == "postgresql://c/d"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOKQL_PORT": "eighty"}, "HOOKQL_PORT must be a whole number"),
+        ({"HOOKQL_ALLOW_PRIVATE_TARGETS": "maybe"}, "must be true or false"),
+        ({"HOOKQL_DELIVERY_RETENTION": "3 weeks"}, "not a duration"),
+    ],
+)
+def test_bad_environment_values_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_inconsistent_overrides_are_refused() -> None:
+    with pytest.raises(SettingsError, match="max_delay_ms must be at least debounce_ms"):
+        Settings().with_overrides(debounce_ms=1000, max_delay_ms=10)
+    with pytest.raises(SettingsError, match="port"):
+        Settings().with_overrides(port=70000)
+
+
+def test_durations() -> None:
+    assert [parse_duration_s(x) for x in ("30", "30s", "90m", "12h", "3d")] == [30, 30, 5400, 43200, 259200]
