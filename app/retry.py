@@ -1,0 +1,58 @@
+"""Retry policy: what an attempt's outcome means and when to try again. Pure: the caller passes
+the random source and reads the clock."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from app.models import SendResult
+
+FAILING_DISABLE_AFTER_S = 5 * 86400  # a webhook whose events have only failed this long is disabled
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"  # 429: retry, and halve the webhook's live concurrency
+    GONE = "gone"  # 410: the receiver asks us to stop; disable the webhook at once
+
+
+def classify(result: SendResult) -> Outcome:
+    if result.ok:
+        return Outcome.DELIVERED
+    if result.status_code == 410:
+        return Outcome.GONE
+    if result.status_code == 429:
+        return Outcome.RATE_LIMITED
+    return Outcome.RETRY  # timeouts, connection errors, 3xx (never followed), every other status
+
+
+def backoff_ms(attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float]) -> int:
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
+    `attempt` is the number of attempts made so far (≥ 1)."""
+    ceiling = min(max_ms, base_ms * 2 ** min(max(attempt - 1, 0), 40))
+    return int(rand() * ceiling)
+
+
+def next_delay_ms(
+    result: SendResult, attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float]
+) -> int:
+    """Delay before the next attempt: the receiver's Retry-After when it gave one (capped at
+    `max_ms`), else the jittered backoff."""
+    if result.retry_after_s is not None:
+        return min(max_ms, max(0, int(result.retry_after_s * 1000)))
+    return backoff_ms(attempt, base_ms, max_ms, rand)
+
+
+def should_fail(attempts_made: int, max_attempts: int) -> bool:
+    return attempts_made >= max_attempts
+
+
+def next_concurrency(current: int, configured: int, outcome: Outcome) -> int:
+    """A 429 halves a webhook's live concurrency (at least 1); each success adds one back."""
+    if outcome is Outcome.RATE_LIMITED:
+        return max(1, current // 2)
+    if outcome is Outcome.DELIVERED:
+        return min(configured, current + 1)
+    return current
