@@ -1,0 +1,1 @@
+"""The GraphQL API: marketplace types, webhooks, the live event stream."""

@@ -1,0 +1,99 @@
+"""/graphql over HTTP and websockets: bearer-key authentication, GraphiQL, JSON errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import HTTPException
+
+from app.api.context import Context, make_context
+from app.api.schema import schema
+from app.apikeys import authenticate
+from app.config import Settings
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="hookql"'} if status == 401 else None
+    return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
+
+
+class HookqlGraphQL(GraphQL[Context, None]):
+    """strawberry's ASGI view with hookql's authentication and JSON error bodies."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, extras: dict[str, Any]) -> None:
+        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        self.pool = pool
+        self.settings = settings
+        self.extras = extras
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if (
+            request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+            and "query" not in request.query_params
+        ):
+            await (await self.render_graphql_ide(request))(scope, receive, send)  # GraphiQL needs no key
+            return
+        response: Response
+        key = _bearer(request.headers.get("authorization"))
+        visibility = await authenticate(self.pool, key) if key else None
+        if visibility is None:
+            message = (
+                "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
+            )
+            response = _error(401, message)
+        else:
+            scope.setdefault("state", {})["visibility"] = visibility
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                response = _error(exc.status_code, exc.reason)
+            if response.status_code >= 400 and response.headers.get("content-type", "").startswith(
+                "text/plain"
+            ):
+                response = _error(response.status_code, bytes(response.body).decode())
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        visibility = request.scope.get("state", {}).get("visibility")
+        context = make_context(self.pool, visibility, self.settings, **self.extras)  # type: ignore[arg-type]
+        context.request, context.response = request, response
+        return context
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        params = context.connection_params or {}
+        raw = params.get("Authorization") or params.get("authorization")
+        key = _bearer(raw if isinstance(raw, str) else None)
+        if key is None and context.request is not None:
+            key = _bearer(context.request.headers.get("authorization"))
+        visibility = await authenticate(self.pool, key) if key else None
+        if visibility is None:
+            raise ConnectionRejectionError({"message": "missing or invalid API key"})
+        context.authenticate_as(visibility)
+        return await super().on_ws_connect(context)
+
+    def encode_json(self, data: object) -> str:
+        return json.dumps(data, separators=(",", ":"))
+
+
+def graphql_app(pool: asyncpg.Pool, settings: Settings, **extras: Any) -> HookqlGraphQL:
+    return HookqlGraphQL(pool, settings, extras)

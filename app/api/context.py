@@ -1,0 +1,56 @@
+"""The per-request context every resolver sees: who is asking, the pool, and the loaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from strawberry.types import Info as _Info
+
+from app.api.loaders import Loaders
+from app.config import Settings
+from app.models import Visibility
+
+
+@dataclass
+class Context:
+    pool: asyncpg.Pool
+    visibility: Visibility | None  # None until a websocket's connection_init authenticates
+    settings: Settings
+    loaders: Loaders
+    transport: Any = None  # app.transport.Transport, for webhookTest; the server injects it
+    extras: dict[str, Any] = field(default_factory=dict)
+    connection_params: dict[str, Any] | None = None
+    request: Any = None
+    response: Any = None
+
+    @property
+    def viewer(self) -> Visibility:
+        """The caller's visibility; resolvers use this (never reached unauthenticated)."""
+        if self.visibility is None:
+            raise PermissionError("not authenticated")
+        return self.visibility
+
+    def authenticate_as(self, visibility: Visibility) -> None:
+        self.visibility = visibility
+        self.loaders = Loaders(self.pool, visibility)
+
+
+def make_context(
+    pool: asyncpg.Pool, visibility: Visibility, settings: Settings | None = None, **extras: Any
+) -> Context:
+    """A context for one request — or, in the engine, one batch of entities evaluated with one
+    visibility, so DataLoaders batch across all of them."""
+    transport = extras.pop("transport", None)
+    return Context(
+        pool=pool,
+        visibility=visibility,
+        settings=settings or Settings(),
+        loaders=Loaders(pool, visibility),
+        transport=transport,
+        extras=extras,
+    )
+
+
+Info = _Info[Context, None]

@@ -1,0 +1,30 @@
+"""Relay global IDs: base64 of `TypeName:id`. Anything else decodes to None, never an error."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import strawberry
+
+
+def to_global_id(type_name: str, id_: int) -> strawberry.ID:
+    return strawberry.ID(base64.b64encode(f"{type_name}:{id_}".encode()).decode())
+
+
+def from_global_id(value: str) -> tuple[str, int] | None:
+    if not isinstance(value, str) or len(value) > 200:
+        return None
+    try:
+        kind, sep, raw = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if not sep or not raw.isdigit() or len(raw) > 18:
+        return None
+    return kind, int(raw)
+
+
+def parse_id(value: str, type_name: str) -> int | None:
+    """The database id inside `value` when it names a `type_name`, else None."""
+    parsed = from_global_id(value)
+    return parsed[1] if parsed and parsed[0] == type_name else None

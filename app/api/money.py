@@ -1,0 +1,31 @@
+"""Money: a decimal amount as a string (never a float) with its currency."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$", "JPY": "¥"}
+CENT = Decimal("0.01")
+
+
+@strawberry.type(description="An amount of money. `amount` is a decimal string, exact to the cent.")
+class Money:
+    amount: Decimal
+    currency_code: str
+
+    @strawberry.field(description="Human-readable, e.g. `$1,234.50`, `-€3.00`")
+    def formatted(self) -> str:
+        return format_money(self.amount, self.currency_code)
+
+
+def money(amount: Decimal, currency: str) -> Money:
+    return Money(amount=Decimal(amount).quantize(CENT), currency_code=currency.strip().upper())
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    sign = "-" if amount < 0 else ""
+    symbol = _SYMBOLS.get(currency)
+    number = f"{abs(amount).quantize(CENT):,}"
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"

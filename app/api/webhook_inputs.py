@@ -1,0 +1,141 @@
+"""Webhook inputs and their validation: every rule runs before anything is stored, and each
+failure becomes a (field, message) pair."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import strawberry
+
+from app.api.ids import parse_id
+from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, WebhookEventType, WebhookType
+from app.models import Action, EntityType, Header, Visibility
+from app.netguard import check_host, validate_headers, validate_url
+from app.queries import DEFAULT_QUERY, QueryError, compile_query
+
+MAX_NAME_LENGTH = 200
+RANGES = {"max_attempts": (1, 50), "timeout_seconds": (1, 30), "concurrency": (1, 100)}
+
+
+@strawberry.input
+class HeaderInput:
+    name: str
+    value: str
+
+
+@strawberry.input
+class WebhookCreateInput:
+    name: str
+    url: str
+    type: WebhookType  # type: ignore[valid-type]
+    query: str | None = None
+    headers: list[HeaderInput] | None = None
+    events: list[WebhookEventType] | None = None  # type: ignore[valid-type]
+    method: HttpMethod | None = None  # type: ignore[valid-type]
+    format: PayloadFormat | None = None  # type: ignore[valid-type]
+    enabled: bool | None = None
+    skip_identical_payloads: bool | None = None
+    max_attempts: int | None = None
+    timeout_seconds: int | None = None
+    concurrency: int | None = None
+    seller_id: strawberry.ID | None = strawberry.field(default=None, description="Operator keys only")
+
+
+@strawberry.input(description="Only the fields given change; the rest stay as they are")
+class WebhookUpdateInput:
+    name: str | None = None
+    url: str | None = None
+    type: WebhookType | None = None  # type: ignore[valid-type]
+    query: str | None = None
+    headers: list[HeaderInput] | None = None
+    events: list[WebhookEventType] | None = None  # type: ignore[valid-type]
+    method: HttpMethod | None = None  # type: ignore[valid-type]
+    format: PayloadFormat | None = None  # type: ignore[valid-type]
+    enabled: bool | None = None
+    skip_identical_payloads: bool | None = None
+    max_attempts: int | None = None
+    timeout_seconds: int | None = None
+    concurrency: int | None = None
+
+
+async def check_url(url: str, allow_private: bool) -> str | None:
+    problem = validate_url(url)
+    if problem is None:
+        problem = await check_host(urlsplit(url).hostname or "", allow_private)
+    return problem
+
+
+async def clean(
+    schema: Any,
+    given: WebhookCreateInput | WebhookUpdateInput,
+    *,
+    current: dict[str, Any] | None,
+    viewer: Visibility,
+    allow_private: bool,
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Validated column values for the fields given (all of them on create), or the errors."""
+    errors: list[FieldError] = []
+    values: dict[str, Any] = {}
+
+    def fail(field: str, message: str) -> None:
+        errors.append(FieldError(field=field, message=message))
+
+    if given.name is not None:
+        name = given.name.strip()
+        if not name or len(name) > MAX_NAME_LENGTH:
+            fail("name", f"name must be 1-{MAX_NAME_LENGTH} characters")
+        values["name"] = name
+    if given.url is not None:
+        problem = await check_url(given.url, allow_private)
+        if problem:
+            fail("url", problem)
+        values["url"] = given.url
+    if given.type is not None:
+        values["entity_type"] = EntityType(given.type).value
+    entity_type = EntityType(values.get("entity_type") or (current or {}).get("entity_type"))
+    query = given.query if given.query is not None else (None if current else DEFAULT_QUERY)
+    if query is None and "entity_type" in values:
+        query = (current or {}).get("query")  # a new type must still be selected by the stored query
+    if query is not None:
+        compiled = compile_query(schema, query, entity_type)
+        if isinstance(compiled, QueryError):
+            fail("query", compiled.message)
+        values["query"] = query
+    if given.headers is not None:
+        headers = [Header(h.name, h.value) for h in given.headers]
+        for field, message in validate_headers(headers):
+            fail(field, message)
+        values["headers"] = [{"name": h.name, "value": h.value} for h in headers]
+    if given.events is not None:
+        if not given.events:
+            fail("events", "events must name at least one of CREATED, UPDATED, DELETED")
+        values["events"] = [a.value for a in Action if a in set(given.events)]
+    if given.method is not None:
+        values["method"] = given.method.value
+    if given.format is not None:
+        values["format"] = given.format.value
+    for flag in ("enabled", "skip_identical_payloads"):
+        if getattr(given, flag) is not None:
+            values[flag] = getattr(given, flag)
+    for field, (low, high) in RANGES.items():
+        value = getattr(given, field)
+        if value is not None:
+            if not low <= value <= high:
+                fail(_camel(field), f"{_camel(field)} must be between {low} and {high}, got {value}")
+            values[field] = value
+    if isinstance(given, WebhookCreateInput) and given.seller_id is not None:
+        seller = parse_id(given.seller_id, "Seller")
+        if not viewer.is_operator:
+            fail("sellerId", "only operator keys may set sellerId; a seller's webhooks are always its own")
+        elif seller is None:
+            fail("sellerId", "sellerId is not a Seller ID")
+        values["seller_id"] = seller
+    elif current is None:
+        values["seller_id"] = viewer.seller_id
+    return values, errors
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)

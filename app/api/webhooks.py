@@ -1,0 +1,298 @@
+"""Webhook queries and mutations. Expected failures come back as `errors { field message }`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.api.context import Context, Info, make_context
+from app.api.ids import parse_id, to_global_id
+from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean
+from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
+from app.envelope import build_body, new_event_id, payload_hash
+from app.models import EntityType, Format, Header, Method, Outgoing
+from app.payloads import run_query
+from app.queries import QueryError, compile_query
+from app.signing import new_secret
+from app.store import webhooks as store
+from app.transport import Transport
+
+TEST_FAILED_REASON = "test failed"
+
+
+def _not_found(field: str = "id") -> list[FieldError]:
+    return [FieldError(field=field, message="webhook not found")]
+
+
+async def _owned_webhook(ctx: Context, conn: Any, global_id: str) -> Any:
+    id_ = parse_id(global_id, "Webhook")
+    return await store.get_webhook(conn, id_, ctx.viewer.seller_id) if id_ is not None else None
+
+
+@strawberry.type
+class WebhookPayload:
+    webhook: Webhook | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookSecretPayload:
+    webhook: Webhook | None = None
+    secret: str | None = strawberry.field(default=None, description="Shown here only: store it now")
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookDeletePayload:
+    deleted_id: strawberry.ID | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookTestPayload:
+    event: WebhookEvent | None = None
+    attempt: WebhookAttempt | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookPreviewPayload:
+    body: JSON | None = strawberry.field(
+        default=None, description="Exactly the JSON body a delivery would carry"
+    )
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookEventPayload:
+    event: WebhookEvent | None = None
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookReplayPayload:
+    queued: int = strawberry.field(
+        default=0, description="Entities queued for re-delivery at their current state"
+    )
+    errors: list[FieldError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WebhookQuery:
+    @strawberry.field(description="Your webhooks (an operator key sees all)")
+    async def webhooks(self, info: Info) -> list[Webhook]:
+        async with info.context.pool.acquire() as conn:
+            return [
+                Webhook.from_row(r) for r in await store.list_webhooks(conn, info.context.viewer.seller_id)
+            ]
+
+    @strawberry.field
+    async def webhook(self, info: Info, id: strawberry.ID) -> Webhook | None:
+        async with info.context.pool.acquire() as conn:
+            row = await _owned_webhook(info.context, conn, id)
+        return Webhook.from_row(row) if row else None
+
+    @strawberry.field
+    async def webhook_event(self, info: Info, id: strawberry.ID) -> WebhookEvent | None:
+        id_ = parse_id(id, "WebhookEvent")
+        if id_ is None:
+            return None
+        async with info.context.pool.acquire() as conn:
+            row = await store.get_event(conn, id_, info.context.viewer.seller_id)
+        return WebhookEvent.from_row(row) if row else None
+
+
+@strawberry.type
+class WebhookMutation:
+    @strawberry.mutation
+    async def webhook_create(self, info: Info, input: WebhookCreateInput) -> WebhookSecretPayload:
+        ctx = info.context
+        values, errors = await clean(
+            info.schema,
+            input,
+            current=None,
+            viewer=ctx.viewer,
+            allow_private=ctx.settings.allow_private_targets,
+        )
+        async with ctx.pool.acquire() as conn:
+            seller = values.get("seller_id")
+            if not errors and seller is not None and not await store.seller_exists(conn, seller):
+                errors.append(
+                    FieldError(field="sellerId", message=f"seller {input.seller_id} does not exist")
+                )
+            if errors:
+                return WebhookSecretPayload(errors=errors)
+            secret = new_secret()
+            row = await store.insert_webhook(conn, values, secret)
+        return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
+
+    @strawberry.mutation(description="Change some fields; takes effect from the next attempt")
+    async def webhook_update(
+        self, info: Info, id: strawberry.ID, input: WebhookUpdateInput
+    ) -> WebhookPayload:
+        ctx = info.context
+        async with ctx.pool.acquire() as conn:
+            current = await _owned_webhook(ctx, conn, id)
+            if current is None:
+                return WebhookPayload(errors=_not_found())
+            values, errors = await clean(
+                info.schema,
+                input,
+                current=dict(current),
+                viewer=ctx.viewer,
+                allow_private=ctx.settings.allow_private_targets,
+            )
+            if errors:
+                return WebhookPayload(errors=errors)
+            row = await store.update_webhook(conn, current["id"], values)
+        return WebhookPayload(webhook=Webhook.from_row(row))
+
+    @strawberry.mutation
+    async def webhook_delete(self, info: Info, id: strawberry.ID) -> WebhookDeletePayload:
+        async with info.context.pool.acquire() as conn:
+            current = await _owned_webhook(info.context, conn, id)
+            if current is None:
+                return WebhookDeletePayload(errors=_not_found())
+            await store.delete_webhook(conn, current["id"])
+        return WebhookDeletePayload(deleted_id=id)
+
+    @strawberry.mutation(description="A new secret; the old one keeps signing beside it for 24 hours")
+    async def webhook_rotate_secret(self, info: Info, id: strawberry.ID) -> WebhookSecretPayload:
+        async with info.context.pool.acquire() as conn:
+            current = await _owned_webhook(info.context, conn, id)
+            if current is None:
+                return WebhookSecretPayload(errors=_not_found())
+            secret = new_secret()
+            row = await store.rotate_secret(conn, current["id"], secret)
+        return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
+
+    @strawberry.mutation(description="Send a signed `ping` now; a failed test disables the webhook")
+    async def webhook_test(self, info: Info, id: strawberry.ID) -> WebhookTestPayload:
+        ctx = info.context
+        async with ctx.pool.acquire() as conn:
+            hook = await _owned_webhook(ctx, conn, id)
+            if hook is None:
+                return WebhookTestPayload(errors=_not_found())
+            sequence = await store.next_sequences(conn, hook["id"])
+        now = datetime.now(UTC)
+        event_id = new_event_id()
+        body = build_body(
+            event_id=event_id,
+            action="ping",
+            webhook_global_id=to_global_id("Webhook", hook["id"]),
+            entity_type=None,
+            entity_global_id=None,
+            sequence=sequence,
+            created_at=now,
+            payload={},
+        )
+        out = Outgoing(
+            url=hook["url"],
+            method=Method(hook["method"]),
+            format=Format(hook["format"]),
+            headers=tuple(Header(h["name"], h["value"]) for h in hook["headers"]),
+            secrets=store.live_secrets(hook, now),
+            message_id=event_id,
+            sequence=sequence,
+            body=body,
+            timeout_s=float(hook["timeout_seconds"]),
+            allow_private_targets=ctx.settings.allow_private_targets,
+        )
+        if ctx.transport is not None:
+            result = await ctx.transport.send(out)
+        else:
+            async with Transport() as transport:
+                result = await transport.send(out)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            event_pk = await store.insert_finished_event(
+                conn,
+                public_id=event_id,
+                webhook_id=hook["id"],
+                event="ping",
+                sequence=sequence,
+                status="delivered" if result.ok else "failed",
+                payload={},
+                payload_hash=payload_hash({}),
+                changed_at=now,
+                attempts=1,
+            )
+            attempt_pk = await store.record_attempt(conn, event_pk, hook["id"], result)
+            if not result.ok:
+                await store.disable_webhook(conn, hook["id"], TEST_FAILED_REASON)
+            event = await store.get_event(conn, event_pk, None)
+            attempt = next(a for a in await store.attempts_for(conn, [event_pk]) if a["id"] == attempt_pk)
+        return WebhookTestPayload(
+            event=WebhookEvent.from_row(event), attempt=WebhookAttempt.from_row(attempt)
+        )
+
+    @strawberry.mutation(
+        description="The exact body a delivery for this entity would carry now; sends nothing"
+    )
+    async def webhook_preview(
+        self,
+        info: Info,
+        type: WebhookType,
+        query: str,  # type: ignore[valid-type]
+        entity_id: strawberry.ID,
+    ) -> WebhookPreviewPayload:
+        ctx = info.context
+        entity_type = EntityType(type)
+        compiled = compile_query(info.schema, query, entity_type)
+        if isinstance(compiled, QueryError):
+            return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
+        if parse_id(entity_id, entity_type.graphql_name) is None:
+            return WebhookPreviewPayload(
+                errors=[
+                    FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")
+                ]
+            )
+        # The same code path as a delivery: a fresh context with the caller's visibility.
+        context = make_context(ctx.pool, ctx.viewer, ctx.settings)
+        payload = await run_query(info.schema, context, compiled, str(entity_id))
+        body = build_body(
+            event_id=new_event_id(),
+            action="updated",
+            webhook_global_id="",
+            entity_type=entity_type,
+            entity_global_id=str(entity_id),
+            sequence=0,
+            created_at=datetime.now(UTC),
+            payload=payload,
+        )
+        return WebhookPreviewPayload(body=body)
+
+    @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
+    async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
+        return await _event_action(info, id, store.retry_event)
+
+    @strawberry.mutation(description="Stop a pending event")
+    async def webhook_event_cancel(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
+        return await _event_action(info, id, store.cancel_event)
+
+    @strawberry.mutation(
+        description="Re-deliver, at their current state, the entities with events since `since`"
+    )
+    async def webhook_replay(
+        self, info: Info, webhook_id: strawberry.ID, since: datetime
+    ) -> WebhookReplayPayload:
+        async with info.context.pool.acquire() as conn, conn.transaction():
+            hook = await _owned_webhook(info.context, conn, webhook_id)
+            if hook is None:
+                return WebhookReplayPayload(errors=_not_found("webhookId"))
+            return WebhookReplayPayload(queued=await store.replay(conn, hook["id"], since))
+
+
+async def _event_action(info: Info, id: strawberry.ID, action: Any) -> WebhookEventPayload:
+    id_ = parse_id(id, "WebhookEvent")
+    async with info.context.pool.acquire() as conn, conn.transaction():
+        event = await store.get_event(conn, id_, info.context.viewer.seller_id) if id_ is not None else None
+        if event is None:
+            return WebhookEventPayload(errors=[FieldError(field="id", message="event not found")])
+        problem = await action(conn, event["id"])
+        if problem:
+            return WebhookEventPayload(errors=[FieldError(field="id", message=problem)])
+        event = await store.get_event(conn, event["id"], None)
+    return WebhookEventPayload(event=WebhookEvent.from_row(event))

@@ -1,0 +1,176 @@
+"""Webhook queries: parsed and validated once, when registered; delivery reuses the result.
+
+Pure of I/O. The strawberry schema is passed in, so the delivery side never imports the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    NonNullTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    parse,
+    validate,
+)
+
+from app.models import EntityType
+
+MAX_DEPTH = 10
+MAX_FIELDS = 500
+MAX_QUERY_LENGTH = 20_000  # characters; a 500-field query fits comfortably
+DEFAULT_QUERY = "query($id: ID!) { node(id: $id) { __typename id } }"
+_ROOT_FIELDS = {
+    EntityType.INVOICE: "invoice",
+    EntityType.VARIANT: "variant",
+    EntityType.REFUND_REQUEST: "refundRequest",
+}
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    text: str
+    entity_type: EntityType
+    document: DocumentNode
+
+
+@dataclass(frozen=True)
+class QueryError:
+    message: str
+
+
+def compile_query(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery | QueryError:
+    """Check a webhook query against every rule of SPEC §4; cached per (schema, text, type)."""
+    return _compile(schema, text, entity_type)
+
+
+@lru_cache(maxsize=2048)
+def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery | QueryError:
+    if len(text) > MAX_QUERY_LENGTH:
+        return QueryError(f"query is longer than {MAX_QUERY_LENGTH} characters")
+    try:
+        document = parse(text)
+    except GraphQLError as exc:
+        return QueryError(f"query does not parse: {exc.message}")
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1:
+        return QueryError(f"query must contain exactly one operation, found {len(operations)}")
+    op = operations[0]
+    if op.operation is not OperationType.QUERY:
+        return QueryError(f"the operation must be a query, not a {op.operation.value}")
+    for var in op.variable_definitions:
+        is_id = (
+            var.variable.name.value == "id"
+            and isinstance(var.type, NonNullTypeNode)
+            and getattr(var.type.type, "name", None) is not None
+            and var.type.type.name.value == "ID"
+        )
+        if not is_id:
+            return QueryError(f"the only variable allowed is `$id: ID!`, found `${var.variable.name.value}`")
+    errors = validate(schema._schema, document)
+    if errors:
+        return QueryError(
+            "query is not valid against the schema: " + "; ".join(e.message for e in errors[:5])
+        )
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    problem = _selects_entity(op, fragments, entity_type)
+    if problem:
+        return QueryError(problem)
+    depth, fields = _measure(op.selection_set, fragments, 0)
+    if depth > MAX_DEPTH:
+        return QueryError(f"query is nested {depth} levels deep; at most {MAX_DEPTH} are allowed")
+    if fields > MAX_FIELDS:
+        return QueryError(f"query selects {fields} fields after fragment expansion; at most {MAX_FIELDS}")
+    return CompiledQuery(text=text, entity_type=entity_type, document=document)
+
+
+def _top_fields(
+    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    out: list[FieldNode] = []
+    for sel in selection_set.selections:
+        if isinstance(sel, FieldNode):
+            out.append(sel)
+        elif isinstance(sel, InlineFragmentNode):
+            out.extend(_top_fields(sel.selection_set, fragments))
+        elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments:
+            out.extend(_top_fields(fragments[sel.name.value].selection_set, fragments))
+    return out
+
+
+def _type_conditions(
+    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]
+) -> set[str]:
+    found: set[str] = set()
+    for sel in selection_set.selections if selection_set else ():
+        if isinstance(sel, InlineFragmentNode) and sel.type_condition is not None:
+            found.add(sel.type_condition.name.value)
+        elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments:
+            found.add(fragments[sel.name.value].type_condition.name.value)
+    return found
+
+
+def _selects_entity(
+    op: OperationDefinitionNode, fragments: dict[str, FragmentDefinitionNode], entity_type: EntityType
+) -> str | None:
+    wanted = entity_type.graphql_name
+    root = _ROOT_FIELDS[entity_type]
+    selecting = 0
+    for field in _top_fields(op.selection_set, fragments):
+        name = field.name.value
+        if name == "__typename":
+            continue
+        args = {a.name.value: a.value for a in field.arguments}
+        takes_id = isinstance(args.get("id"), VariableNode) and args["id"].name.value == "id"  # type: ignore[attr-defined]
+        if name == "node" and takes_id:
+            conditions = _type_conditions(field.selection_set, fragments) - {"Node"}
+            if conditions and wanted not in conditions:
+                return f"query selects {', '.join(sorted(conditions))} but this webhook's type is {wanted}"
+            selecting += 1
+        elif name == root and takes_id:
+            selecting += 1
+        else:
+            return (
+                f"query may only select `node(id: $id)` or `{root}(id: $id)` at the top level, found `{name}`"
+            )
+    if not selecting:
+        return f"query must select the entity: `node(id: $id) {{ ... on {wanted} }}` or `{root}(id: $id)`"
+    return None
+
+
+def _measure(
+    selection_set: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    depth: int,
+    seen: frozenset[str] = frozenset(),
+) -> tuple[int, int]:
+    """(max depth, number of fields) with fragments expanded."""
+    if selection_set is None:
+        return depth, 0
+    max_depth, count = depth, 0
+    for sel in selection_set.selections:
+        if isinstance(sel, FieldNode):
+            d, c = _measure(sel.selection_set, fragments, depth + 1, seen)
+            max_depth, count = max(max_depth, d), count + 1 + c
+        elif isinstance(sel, InlineFragmentNode):
+            d, c = _measure(sel.selection_set, fragments, depth, seen)
+            max_depth, count = max(max_depth, d), count + c
+        elif (
+            isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments and sel.name.value not in seen
+        ):
+            frag = fragments[sel.name.value]
+            d, c = _measure(frag.selection_set, fragments, depth, seen | {sel.name.value})
+            max_depth, count = max(max_depth, d), count + c
+        if count > MAX_FIELDS * 4:  # stop expanding absurd documents early
+            break
+    return max_depth, count

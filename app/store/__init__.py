@@ -1,0 +1,1 @@
+"""Every SQL statement of webhooks and the engine, one module per concept."""
