@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -21,6 +22,11 @@ def new_event_id(now_ms: int | None = None) -> str:
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
     return "evt_" + "".join(chars)
+
+
+def global_id(type_name: str, id_: int) -> str:
+    """A Relay global ID, `base64("TypeName:id")` — the same the API hands out."""
+    return base64.b64encode(f"{type_name}:{id_}".encode()).decode()
 
 
 def event_name(entity_type: EntityType | None, action: str) -> str:

@@ -13,6 +13,12 @@ from graphql import ExecutionResult, execute
 from app.queries import CompiledQuery
 
 
+# graphql-core 3.3 renamed the hook strawberry plugs its execution context into.
+_EXECUTOR_KW = (
+    "executor_class" if "executor_class" in inspect.signature(execute).parameters else "execution_context_class"
+)
+
+
 def _as_payload(result: ExecutionResult) -> dict[str, Any]:
     payload: dict[str, Any] = {"data": result.data}
     if result.errors:
@@ -29,7 +35,7 @@ async def run_query(schema: Any, context: Any, compiled: CompiledQuery, global_i
         compiled.document,
         variable_values={"id": global_id},
         context_value=context,
-        execution_context_class=schema.execution_context_class,
+        **{_EXECUTOR_KW: schema.execution_context_class},
     )
     if inspect.isawaitable(result):
         result = await result

@@ -1,0 +1,236 @@
+"""Delivery: claim due events (per-webhook concurrency, one in flight per (webhook, entity)),
+send each through the transport, record every attempt and decide what happens next."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from app.config import Settings
+from app.envelope import build_body, global_id
+from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
+from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
+from app.store import engine as store
+from app.store.webhooks import live_secrets
+from app.transport import Transport
+from app.wakeups import Wakeups, wait_any
+
+log = logging.getLogger(__name__)
+attempt_log = logging.getLogger("hookql.delivery")
+
+MAX_IN_FLIGHT = 256  # attempts this process has claimed and not yet recorded
+CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
+LEASE_MARGIN_S = 30.0  # a lease outlives the webhook's timeout by this much
+RECORD_BATCH = 500  # attempt results recorded per transaction
+POLL_INTERVAL_S = 1.0
+PRUNE_INTERVAL_S = 60.0
+PRUNE_BATCH = 5000
+ERROR_BACKOFF_S = 1.0
+_DB_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outgoing:
+    """The attempt for a claimed event, with the webhook's configuration as it is now."""
+    entity = EntityType(row["entity_type"]) if row["entity_type"] else None
+    action = row["event"].rsplit(".", 1)[-1]
+    entity_gid = global_id(entity.graphql_name, row["entity_id"]) if entity else None
+    body = build_body(
+        event_id=row["public_id"],
+        action=action,
+        webhook_global_id=global_id("Webhook", row["webhook_id"]),
+        entity_type=entity,
+        entity_global_id=entity_gid,
+        sequence=row["sequence"],
+        created_at=row["changed_at"],
+        payload=row["payload"],
+    )
+    return Outgoing(
+        url=row["url"],
+        method=Method(row["method"]),
+        format=Format(row["format"]),
+        headers=tuple(Header(h["name"], h["value"]) for h in row["headers"]),
+        secrets=live_secrets(row, now),
+        message_id=row["public_id"],
+        sequence=row["sequence"],
+        body=body,
+        timeout_s=float(row["timeout_seconds"]),
+        allow_private_targets=settings.allow_private_targets,
+    )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        transport: Transport,
+        wakeups: Wakeups,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.transport = transport
+        self.wakeups = wakeups
+        self.rand = rand
+        self._results: asyncio.Queue[tuple[asyncpg.Record, SendResult]] = asyncio.Queue()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    # -- claiming and sending ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            free = MAX_IN_FLIGHT - len(self._unrecorded)
+            claimed: list[asyncpg.Record] = []
+            if free > 0:
+                try:
+                    async with self.pool.acquire() as conn:
+                        claimed = await store.claim_events(conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT)
+                except _DB_ERRORS as exc:
+                    log.warning("dispatcher: database unavailable (%s); retrying", exc)
+                    await asyncio.sleep(ERROR_BACKOFF_S)
+                    continue
+            now = datetime.now(UTC)
+            for row in claimed:
+                self._unrecorded[row["id"]] = row
+                task = asyncio.create_task(self._send(row, now), name=f"send-{row['public_id']}")
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            if claimed and len(claimed) == free:
+                continue
+            await wait_any([self.wakeups.events, self._slot_freed, self._stopping], await self._sleep_s())
+
+    async def _send(self, row: asyncpg.Record, now: datetime) -> None:
+        result = await self.transport.send(outgoing_for(row, self.settings, now))
+        await self._results.put((row, result))
+
+    async def _sleep_s(self) -> float:
+        try:
+            due = await self.pool.fetchval(
+                "SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e "
+                "JOIN webhooks w ON w.id = e.webhook_id AND w.enabled WHERE e.status = 'pending' "
+                "AND (e.leased_until IS NULL OR e.leased_until <= now())"
+            )
+        except _DB_ERRORS:
+            return ERROR_BACKOFF_S
+        if due is None or due <= 0:  # nothing due, or due but blocked: a recorded attempt wakes us
+            return POLL_INTERVAL_S
+        return min(POLL_INTERVAL_S, float(due) + 0.001)
+
+    # -- recording -----------------------------------------------------------------------------
+
+    async def record_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < RECORD_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            while True:
+                try:
+                    await self._record(batch)
+                    break
+                except _DB_ERRORS as exc:  # keep the results; the leases hold the events meanwhile
+                    log.warning("dispatcher: cannot record %d attempts (%s); retrying", len(batch), exc)
+                    await asyncio.sleep(ERROR_BACKOFF_S)
+            self._slot_freed.set()
+
+    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]]) -> None:
+        now = datetime.now(UTC)
+        attempts: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        failed_pairs: list[tuple[int, str, int]] = []
+        per_hook: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # ok, limited, failed, gone
+        for row, result in batch:
+            outcome = classify(result)
+            made = row["attempts"] + 1
+            counters = per_hook[row["webhook_id"]]
+            next_at = now
+            if outcome is Outcome.DELIVERED:
+                status, counters[0] = "delivered", counters[0] + 1
+            elif outcome is Outcome.GONE:
+                status, counters[3] = "failed", counters[3] + 1
+            else:
+                counters[2] += 1
+                if outcome is Outcome.RATE_LIMITED:
+                    counters[1] += 1
+                if should_fail(made, row["max_attempts"]):
+                    status = "failed"
+                else:
+                    status = "pending"
+                    delay_ms = next_delay_ms(
+                        result, made, self.settings.retry_base_ms, self.settings.retry_max_ms, self.rand
+                    )
+                    next_at = now + timedelta(milliseconds=delay_ms)
+            if status == "failed" and row["entity_type"] is not None:
+                failed_pairs.append((row["webhook_id"], row["entity_type"], row["entity_id"]))
+            attempts.append(
+                (
+                    row["id"],
+                    row["webhook_id"],
+                    result.started_at,
+                    result.duration_ms,
+                    result.status_code,
+                    result.response_headers,
+                    result.response_body,
+                    result.error,
+                )
+            )
+            events.append((row["id"], status, next_at))
+            attempt_log.info(
+                "attempt webhook=%s event=%s entity=%s:%s seq=%s try=%s status=%s duration_ms=%s outcome=%s "
+                "next_in_s=%s error=%s",
+                row["webhook_id"],
+                row["public_id"],
+                row["entity_type"] or "-",
+                row["entity_id"] or "-",
+                row["sequence"],
+                made,
+                result.status_code or "-",
+                result.duration_ms,
+                status,
+                f"{(next_at - now).total_seconds():.1f}" if status == "pending" else "-",
+                repr(result.error) if result.error else "-",
+            )
+        hooks = [(hid, *c) for hid, c in per_hook.items()]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.record_outcomes(conn, attempts, events, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+        for row, _ in batch:
+            self._unrecorded.pop(row["id"], None)
+
+    # -- housekeeping and shutdown -------------------------------------------------------------
+
+    async def prune_loop(self) -> None:
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    while await store.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
+                        pass
+            except _DB_ERRORS as exc:
+                log.warning("dispatcher: pruning skipped (%s)", exc)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    async def stop(self, timeout_s: float) -> None:
+        """Stop claiming; let attempts in flight finish (up to `timeout_s`) and record them; give
+        back the leases of any cut short, so another process sends them without waiting."""
+        self._stopping.set()
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout_s)
+        for task in list(self._sending):
+            task.cancel()
+        batch: list[tuple[asyncpg.Record, SendResult]] = []
+        while not self._results.empty():
+            batch.append(self._results.get_nowait())
+        with contextlib.suppress(*_DB_ERRORS):
+            if batch:
+                await self._record(batch)
+            async with self.pool.acquire() as conn:
+                await store.release_leases(conn, list(self._unrecorded))

@@ -1,0 +1,281 @@
+"""From captured changes to webhook events: fold bursts per entity, wait out the debounce, run
+each subscriber's query once per (query, visibility) for the batch, skip identical payloads,
+supersede stale pending events, and enqueue the rest for the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.coalesce import due_at, fold
+from app.config import Settings
+from app.envelope import event_name, global_id, new_event_id, payload_hash
+from app.models import Action, EntityType, Visibility
+from app.payloads import evaluate
+from app.queries import CompiledQuery, QueryError, compile_query
+from app.store import engine as store
+from app.wakeups import Wakeups, wait_any
+
+log = logging.getLogger(__name__)
+
+INGEST_BATCH = 5000  # changes folded per transaction
+EVALUATE_BATCH = 500  # entities evaluated together (DataLoaders batch across them)
+CLAIM_LEASE_S = 60.0  # an entity claimed by a crashed process is retried after this
+SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
+ERROR_BACKOFF_S = 1.0
+
+
+@dataclass(frozen=True)
+class Due:
+    entity_type: EntityType
+    entity_id: int
+    action: Action
+    seller_id: int | None
+    last_change_at: datetime
+    version: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.entity_type.value, self.entity_id
+
+    @property
+    def global_id(self) -> str:
+        return global_id(self.entity_type.graphql_name, self.entity_id)
+
+
+class Listener:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, schema: Any, make_context: Callable[..., Any], wakeups: Wakeups
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.schema = schema
+        self.make_context = make_context
+        self.wakeups = wakeups
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ingested = await self.ingest_once()
+                evaluated = await self.evaluate_once()
+            except (
+                OSError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError,
+            ) as exc:
+                log.warning("listener: database unavailable (%s); retrying", exc)
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            except Exception:  # a bug or a poison entity must not stop every delivery; claims expire
+                log.exception("listener: batch failed; retrying")
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            if ingested == INGEST_BATCH or evaluated == EVALUATE_BATCH:
+                continue  # more is waiting
+            await wait_any([self.wakeups.changes, self._stopping], await self._sleep_s())
+
+    async def _sleep_s(self) -> float:
+        due = await self.pool.fetchval(
+            "SELECT extract(epoch FROM min(due_at) - now()) FROM pending_entities "
+            "WHERE claimed_until IS NULL OR claimed_until < now()"
+        )
+        if due is None:
+            return SWEEP_INTERVAL_S
+        return min(SWEEP_INTERVAL_S, max(0.0, float(due)) + 0.001)
+
+    async def ingest_once(self) -> int:
+        """Fold up to INGEST_BATCH changes into pending_entities; one ingester at a time."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await store.try_ingest_lock(conn):
+                return 0
+            changes = await store.take_changes(conn, INGEST_BATCH)
+            if not changes:
+                return 0
+            by_entity: dict[tuple[str, int], list[asyncpg.Record]] = defaultdict(list)
+            for change in changes:  # id order = commit order for one entity (its row lock)
+                by_entity[(change["entity_type"], change["entity_id"])].append(change)
+            keys = list(by_entity)
+            existing = {
+                (r["entity_type"], r["entity_id"]): r
+                for r in await store.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
+            }
+            upserts: list[tuple[Any, ...]] = []
+            deletes: list[tuple[str, int]] = []
+            for key, entity_changes in by_entity.items():
+                prev = existing.get(key)
+                action = fold(Action(prev["action"]) if prev else None, [Action(c["action"]) for c in entity_changes])
+                if action is None:
+                    if prev is not None:
+                        deletes.append(key)
+                    continue
+                first = prev["first_change_at"] if prev else entity_changes[0]["changed_at"]
+                last = max(c["changed_at"] for c in entity_changes)
+                if prev:
+                    last = max(last, prev["last_change_at"])
+                seller = next(
+                    (c["seller_id"] for c in reversed(entity_changes) if c["seller_id"] is not None),
+                    prev["seller_id"] if prev else None,
+                )
+                upserts.append(
+                    (
+                        key[0],
+                        key[1],
+                        action.value,
+                        seller,
+                        first,
+                        last,
+                        due_at(first, last, self.settings.debounce_ms, self.settings.max_delay_ms),
+                    )
+                )
+            await store.upsert_pending(conn, upserts)
+            await store.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
+            return len(changes)
+
+    async def evaluate_once(self) -> int:
+        async with self.pool.acquire() as conn:
+            claimed = await store.claim_due_entities(conn, EVALUATE_BATCH, CLAIM_LEASE_S)
+            if not claimed:
+                return 0
+            due = [
+                Due(
+                    EntityType(r["entity_type"]),
+                    r["entity_id"],
+                    Action(r["action"]),
+                    r["seller_id"],
+                    r["last_change_at"],
+                    r["version"],
+                )
+                for r in claimed
+            ]
+            webhooks = await store.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
+        try:
+            payloads = await self._evaluate(due, webhooks)
+        except Exception:
+            async with self.pool.acquire() as conn:
+                await store.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            raise
+        await self._enqueue(due, webhooks, payloads)
+        return len(due)
+
+    async def _evaluate(
+        self, due: list[Due], webhooks: list[asyncpg.Record]
+    ) -> dict[tuple[int, str, int], dict[str, Any]]:
+        """Payload per (webhook id, entity type, entity id). One execution per distinct
+        (query, visibility) and entity; one context (one set of DataLoaders) per visibility."""
+        groups: dict[tuple[CompiledQuery, int | None], list[Due]] = defaultdict(list)
+        members: dict[tuple[CompiledQuery, int | None], list[int]] = defaultdict(list)
+        for hook in webhooks:
+            entity_type = EntityType(hook["entity_type"])
+            compiled = compile_query(self.schema, hook["query"], entity_type)
+            if isinstance(compiled, QueryError):  # stored queries were validated; a schema change may break one
+                log.error("webhook %s: its query no longer compiles: %s", hook["id"], compiled.message)
+                continue
+            wanted = [
+                d
+                for d in due
+                if d.entity_type is entity_type
+                and d.action.value in hook["events"]
+                and Visibility(hook["seller_id"]).may_see(d.seller_id)
+            ]
+            if wanted:
+                group = (compiled, hook["seller_id"])
+                members[group].append(hook["id"])
+                known = {d.key for d in groups[group]}
+                groups[group].extend(d for d in wanted if d.key not in known)
+        contexts: dict[int | None, Any] = {}
+        for _, seller in groups:
+            if seller not in contexts:
+                contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
+        group_list = list(groups.items())
+        results = await asyncio.gather(
+            *(
+                evaluate(self.schema, contexts[seller], compiled, [d.global_id for d in entities])
+                for (compiled, seller), entities in group_list
+            )
+        )
+        out: dict[tuple[int, str, int], dict[str, Any]] = {}
+        for ((compiled, seller), entities), payloads in zip(group_list, results, strict=True):
+            by_entity = dict(zip((d.key for d in entities), payloads, strict=True))
+            for hook in webhooks:
+                if hook["id"] not in members[(compiled, seller)]:
+                    continue
+                for d in entities:
+                    if d.action.value in hook["events"] and Visibility(hook["seller_id"]).may_see(d.seller_id):
+                        out[(hook["id"], *d.key)] = by_entity[d.key]
+        return out
+
+    async def _enqueue(
+        self, due: list[Due], webhooks: list[asyncpg.Record], payloads: dict[tuple[int, str, int], dict[str, Any]]
+    ) -> None:
+        skip_identical = {h["id"]: h["skip_identical_payloads"] for h in webhooks}
+        by_key = {d.key: d for d in due}
+        async with self.pool.acquire() as conn, conn.transaction():
+            current = await store.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            versions = {(r["entity_type"], r["entity_id"]): r["version"] for r in current}
+            # Only entities unchanged since their claim: a newer fold is evaluated again later, a
+            # fold to nothing (created+deleted) means there is nothing to say.
+            done = {d.key for d in due if versions.get(d.key) == d.version}
+            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done}
+            hashes = {k: payload_hash(p) for k, p in outputs.items()}
+            previous = (
+                await store.last_hashes(conn, [k[0] for k in outputs], [k[1] for k in outputs], [k[2] for k in outputs])
+                if outputs
+                else {}
+            )
+            pending = [k for k in outputs if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
+            skipped = [k for k in outputs if k not in set(pending)]
+            counts: dict[int, int] = defaultdict(int)
+            for k in outputs:
+                counts[k[0]] += 1
+            firsts = await store.reserve_sequences(conn, dict(counts))
+            superseded = (
+                await store.supersede(conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending])
+                if pending
+                else []
+            )
+            clocks = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r for r in superseded}
+            rows: list[tuple[Any, ...]] = []
+            next_seq = dict(firsts)
+            for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
+                d = by_key[(k[1], k[2])]
+                seq = next_seq[k[0]]
+                next_seq[k[0]] = seq + 1
+                clock = clocks.get(k)
+                is_skipped = k in skipped
+                rows.append(
+                    (
+                        new_event_id(),
+                        k[0],
+                        k[1],
+                        k[2],
+                        event_name(d.entity_type, d.action.value),
+                        seq,
+                        "skipped" if is_skipped else "pending",
+                        outputs[k],
+                        hashes[k],
+                        d.last_change_at,
+                        clock["attempts"] if clock else 0,
+                        clock["next_attempt_at"] if clock else None,
+                        is_skipped,
+                    )
+                )
+            await store.insert_events(conn, rows)
+            await store.link_superseded(conn, [r["id"] for r in superseded])
+            await store.remember_hashes(conn, [(k[0], k[1], k[2], hashes[k]) for k in pending])
+            await store.delete_pending(conn, [k[0] for k in done], [k[1] for k in done])
+            not_done = [d.key for d in due if d.key not in done and d.key in versions]
+            await store.release_claims(conn, [k[0] for k in not_done], [k[1] for k in not_done])
+            if pending:
+                await store.notify(conn, store.EVENTS_CHANNEL)

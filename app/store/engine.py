@@ -1,0 +1,335 @@
+"""Every SQL statement the engine runs: folding changes, claiming entities and events, recording
+outcomes. Set-based (unnest arrays), so a batch costs a fixed number of statements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+INGEST_LOCK_KEY = 0x686B716C01  # one ingester at a time keeps folding in commit order
+CLAIM_LOCK_KEY = 0x686B716C02  # claims serialize across processes; sending does not
+CHANGES_CHANNEL = "hookql_changes"
+EVENTS_CHANNEL = "hookql_events"
+
+
+async def try_ingest_lock(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", INGEST_LOCK_KEY))
+
+
+async def take_changes(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT $1) "
+            "RETURNING id, entity_type, entity_id, action, seller_id, changed_at",
+            limit,
+        )
+    )
+
+
+async def lock_pending(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT * FROM pending_entities WHERE (entity_type, entity_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::bigint[])) FOR UPDATE",
+            types,
+            ids,
+        )
+    )
+
+
+async def upsert_pending(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (entity_type, entity_id, action, seller_id, first_change_at, last_change_at, due_at)."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        "INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at, "
+        "last_change_at, due_at) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], "
+        "$5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) "
+        "ON CONFLICT (entity_type, entity_id) DO UPDATE SET action = EXCLUDED.action, "
+        "seller_id = coalesce(EXCLUDED.seller_id, pending_entities.seller_id), "
+        "first_change_at = EXCLUDED.first_change_at, last_change_at = EXCLUDED.last_change_at, "
+        "due_at = EXCLUDED.due_at, version = pending_entities.version + 1",
+        *[list(c) for c in columns],
+    )
+
+
+async def delete_pending(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> None:
+    if types:
+        await conn.execute(
+            "DELETE FROM pending_entities WHERE (entity_type, entity_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::bigint[]))",
+            types,
+            ids,
+        )
+
+
+async def claim_due_entities(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "UPDATE pending_entities p SET claimed_until = now() + make_interval(secs => $2) "
+            "FROM (SELECT entity_type, entity_id FROM pending_entities WHERE due_at <= now() "
+            "      AND (claimed_until IS NULL OR claimed_until < now()) ORDER BY due_at LIMIT $1 "
+            "      FOR UPDATE SKIP LOCKED) d "
+            "WHERE p.entity_type = d.entity_type AND p.entity_id = d.entity_id RETURNING p.*",
+            limit,
+            lease_s,
+        )
+    )
+
+
+async def next_entity_due(conn: asyncpg.Connection) -> datetime | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT min(due_at) FROM pending_entities WHERE claimed_until IS NULL OR claimed_until < now()"
+    )
+
+
+async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT id, seller_id, entity_type, query, events, skip_identical_payloads FROM webhooks "
+            "WHERE enabled AND entity_type = ANY($1::text[]) ORDER BY id",
+            types,
+        )
+    )
+
+
+async def current_versions(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> list[asyncpg.Record]:
+    """The claimed rows, locked for the rest of the transaction (an ingest waits, then sees the
+    outcome: a row removed here is re-created by the newer change)."""
+    return list(
+        await conn.fetch(
+            "SELECT entity_type, entity_id, version FROM pending_entities WHERE (entity_type, entity_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::bigint[])) FOR UPDATE",
+            types,
+            ids,
+        )
+    )
+
+
+async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> None:
+    if types:
+        await conn.execute(
+            "UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::bigint[]))",
+            types,
+            ids,
+        )
+
+
+async def last_hashes(
+    conn: asyncpg.Connection, webhook_ids: list[int], types: list[str], ids: list[int]
+) -> dict[tuple[int, str, int], bytes | None]:
+    rows = await conn.fetch(
+        "SELECT s.webhook_id, s.entity_type, s.entity_id, s.last_payload_hash FROM webhook_entity_state s "
+        "JOIN unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
+        "ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i",
+        webhook_ids,
+        types,
+        ids,
+    )
+    return {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["last_payload_hash"] for r in rows}
+
+
+async def reserve_sequences(conn: asyncpg.Connection, counts: dict[int, int]) -> dict[int, int]:
+    """Reserve n sequence numbers per webhook; returns the first of each range."""
+    if not counts:
+        return {}
+    rows = await conn.fetch(
+        "UPDATE webhooks w SET last_sequence = w.last_sequence + c.n FROM unnest($1::bigint[], $2::int[]) c(id, n) "
+        "WHERE w.id = c.id RETURNING w.id, w.last_sequence - c.n + 1 AS first",
+        list(counts),
+        list(counts.values()),
+    )
+    return {r["id"]: r["first"] for r in rows}
+
+
+async def supersede(
+    conn: asyncpg.Connection, webhook_ids: list[int], types: list[str], ids: list[int]
+) -> list[asyncpg.Record]:
+    """Mark older pending events of these pairs superseded; return their retry clocks."""
+    return list(
+        await conn.fetch(
+            "UPDATE webhook_events e SET status = 'superseded', finished_at = now() "
+            "FROM unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
+            "WHERE e.status = 'pending' AND e.webhook_id = u.w AND e.entity_type = u.t AND e.entity_id = u.i "
+            "RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at",
+            webhook_ids,
+            types,
+            ids,
+        )
+    )
+
+
+async def insert_events(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload,
+    payload_hash, changed_at, attempts, next_attempt_at, finished)."""
+    if not rows:
+        return
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    await conn.execute(
+        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status, "
+        "payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at) "
+        "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl, u.h, u.c, u.a, coalesce(u.n, now()), "
+        "CASE WHEN u.f THEN now() END FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
+        "$6::bigint[], $7::text[], $8::jsonb[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
+        "$13::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f)",
+        *cols,
+    )
+
+
+async def link_superseded(conn: asyncpg.Connection, old_ids: list[int]) -> None:
+    if old_ids:
+        await conn.execute(
+            "UPDATE webhook_events o SET superseded_by = n.id FROM webhook_events n "
+            "WHERE o.id = ANY($1::bigint[]) AND n.status = 'pending' AND n.webhook_id = o.webhook_id "
+            "AND n.entity_type = o.entity_type AND n.entity_id = o.entity_id",
+            old_ids,
+        )
+
+
+async def remember_hashes(conn: asyncpg.Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
+    if not rows:
+        return
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    await conn.execute(
+        "INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
+        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
+        "ON CONFLICT (webhook_id, entity_type, entity_id) DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash",
+        *cols,
+    )
+
+
+async def notify(conn: asyncpg.Connection, channel: str) -> None:
+    await conn.execute("SELECT pg_notify($1, '')", channel)
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+CLAIM_EVENTS_SQL = """
+WITH leased AS (
+    SELECT webhook_id, entity_type, entity_id FROM webhook_events
+    WHERE leased_until IS NOT NULL AND leased_until > now()
+), busy AS (
+    SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
+), due AS (
+    SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
+    WHERE e.status = 'pending' AND e.next_attempt_at <= now()
+      AND (e.leased_until IS NULL OR e.leased_until <= now())
+      AND NOT EXISTS (SELECT 1 FROM leased l WHERE l.webhook_id = e.webhook_id
+                      AND l.entity_type = e.entity_type AND l.entity_id = e.entity_id)
+    ORDER BY e.next_attempt_at, e.id
+    LIMIT $3
+), ranked AS (
+    SELECT d.id, w.live_concurrency - coalesce(b.n, 0) AS free,
+           row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn
+    FROM due d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
+    LEFT JOIN busy b ON b.webhook_id = d.webhook_id
+), chosen AS (
+    SELECT id FROM ranked WHERE rn <= free ORDER BY id LIMIT $1
+)
+UPDATE webhook_events e
+SET leased_until = now() + make_interval(secs => w.timeout_seconds + $2)
+FROM chosen c, webhooks w
+WHERE e.id = c.id AND w.id = e.webhook_id
+RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload,
+          e.changed_at, e.attempts, w.url, w.method, w.format, w.headers, w.secret, w.previous_secret,
+          w.previous_secret_expires_at, w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency
+"""
+
+
+async def claim_events(
+    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int
+) -> list[asyncpg.Record]:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
+        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit))
+
+
+async def next_event_due(conn: asyncpg.Connection) -> datetime | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT min(e.next_attempt_at) FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id AND w.enabled "
+        "WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now())"
+    )
+
+
+async def record_outcomes(
+    conn: asyncpg.Connection,
+    attempts: list[tuple[Any, ...]],
+    events: list[tuple[Any, ...]],
+    webhooks: list[tuple[Any, ...]],
+    failed_pairs: list[tuple[int, str, int]],
+    disable_after_s: float,
+) -> None:
+    """One transaction's worth of attempt results.
+    attempts: (event_id, webhook_id, attempted_at, duration_ms, status_code, headers, body, error)
+    events:   (event_id, new_status, next_attempt_at)  — status applies only if still pending
+    webhooks: (webhook_id, successes, rate_limited, failures, gone); a webhook whose attempts have
+    only failed for `disable_after_s` is disabled."""
+    if attempts:
+        cols = [list(c) for c in zip(*attempts, strict=True)]
+        await conn.execute(
+            "INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code, "
+            "response_headers, response_body, error) SELECT * FROM unnest($1::bigint[], $2::bigint[], "
+            "$3::timestamptz[], $4::int[], $5::int[], $6::jsonb[], $7::text[], $8::text[])",
+            *cols,
+        )
+    if events:
+        cols = [list(c) for c in zip(*events, strict=True)]
+        await conn.execute(
+            "UPDATE webhook_events e SET attempts = e.attempts + 1, leased_until = NULL, "
+            "status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END, "
+            "next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END, "
+            "finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END "
+            "FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) u(id, s, n) WHERE e.id = u.id",
+            *cols,
+        )
+    if webhooks:
+        cols = [list(c) for c in zip(*webhooks, strict=True)]
+        await conn.execute(
+            "UPDATE webhooks w SET "
+            "live_concurrency = CASE WHEN u.limited > 0 THEN greatest(1, w.live_concurrency / 2) "
+            "    ELSE least(w.concurrency, w.live_concurrency + u.ok) END, "
+            "failing_since = CASE WHEN u.ok > 0 THEN NULL "
+            "    WHEN u.failed > 0 THEN coalesce(w.failing_since, now()) ELSE w.failing_since END, "
+            "enabled = w.enabled AND u.gone = 0 AND NOT (u.ok = 0 AND u.failed > 0 "
+            "    AND coalesce(w.failing_since, now()) <= now() - make_interval(secs => $6)), "
+            "disabled_reason = CASE WHEN u.gone > 0 THEN 'receiver answered 410 Gone' "
+            "    WHEN u.ok = 0 AND u.failed > 0 "
+            "         AND coalesce(w.failing_since, now()) <= now() - make_interval(secs => $6) "
+            "    THEN 'every delivery failed for 5 days' ELSE w.disabled_reason END "
+            "FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[]) u(id, ok, limited, failed, gone) "
+            "WHERE w.id = u.id",
+            *cols,
+            disable_after_s,
+        )
+    if failed_pairs:
+        cols = [list(c) for c in zip(*failed_pairs, strict=True)]
+        # The receiver never got this state: forget it, so the next change is sent, not skipped.
+        await conn.execute(
+            "UPDATE webhook_entity_state s SET last_payload_hash = NULL "
+            "FROM unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
+            "WHERE s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i",
+            *cols,
+        )
+    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
+
+
+async def release_leases(conn: asyncpg.Connection, event_ids: list[int]) -> None:
+    if event_ids:
+        await conn.execute("UPDATE webhook_events SET leased_until = NULL WHERE id = ANY($1::bigint[])", event_ids)
+
+
+async def prune(conn: asyncpg.Connection, retention_s: float, limit: int) -> int:
+    """Delete finished events past retention: delivered, skipped and superseded ones. Failed and
+    cancelled events stay for a person to look at."""
+    result = await conn.execute(
+        "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events "
+        "WHERE status IN ('delivered', 'skipped', 'superseded') AND finished_at < now() - make_interval(secs => $1) "
+        "LIMIT $2)",
+        retention_s,
+        limit,
+    )
+    return int(result.rsplit(" ", 1)[-1])

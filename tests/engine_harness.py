@@ -1,0 +1,105 @@
+"""Runs the real engine in-process for a test: pool, transport, listener and dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import asyncpg
+
+from app import db
+from app.api.context import make_context
+from app.api.schema import schema
+from app.config import Settings
+from app.engine import Engine
+from app.signing import new_secret
+from app.transport import Transport
+
+FAST = Settings(debounce_ms=50, max_delay_ms=500, retry_base_ms=20, retry_max_ms=200, allow_private_targets=True)
+INVOICE_QUERY = (
+    "query($id: ID!) { node(id: $id) { ... on Invoice { id status total { amount } lineItems { quantity } } } }"
+)
+
+
+@dataclass
+class Running:
+    pool: asyncpg.Pool
+    engine: Engine
+    settings: Settings
+
+
+@asynccontextmanager
+async def running_engine(database_url: str, settings: Settings = FAST) -> AsyncIterator[Running]:
+    pool = await db.create_pool(database_url, min_size=2, max_size=10)
+    transport = Transport()
+    await transport.start()
+    engine = Engine(
+        pool=pool,
+        database_url=database_url,
+        settings=settings,
+        schema=schema,
+        make_context=make_context,
+        transport=transport,
+    )
+    await engine.start()
+    try:
+        yield Running(pool, engine, settings)
+    finally:
+        await engine.stop(2.0)
+        await transport.close()
+        await pool.close()
+
+
+async def add_webhook(
+    pool: asyncpg.Pool,
+    url: str,
+    *,
+    entity_type: str = "invoice",
+    query: str = INVOICE_QUERY,
+    seller_id: int | None = None,
+    **columns: Any,
+) -> tuple[int, str]:
+    secret = new_secret()
+    values = {
+        "name": "test",
+        "url": url,
+        "entity_type": entity_type,
+        "query": query,
+        "seller_id": seller_id,
+        "secret": secret,
+        **columns,
+    }
+    cols = ", ".join(values)
+    params = ", ".join(f"${i + 1}" for i in range(len(values)))
+    hook_id = await pool.fetchval(f"INSERT INTO webhooks ({cols}) VALUES ({params}) RETURNING id", *values.values())
+    return int(hook_id), secret
+
+
+async def wait_until(predicate: Any, timeout_s: float = 15.0, interval_s: float = 0.02) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+async def events(pool: asyncpg.Pool, webhook_id: int) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM webhook_events WHERE webhook_id = $1 ORDER BY id", webhook_id))
+
+
+def bodies(received: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in received]
+
+
+def fast(**overrides: Any) -> Settings:
+    return replace(FAST, **overrides)
