@@ -25,9 +25,7 @@ class CommandError(Exception):
 
 def _engine_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debounce-ms", type=_non_negative_int, help="quiet time before evaluating (500)")
-    parser.add_argument(
-        "--max-delay-ms", type=_non_negative_int, help="longest hold after a first change (5000)"
-    )
+    parser.add_argument("--max-delay-ms", type=_non_negative_int, help="longest hold after a first change (5000)")
     parser.add_argument("--retry-base-ms", type=_non_negative_int, help="first retry delay (30000)")
     parser.add_argument("--retry-max-ms", type=_non_negative_int, help="longest retry delay (4 days)")
     parser.add_argument(
@@ -99,15 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     fixtures = commands.add_parser("fixtures", help="sample marketplace data")
     fixtures_cmds = fixtures.add_subparsers(dest="fixtures_command", required=True, metavar="ACTION")
-    fixtures_cmds.add_parser(
-        "load", parents=[common], help="load fixtures/ into the database (safe to re-run)"
-    )
+    fixtures_cmds.add_parser("load", parents=[common], help="load fixtures/ into the database (safe to re-run)")
 
     commands.add_parser("schema", parents=[common], help="print the GraphQL schema (SDL)")
     commands.add_parser("db-url", parents=[common], help="print the URL of the database in use")
-    demo = commands.add_parser(
-        "demo", parents=[common], help="a self-contained tour on a throwaway embedded database"
-    )
+    demo = commands.add_parser("demo", parents=[common], help="a self-contained tour on a throwaway embedded database")
     demo.add_argument("--seconds", type=_non_negative_int, default=40, help="how long to stream changes (40)")
     return parser
 
@@ -246,9 +240,7 @@ def _db_url(settings: Settings) -> str:
         return settings.database_url
     url = db.running_embedded_url(settings.data_dir)
     if url is None:
-        raise CommandError(
-            f"the embedded PostgreSQL in {settings.data_dir} is not running; start `hookql serve` first"
-        )
+        raise CommandError(f"the embedded PostgreSQL in {settings.data_dir} is not running; start `hookql serve` first")
     return url
 
 
@@ -256,9 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from(args)
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if args.command == "serve":
             asyncio.run(_serve(settings, http=True))
         elif args.command == "worker":

@@ -29,9 +29,7 @@ def fold(previous: Action | None, actions: Iterable[Action]) -> Action | None:
     return state
 
 
-def due_at(
-    first_change_at: datetime, last_change_at: datetime, debounce_ms: int, max_delay_ms: int
-) -> datetime:
+def due_at(first_change_at: datetime, last_change_at: datetime, debounce_ms: int, max_delay_ms: int) -> datetime:
     """When a pending entity is evaluated: once quiet for `debounce_ms`, but no later than
     `max_delay_ms` after its first pending change."""
     return min(

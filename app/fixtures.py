@@ -70,14 +70,12 @@ async def load_fixtures(conn: asyncpg.Connection, directory: Path | None = None)
             casts = ", ".join(f"${i + 1}::{_array_type(pg_type[c])}" for i, c in enumerate(columns))
             column_list = ", ".join(columns)
             result = await conn.execute(
-                f"INSERT INTO {table} ({column_list}) SELECT * FROM unnest({casts}) "
-                "ON CONFLICT (id) DO NOTHING",
+                f"INSERT INTO {table} ({column_list}) SELECT * FROM unnest({casts}) ON CONFLICT (id) DO NOTHING",
                 *[[rec[i] for rec in records] for i in range(len(columns))],
             )
             added[table] = int(result.rsplit(" ", 1)[-1])
             await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"GREATEST((SELECT max(id) FROM {table}), 1))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT max(id) FROM {table}), 1))"
             )
     return added
 

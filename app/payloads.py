@@ -12,7 +12,6 @@ from graphql import ExecutionResult, execute
 
 from app.queries import CompiledQuery
 
-
 # graphql-core 3.3 renamed the hook strawberry plugs its execution context into.
 _EXECUTOR_KW = (
     "executor_class" if "executor_class" in inspect.signature(execute).parameters else "execution_context_class"

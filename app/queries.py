@@ -79,9 +79,7 @@ def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery |
             return QueryError(f"the only variable allowed is `$id: ID!`, found `${var.variable.name.value}`")
     errors = validate(schema._schema, document)
     if errors:
-        return QueryError(
-            "query is not valid against the schema: " + "; ".join(e.message for e in errors[:5])
-        )
+        return QueryError("query is not valid against the schema: " + "; ".join(e.message for e in errors[:5]))
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     problem = _selects_entity(op, fragments, entity_type)
     if problem:
@@ -94,9 +92,7 @@ def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery |
     return CompiledQuery(text=text, entity_type=entity_type, document=document)
 
 
-def _top_fields(
-    selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
-) -> list[FieldNode]:
+def _top_fields(selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> list[FieldNode]:
     out: list[FieldNode] = []
     for sel in selection_set.selections:
         if isinstance(sel, FieldNode):
@@ -108,9 +104,7 @@ def _top_fields(
     return out
 
 
-def _type_conditions(
-    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]
-) -> set[str]:
+def _type_conditions(selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]) -> set[str]:
     found: set[str] = set()
     for sel in selection_set.selections if selection_set else ():
         if isinstance(sel, InlineFragmentNode) and sel.type_condition is not None:
@@ -140,9 +134,7 @@ def _selects_entity(
         elif name == root and takes_id:
             selecting += 1
         else:
-            return (
-                f"query may only select `node(id: $id)` or `{root}(id: $id)` at the top level, found `{name}`"
-            )
+            return f"query may only select `node(id: $id)` or `{root}(id: $id)` at the top level, found `{name}`"
     if not selecting:
         return f"query must select the entity: `node(id: $id) {{ ... on {wanted} }}` or `{root}(id: $id)`"
     return None
@@ -165,9 +157,7 @@ def _measure(
         elif isinstance(sel, InlineFragmentNode):
             d, c = _measure(sel.selection_set, fragments, depth, seen)
             max_depth, count = max(max_depth, d), count + c
-        elif (
-            isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments and sel.name.value not in seen
-        ):
+        elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments and sel.name.value not in seen:
             frag = fragments[sel.name.value]
             d, c = _measure(frag.selection_set, fragments, depth, seen | {sel.name.value})
             max_depth, count = max(max_depth, d), count + c

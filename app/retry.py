@@ -35,9 +35,7 @@ def backoff_ms(attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float
     return int(rand() * ceiling)
 
 
-def next_delay_ms(
-    result: SendResult, attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float]
-) -> int:
+def next_delay_ms(result: SendResult, attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float]) -> int:
     """Delay before the next attempt: the receiver's Retry-After when it gave one (capped at
     `max_ms`), else the jittered backoff."""
     if result.retry_after_s is not None:

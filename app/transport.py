@@ -146,9 +146,7 @@ class Transport:
         if not out.allow_private_targets:
             ip = literal_ip(urlsplit(out.url).hostname or "")
             if ip is not None and is_forbidden_ip(ip):
-                return SendResult(
-                    started_at, elapsed_ms(), error=f"blocked: {ip} is {describe_forbidden(ip)}"
-                )
+                return SendResult(started_at, elapsed_ms(), error=f"blocked: {ip} is {describe_forbidden(ip)}")
 
         body, content_type = render_body(out.body, out.format)
         timestamp_s = int(started_at.timestamp())

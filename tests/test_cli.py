@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import asyncpg
+
 from app.apikeys import hash_key
 
 

@@ -40,7 +40,7 @@ async def test_a_burst_is_one_delivery_with_the_final_state(fixture_database_url
     receiver = await Receiver().start()
     try:
         async with running_engine(fixture_database_url) as run:
-            hook, _ = await add_webhook(run.pool, receiver.url)
+            await add_webhook(run.pool, receiver.url)
             async with run.pool.acquire() as conn:
                 for i in range(500):
                     await conn.execute("UPDATE invoice_line_items SET quantity = $1 WHERE id = 1", i % 7 + 1)

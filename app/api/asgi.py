@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import asyncpg
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import HTTPException
 
 from app.api.context import Context, make_context
 from app.api.schema import schema
@@ -57,9 +57,7 @@ class HookqlGraphQL(GraphQL[Context, None]):
         key = _bearer(request.headers.get("authorization"))
         visibility = await authenticate(self.pool, key) if key else None
         if visibility is None:
-            message = (
-                "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
-            )
+            message = "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
             response = _error(401, message)
         else:
             scope.setdefault("state", {})["visibility"] = visibility
@@ -67,10 +65,12 @@ class HookqlGraphQL(GraphQL[Context, None]):
                 response = await self.run(request)
             except HTTPException as exc:
                 response = _error(exc.status_code, exc.reason)
-            if response.status_code >= 400 and response.headers.get("content-type", "").startswith(
-                "text/plain"
-            ):
+            if response.status_code >= 400 and response.headers.get("content-type", "").startswith("text/plain"):
                 response = _error(response.status_code, bytes(response.body).decode())
+            elif response.status_code == 200 and _body(response).startswith(b'{"data":null,"errors":'):
+                # Nothing executed: the document did not parse or validate. Every root field is
+                # nullable, so `data: null` with errors means the request itself was bad.
+                response.status_code = 400
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
@@ -93,6 +93,10 @@ class HookqlGraphQL(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
+
+
+def _body(response: Response) -> bytes:
+    return bytes(getattr(response, "body", b""))  # streamed responses (subscriptions over HTTP) have none
 
 
 def graphql_app(pool: asyncpg.Pool, settings: Settings, **extras: Any) -> HookqlGraphQL:

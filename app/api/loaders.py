@@ -45,9 +45,7 @@ def _by_id_sql(table: str) -> str:
             "(SELECT 1 FROM invoices i WHERE i.order_id = t.id AND i.seller_id = $2))"
         )
     source, seller = _OWNERSHIP[table]
-    return (
-        f"SELECT t.* FROM {source} WHERE t.id = ANY($1::bigint[]) AND ($2::bigint IS NULL OR {seller} = $2)"
-    )
+    return f"SELECT t.* FROM {source} WHERE t.id = ANY($1::bigint[]) AND ($2::bigint IS NULL OR {seller} = $2)"
 
 
 # (child table, foreign key) for children loaded by parent id, ordered by id
@@ -68,10 +66,7 @@ def page_sql(table: str) -> str:
     """Keyset page of a root list: ids after the cursor, visible to the viewer, one extra row to
     learn whether there is a next page."""
     source, seller = _OWNERSHIP[table]
-    return (
-        f"SELECT t.* FROM {source} WHERE t.id > $1 AND ($2::bigint IS NULL OR {seller} = $2) "
-        "ORDER BY t.id LIMIT $3"
-    )
+    return f"SELECT t.* FROM {source} WHERE t.id > $1 AND ($2::bigint IS NULL OR {seller} = $2) ORDER BY t.id LIMIT $3"
 
 
 @dataclass
@@ -86,9 +81,7 @@ class Loaders:
 
     def __post_init__(self) -> None:
         self.by_id = {t: DataLoader(load_fn=self._by_id_loader(t)) for t in TABLES}
-        self.children = {
-            name: DataLoader(load_fn=self._children_loader(*spec)) for name, spec in _CHILDREN.items()
-        }
+        self.children = {name: DataLoader(load_fn=self._children_loader(*spec)) for name, spec in _CHILDREN.items()}
 
     def _by_id_loader(self, table: str):  # type: ignore[no-untyped-def]
         sql = _by_id_sql(table)

@@ -48,8 +48,7 @@ class Seller(Node):
     @strawberry.field
     async def products(self, info: Info) -> list[Product]:
         return [
-            Product.from_row(r)
-            for r in await info.context.loaders.children["products_by_seller"].load(self.legacy_id)
+            Product.from_row(r) for r in await info.context.loaders.children["products_by_seller"].load(self.legacy_id)
         ]
 
 
@@ -299,9 +298,7 @@ class InvoiceAmendment(Node):
 
     @classmethod
     def from_row(cls, row: asyncpg.Record, currency: str) -> InvoiceAmendment:
-        return cls(
-            **_base("InvoiceAmendment", row), reason=row["reason"], amount=money(row["amount"], currency)
-        )
+        return cls(**_base("InvoiceAmendment", row), reason=row["reason"], amount=money(row["amount"], currency))
 
 
 @strawberry.type

@@ -101,15 +101,11 @@ class MarketplaceQuery:
         return RefundRequest.from_row(row) if row else None
 
     @strawberry.field(description="Invoices you may see, oldest first")
-    async def invoices(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[Invoice]:
+    async def invoices(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Invoice]:
         return await _page(info, "invoices", Invoice.from_row, first, after)
 
     @strawberry.field(description="Variants you may see, oldest first")
-    async def variants(
-        self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Connection[Variant]:
+    async def variants(self, info: Info, first: int | None = None, after: str | None = None) -> Connection[Variant]:
         return await _page(info, "variants", Variant.from_row, first, after)
 
     @strawberry.field(description="Refund requests you may see, oldest first")

@@ -60,9 +60,7 @@ class WebhookEventUpdate:
     event: str = strawberry.field(description="`invoice.updated`, `ping` …")
     status: EventStatus
     sequence: int
-    entity_type: str | None = strawberry.field(
-        description="`Invoice`, `Variant` or `RefundRequest`; none for a ping"
-    )
+    entity_type: str | None = strawberry.field(description="`Invoice`, `Variant` or `RefundRequest`; none for a ping")
     entity_id: strawberry.ID | None = strawberry.field(description="The entity's global ID")
     payload: JSON = strawberry.field(description="The result of the webhook's query, as delivered")
     attempts: int

@@ -160,15 +160,11 @@ class Webhook:
         limit = check_first(first)
         before = decode_cursor(after) if after else None
         async with info.context.pool.acquire() as conn:
-            rows = await store.list_events(
-                conn, self.legacy_id, status.value if status else None, before, limit + 1
-            )
+            rows = await store.list_events(conn, self.legacy_id, status.value if status else None, before, limit + 1)
         edges = [Edge(cursor=encode_cursor(r["id"]), node=WebhookEvent.from_row(r)) for r in rows[:limit]]
         return Connection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None),
         )
 
 

@@ -60,9 +60,7 @@ class WebhookTestPayload:
 
 @strawberry.type
 class WebhookPreviewPayload:
-    body: JSON | None = strawberry.field(
-        default=None, description="Exactly the JSON body a delivery would carry"
-    )
+    body: JSON | None = strawberry.field(default=None, description="Exactly the JSON body a delivery would carry")
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
 
@@ -74,9 +72,7 @@ class WebhookEventPayload:
 
 @strawberry.type
 class WebhookReplayPayload:
-    queued: int = strawberry.field(
-        default=0, description="Entities queued for re-delivery at their current state"
-    )
+    queued: int = strawberry.field(default=0, description="Entities queued for re-delivery at their current state")
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
 
@@ -85,9 +81,7 @@ class WebhookQuery:
     @strawberry.field(description="Your webhooks (an operator key sees all)")
     async def webhooks(self, info: Info) -> list[Webhook]:
         async with info.context.pool.acquire() as conn:
-            return [
-                Webhook.from_row(r) for r in await store.list_webhooks(conn, info.context.viewer.seller_id)
-            ]
+            return [Webhook.from_row(r) for r in await store.list_webhooks(conn, info.context.viewer.seller_id)]
 
     @strawberry.field
     async def webhook(self, info: Info, id: strawberry.ID) -> Webhook | None:
@@ -120,9 +114,7 @@ class WebhookMutation:
         async with ctx.pool.acquire() as conn:
             seller = values.get("seller_id")
             if not errors and seller is not None and not await store.seller_exists(conn, seller):
-                errors.append(
-                    FieldError(field="sellerId", message=f"seller {input.seller_id} does not exist")
-                )
+                errors.append(FieldError(field="sellerId", message=f"seller {input.seller_id} does not exist"))
             if errors:
                 return WebhookSecretPayload(errors=errors)
             secret = new_secret()
@@ -130,9 +122,7 @@ class WebhookMutation:
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
 
     @strawberry.mutation(description="Change some fields; takes effect from the next attempt")
-    async def webhook_update(
-        self, info: Info, id: strawberry.ID, input: WebhookUpdateInput
-    ) -> WebhookPayload:
+    async def webhook_update(self, info: Info, id: strawberry.ID, input: WebhookUpdateInput) -> WebhookPayload:
         ctx = info.context
         async with ctx.pool.acquire() as conn:
             current = await _owned_webhook(ctx, conn, id)
@@ -224,13 +214,9 @@ class WebhookMutation:
                 await store.disable_webhook(conn, hook["id"], TEST_FAILED_REASON)
             event = await store.get_event(conn, event_pk, None)
             attempt = next(a for a in await store.attempts_for(conn, [event_pk]) if a["id"] == attempt_pk)
-        return WebhookTestPayload(
-            event=WebhookEvent.from_row(event), attempt=WebhookAttempt.from_row(attempt)
-        )
+        return WebhookTestPayload(event=WebhookEvent.from_row(event), attempt=WebhookAttempt.from_row(attempt))
 
-    @strawberry.mutation(
-        description="The exact body a delivery for this entity would carry now; sends nothing"
-    )
+    @strawberry.mutation(description="The exact body a delivery for this entity would carry now; sends nothing")
     async def webhook_preview(
         self,
         info: Info,
@@ -245,9 +231,7 @@ class WebhookMutation:
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
         if parse_id(entity_id, entity_type.graphql_name) is None:
             return WebhookPreviewPayload(
-                errors=[
-                    FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")
-                ]
+                errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
             )
         # The same code path as a delivery: a fresh context with the caller's visibility.
         context = make_context(ctx.pool, ctx.viewer, ctx.settings)
@@ -272,12 +256,8 @@ class WebhookMutation:
     async def webhook_event_cancel(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
         return await _event_action(info, id, store.cancel_event)
 
-    @strawberry.mutation(
-        description="Re-deliver, at their current state, the entities with events since `since`"
-    )
-    async def webhook_replay(
-        self, info: Info, webhook_id: strawberry.ID, since: datetime
-    ) -> WebhookReplayPayload:
+    @strawberry.mutation(description="Re-deliver, at their current state, the entities with events since `since`")
+    async def webhook_replay(self, info: Info, webhook_id: strawberry.ID, since: datetime) -> WebhookReplayPayload:
         async with info.context.pool.acquire() as conn, conn.transaction():
             hook = await _owned_webhook(info.context, conn, webhook_id)
             if hook is None:

@@ -105,9 +105,7 @@ def live_secrets(webhook: asyncpg.Record | dict[str, Any], now: datetime) -> tup
 
 
 async def disable_webhook(conn: asyncpg.Connection, webhook_id: int, reason: str) -> None:
-    await conn.execute(
-        "UPDATE webhooks SET enabled = false, disabled_reason = $2 WHERE id = $1", webhook_id, reason
-    )
+    await conn.execute("UPDATE webhooks SET enabled = false, disabled_reason = $2 WHERE id = $1", webhook_id, reason)
 
 
 async def next_sequences(conn: asyncpg.Connection, webhook_id: int, count: int = 1) -> int:
@@ -196,9 +194,7 @@ async def get_event(conn: asyncpg.Connection, event_id: int, owner: int | None) 
 
 async def attempts_for(conn: asyncpg.Connection, event_ids: list[int]) -> list[asyncpg.Record]:
     return list(
-        await conn.fetch(
-            "SELECT * FROM webhook_attempts WHERE event_id = ANY($1::bigint[]) ORDER BY id", event_ids
-        )
+        await conn.fetch("SELECT * FROM webhook_attempts WHERE event_id = ANY($1::bigint[]) ORDER BY id", event_ids)
     )
 
 

@@ -1,0 +1,411 @@
+"""`hookql demo`: a self-contained tour on a throwaway embedded database.
+
+It loads the sample marketplace, starts a local receiver that verifies every signature the way
+an integrator would (the `standardwebhooks` library), starts the engine in-process, registers two
+webhooks through the GraphQL API, then plays shop — orders, payments, shipments, refunds, stock
+and price changes — printing each delivery as it arrives and a summary at the end. Ctrl-C ends
+it early, cleanly (the summary still prints)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from app import db
+from app.config import Settings
+from app.models import OPERATOR
+
+DRAIN_TIMEOUT_S = 15.0  # after the activity stops, how long to wait for the last deliveries
+ACTIONS_PER_S = 4.0
+
+ERP_QUERY = """query($id: ID!) { node(id: $id) { ... on Invoice {
+  id status total { formatted } lineItems { quantity } shipments { status trackingNumber } } } }"""
+# Selects the stock level only: a price change re-evaluates the variant, finds the same payload
+# and is SKIPPED — the receiver hears only about what it asked for.
+STOCK_QUERY = "query($id: ID!) { variant(id: $id) { id sku countOnHand } }"
+
+CREATE_WEBHOOK = """mutation($input: WebhookCreateInput!) {
+  webhookCreate(input: $input) { webhook { id name } secret errors { field message } }
+}"""
+
+
+@dataclasses.dataclass
+class DemoSummary:
+    seconds: float = 0.0
+    actions: int = 0
+    changes: int = 0
+    events: Counter[str] = dataclasses.field(default_factory=Counter)
+    received: int = 0
+    verified: int = 0
+    coalesced: int = 0
+
+    @property
+    def deliveries(self) -> int:
+        return self.events["delivered"]
+
+
+class Receiver:
+    """The integrator's side: an HTTP endpoint per webhook that checks the signature."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.secrets: dict[str, str] = {}  # path -> whsec_…
+        self.names: dict[str, str] = {}
+        self.received = 0
+        self.verified = 0
+        self._out = out
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{hook}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["hook"]
+        body = await request.read()
+        self.received += 1
+        secret = self.secrets.get(path)
+        try:
+            if secret is None:
+                raise WebhookVerificationError("unknown endpoint")
+            delivery = Webhook(secret).verify(body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            print(f"  ✗ {path}: signature REJECTED ({exc})", file=self._out, flush=True)
+            return web.Response(status=400, text="bad signature")
+        self.verified += 1
+        print(
+            f"  ← {self.names.get(path, path):<10} {describe(delivery)}  ✓ signature verified",
+            file=self._out,
+            flush=True,
+        )
+        return web.Response(status=204)
+
+
+def describe(delivery: dict[str, Any]) -> str:
+    """One line for a delivery body: event, sequence and the interesting fields of the payload."""
+    data = (delivery.get("payload") or {}).get("data") or {}
+    node = data.get("node") or data.get("variant") or {}
+    detail = ""
+    if "status" in node:
+        total = (node.get("total") or {}).get("formatted", "")
+        shipped = [s["status"] for s in node.get("shipments") or []]
+        detail = f"{node['status']:<17} {total:>10}  items {len(node.get('lineItems') or [])}"
+        detail += f"  shipments {','.join(shipped)}" if shipped else ""
+    elif "sku" in node:
+        detail = f"{node['sku']:<17} on hand {node['countOnHand']}"
+    elif not node:
+        detail = "(gone)"
+    return f"{delivery.get('event', '?'):<24} seq {delivery.get('sequence', '?'):<4} {detail}"
+
+
+# --- the shop ------------------------------------------------------------------------------------
+
+
+class Shop:
+    """Simulated marketplace activity in plain SQL, as any application writing these tables would."""
+
+    def __init__(self, conn: asyncpg.Connection, rng: random.Random) -> None:
+        self.conn = conn
+        self.rng = rng
+
+    async def _pick(self, sql: str) -> asyncpg.Record | None:
+        rows = await self.conn.fetch(sql + " ORDER BY random() LIMIT 1")
+        return rows[0] if rows else None
+
+    async def new_order(self) -> str:
+        variants = await self.conn.fetch(
+            "SELECT v.id, v.price, v.currency, p.seller_id"
+            " FROM variants v JOIN products p ON p.id = v.product_id"
+            " ORDER BY random() LIMIT 2"
+        )
+        if not variants:
+            return "no variants to sell"
+        async with self.conn.transaction():
+            order = await self.conn.fetchval(
+                "INSERT INTO orders (buyer_name, buyer_email) VALUES ($1, $2) RETURNING id",
+                self.rng.choice(["Ada", "Grace", "Linus", "Margaret", "Ken"]),
+                "buyer@example.com",
+            )
+            invoice = await self.conn.fetchval(
+                "INSERT INTO invoices (order_id, seller_id, currency) VALUES ($1, $2, $3) RETURNING id",
+                order,
+                variants[0]["seller_id"],
+                variants[0]["currency"],
+            )
+            for v in variants:
+                await self.conn.execute(
+                    "INSERT INTO invoice_line_items (invoice_id, variant_id, quantity, unit_price)"
+                    " VALUES ($1, $2, $3, $4)",
+                    invoice,
+                    v["id"],
+                    self.rng.randint(1, 3),
+                    v["price"],
+                )
+        return f"order #{order} → invoice #{invoice}"
+
+    async def pay(self) -> str:
+        row = await self._pick("SELECT id FROM invoices WHERE status = 'pending'")
+        if row is None:
+            return await self.new_order()
+        await self.conn.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", row["id"])
+        return f"invoice #{row['id']} paid"
+
+    async def ship(self) -> str:
+        row = await self._pick("SELECT id FROM invoices WHERE status = 'paid'")
+        if row is None:
+            return await self.pay()
+        # A burst: three writes to one invoice within milliseconds, coalesced into one delivery.
+        async with self.conn.transaction():
+            shipment = await self.conn.fetchval(
+                "INSERT INTO shipments (invoice_id, carrier, tracking_number, status, shipped_at)"
+                " VALUES ($1, 'DHL', $2, 'shipped', now()) RETURNING id",
+                row["id"],
+                f"JD{self.rng.randint(10**9, 10**10 - 1)}",
+            )
+            await self.conn.execute(
+                "INSERT INTO shipment_items (shipment_id, invoice_line_item_id, quantity)"
+                " SELECT $1, id, quantity FROM invoice_line_items WHERE invoice_id = $2",
+                shipment,
+                row["id"],
+            )
+        await self.conn.execute("UPDATE invoice_line_items SET status = 'shipped' WHERE invoice_id = $1", row["id"])
+        await self.conn.execute("UPDATE invoices SET status = 'shipped' WHERE id = $1", row["id"])
+        return f"invoice #{row['id']} shipped"
+
+    async def refund(self) -> str:
+        row = await self._pick(
+            "SELECT i.id AS invoice_id, li.id AS line_id, li.unit_price FROM invoices i"
+            " JOIN invoice_line_items li ON li.invoice_id = i.id WHERE i.status IN ('paid', 'shipped')"
+        )
+        if row is None:
+            return await self.pay()
+        async with self.conn.transaction():
+            request = await self.conn.fetchval(
+                "INSERT INTO refund_requests (invoice_id, reason) VALUES ($1, 'arrived damaged') RETURNING id",
+                row["invoice_id"],
+            )
+            await self.conn.execute(
+                "INSERT INTO refund_request_line_items"
+                " (refund_request_id, invoice_line_item_id, quantity, amount) VALUES ($1, $2, 1, $3)",
+                request,
+                row["line_id"],
+                row["unit_price"],
+            )
+        return f"refund requested on invoice #{row['invoice_id']}"
+
+    async def stock(self) -> str:
+        row = await self._pick("SELECT id, sku FROM variants WHERE NOT infinite_quantity")
+        if row is None:
+            return "no stock to change"
+        delta = self.rng.choice([-3, -1, -1, 2, 5])
+        await self.conn.execute(
+            "UPDATE variants SET count_on_hand = greatest(0, count_on_hand + $2) WHERE id = $1",
+            row["id"],
+            delta,
+        )
+        return f"stock of {row['sku']} {delta:+d}"
+
+    async def reprice(self) -> str:
+        row = await self._pick("SELECT id, sku FROM variants")
+        if row is None:
+            return "no variants to reprice"
+        await self.conn.execute("UPDATE variants SET price = price * 1.05 WHERE id = $1", row["id"])
+        return f"price of {row['sku']} +5% (the stock feed does not select prices: skipped)"
+
+    async def step(self) -> str:
+        action: Callable[[], Any] = self.rng.choices(
+            [self.new_order, self.pay, self.ship, self.refund, self.stock, self.reprice],
+            weights=[3, 3, 2, 1, 3, 1],
+        )[0]
+        return str(await action())
+
+
+# --- the tour ------------------------------------------------------------------------------------
+
+# Demo-only bookkeeping in the throwaway database: how many changes of each entity type the
+# triggers captured, so the summary can say how many the engine coalesced away.
+_COUNT_CHANGES_SQL = """
+CREATE TABLE demo_change_counts (entity_type text PRIMARY KEY, n bigint NOT NULL);
+CREATE FUNCTION demo_count_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO demo_change_counts AS c SELECT entity_type, count(*) FROM new_rows GROUP BY entity_type
+    ON CONFLICT (entity_type) DO UPDATE SET n = c.n + EXCLUDED.n;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER demo_count_changes AFTER INSERT ON changes REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION demo_count_changes();
+"""
+
+
+async def _register(schema: Any, context: Any, receiver: Receiver, name: str, type_: str, query: str) -> None:
+    path = name.lower().replace(" ", "-")
+    result = await schema.execute(
+        CREATE_WEBHOOK,
+        variable_values={"input": {"name": name, "url": f"{receiver.base_url}/{path}", "type": type_, "query": query}},
+        context_value=context,
+    )
+    if result.errors:
+        raise RuntimeError(f"webhookCreate failed: {result.errors}")
+    payload = result.data["webhookCreate"]
+    if payload["errors"]:
+        raise RuntimeError(f"webhookCreate refused: {payload['errors']}")
+    receiver.secrets[path] = payload["secret"]
+    receiver.names[path] = name
+
+
+async def _summary(conn: asyncpg.Connection, summary: DemoSummary) -> None:
+    summary.changes = await conn.fetchval("SELECT COALESCE(sum(n), 0) FROM demo_change_counts")
+    summary.events = Counter(
+        {
+            r["status"]: r["n"]
+            for r in await conn.fetch("SELECT status, count(*) AS n FROM webhook_events GROUP BY status")
+        }
+    )
+    # Each watched change would be one event without coalescing; the difference was folded away.
+    watched = await conn.fetchval(
+        "SELECT COALESCE(sum(c.n), 0) FROM demo_change_counts c"
+        " WHERE c.entity_type IN (SELECT entity_type FROM webhooks)"
+    )
+    summary.coalesced = max(0, watched - sum(summary.events.values()))
+
+
+async def _drained(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT NOT EXISTS (SELECT 1 FROM changes) AND NOT EXISTS (SELECT 1 FROM pending_entities)"
+            " AND NOT EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending')"
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def _embedded(settings: Settings) -> AsyncIterator[tuple[Settings, str]]:
+    with tempfile.TemporaryDirectory(prefix="hookql-demo-") as tmp:
+        # Quick engine settings so the tour moves: short debounce, fast retries, local receiver.
+        demo_settings = dataclasses.replace(
+            settings,
+            database_url=None,
+            data_dir=Path(tmp),
+            allow_private_targets=True,
+            debounce_ms=min(settings.debounce_ms, 300),
+            max_delay_ms=min(settings.max_delay_ms, 1500),
+            retry_base_ms=min(settings.retry_base_ms, 1000),
+            retry_max_ms=min(settings.retry_max_ms, 5000),
+        )
+        async with db.database_url(demo_settings) as url:
+            yield demo_settings, url
+
+
+async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None = None) -> DemoSummary:
+    """Run the tour for `seconds` of activity, print as it goes, and return the summary."""
+    from app.api.context import make_context
+    from app.api.schema import schema
+    from app.engine import Engine
+    from app.fixtures import load_fixtures
+    from app.transport import Transport
+
+    out = out or sys.stdout
+    summary = DemoSummary()
+    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say("hookql demo: starting a throwaway embedded PostgreSQL …")
+    async with _embedded(settings) as (demo_settings, url):
+        pool = await db.create_pool(url, min_size=2, max_size=10)
+        receiver = Receiver(out)
+        transport = Transport()
+        engine = None
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+                counts = await load_fixtures(conn)
+                await conn.execute(_COUNT_CHANGES_SQL)
+                await conn.execute("TRUNCATE changes, pending_entities")  # the fixtures are not news
+            say("loaded the sample marketplace: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+            await receiver.start()
+            await transport.start()
+            engine = Engine(
+                pool=pool,
+                database_url=url,
+                settings=demo_settings,
+                schema=schema,
+                make_context=make_context,
+                transport=transport,
+            )
+            await engine.start()
+            context = make_context(pool, OPERATOR, demo_settings, transport=transport)
+            await _register(schema, context, receiver, "ERP sync", "INVOICE", ERP_QUERY)
+            await _register(schema, context, receiver, "Stock feed", "VARIANT", STOCK_QUERY)
+            say(f"receiver on {receiver.base_url}; webhooks: ERP sync (invoices), Stock feed (variants)")
+            say(f"playing shop for {seconds} s (Ctrl-C ends early) …\n")
+            await _play(pool, summary, seconds, say)
+            say("\nactivity stopped; waiting for the last deliveries …")
+            async with pool.acquire() as conn:
+                # Polling: the deliveries happen in the engine; the table is where they show.
+                for _ in range(int(DRAIN_TIMEOUT_S / 0.2)):
+                    if await _drained(conn):
+                        break
+                    await asyncio.sleep(0.2)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            say("\ninterrupted; stopping …")
+        finally:
+            if engine is not None:
+                await engine.stop()
+            await transport.close()
+            await receiver.stop()
+            summary.received, summary.verified = receiver.received, receiver.verified
+            with contextlib.suppress(Exception):  # a summary is best effort once interrupted
+                async with pool.acquire() as conn:
+                    await _summary(conn, summary)
+            await pool.close()
+    _print_summary(summary, say)
+    return summary
+
+
+async def _play(pool: asyncpg.Pool, summary: DemoSummary, seconds: float, say: Callable[[str], None]) -> None:
+    rng = random.Random(7)
+    started = time.monotonic()
+    async with pool.acquire() as conn:
+        shop = Shop(conn, rng)
+        while (elapsed := time.monotonic() - started) < seconds:
+            what = await shop.step()
+            summary.actions += 1
+            pending = await conn.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+            say(f"[{elapsed:5.1f}/{seconds:.0f} s] {summary.actions:>3} actions · {pending} pending · {what}")
+            await asyncio.sleep(rng.expovariate(ACTIONS_PER_S))
+    summary.seconds = time.monotonic() - started
+
+
+def _print_summary(s: DemoSummary, say: Callable[[str], None]) -> None:
+    e = s.events
+    say("\n— summary —")
+    say(f"  {s.actions} shop actions in {s.seconds:.0f} s → {s.changes} entity changes captured")
+    say(f"  {s.coalesced} changes coalesced into bursts; {sum(e.values())} events evaluated")
+    say(
+        f"  {e['delivered']} delivered, {e['skipped']} skipped (identical payload),"
+        f" {e['superseded']} superseded, {e['failed']} failed, {e['pending']} still pending"
+    )
+    say(f"  receiver: {s.received} requests, {s.verified} with a verified signature")
+    say(f"  {json.dumps({'deliveries': s.deliveries, 'verified': s.verified})}")
