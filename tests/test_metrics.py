@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import aiohttp
 import asyncpg
-from tests.live_server import serving
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.routing import Route
 
 from app import db
 from app.metrics import render_metrics
+from tests.live_server import serving
 
 
 def metrics_app(pool: asyncpg.Pool) -> Starlette:

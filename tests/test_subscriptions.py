@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import websockets
-from tests.live_server import serving
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
@@ -20,6 +19,7 @@ from app import db
 from app.api.asgi import graphql_app
 from app.apikeys import create_key
 from app.config import Settings
+from tests.live_server import serving
 
 SUBSCRIPTION = """
 subscription($webhookId: ID) {
