@@ -1,0 +1,170 @@
+"""From a committed write to an event: capture, folding, debounce, evaluation, visibility."""
+
+import asyncio
+import json
+
+import asyncpg
+
+from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
+from tests.receivers import Receiver
+
+SHIPMENTS_QUERY = "query($id: ID!) { invoice(id: $id) { status shipments { carrier } } }"
+STATUS_QUERY = "query($id: ID!) { invoice(id: $id) { status } }"
+
+
+async def _changes(pool: asyncpg.Pool) -> list[tuple[str, int, str]]:
+    rows = await pool.fetch("SELECT entity_type, entity_id, action FROM changes ORDER BY id")
+    return [(r["entity_type"], r["entity_id"], r["action"]) for r in rows]
+
+
+async def test_owned_rows_are_changes_of_their_owner(fixture_pool: asyncpg.Pool) -> None:
+    p = fixture_pool
+    await p.execute(
+        "INSERT INTO invoice_line_items (invoice_id, variant_id, quantity, unit_price) VALUES (1, NULL, 1, 1)"
+    )
+    await p.execute("INSERT INTO shipments (invoice_id, carrier) VALUES (2, 'UPS')")
+    await p.execute("UPDATE shipment_items SET quantity = quantity WHERE id = 1")
+    await p.execute("INSERT INTO invoice_amendments (invoice_id, reason, amount) VALUES (3, 'fee', 1)")
+    shipment_invoice = await p.fetchval(
+        "SELECT s.invoice_id FROM shipment_items i JOIN shipments s ON s.id = i.shipment_id WHERE i.id = 1"
+    )
+    assert await _changes(p) == [
+        ("invoice", 1, "updated"),
+        ("invoice", 2, "updated"),
+        ("invoice", shipment_invoice, "updated"),
+        ("invoice", 3, "updated"),
+    ]
+    await p.execute("TRUNCATE changes")
+    rr = await p.fetchrow("SELECT id, invoice_id FROM refund_requests ORDER BY id LIMIT 1")
+    await p.execute("UPDATE refund_request_line_items SET status = status WHERE refund_request_id = $1", rr["id"])
+    assert set(await _changes(p)) == {("refund_request", rr["id"], "updated"), ("invoice", rr["invoice_id"], "updated")}
+    await p.execute("TRUNCATE changes")
+    variants = {r["id"] for r in await p.fetch("SELECT id FROM variants WHERE product_id = 1")}
+    await p.execute("UPDATE products SET title = 'Renamed' WHERE id = 1")
+    assert set(await _changes(p)) == {("variant", v, "updated") for v in variants}
+    await p.execute("TRUNCATE changes")
+    invoices = {r["id"] for r in await p.fetch("SELECT id FROM invoices WHERE order_id = 1")}
+    await p.execute("UPDATE orders SET status = 'paid' WHERE id = 1")
+    assert set(await _changes(p)) == {("invoice", i, "updated") for i in invoices}
+
+
+async def test_a_bulk_statement_is_one_change_per_owner_and_one_notification(fixture_database_url: str) -> None:
+    listener = await asyncpg.connect(fixture_database_url)
+    writer = await asyncpg.connect(fixture_database_url)
+    heard: list[str] = []
+    await listener.add_listener("hookql_changes", lambda *args: heard.append(args[2]))
+    try:
+        async with writer.transaction():
+            await writer.execute(
+                "INSERT INTO invoice_line_items (invoice_id, variant_id, quantity, unit_price) "
+                "SELECT 7, NULL, 1, 1 FROM generate_series(1, 10000)"
+            )
+            await writer.execute("UPDATE invoice_line_items SET quantity = 2 WHERE invoice_id = 7")
+        await asyncio.sleep(0.3)
+        changes = await writer.fetch("SELECT entity_type, entity_id, count(*) AS n FROM changes GROUP BY 1, 2")
+    finally:
+        await listener.close()
+        await writer.close()
+    assert [(r["entity_type"], r["entity_id"], r["n"]) for r in changes] == [("invoice", 7, 2)]  # one per statement
+    assert len(heard) == 1
+
+
+async def test_folding_created_updated_deleted(fixture_database_url: str) -> None:
+    receiver = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url, fast(debounce_ms=300, max_delay_ms=2000)) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url, query=STATUS_QUERY)
+            async with run.pool.acquire() as conn:
+                # created + updated → one `created`
+                new_id = await conn.fetchval("INSERT INTO invoices (order_id, seller_id) VALUES (1, 1) RETURNING id")
+                await conn.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", new_id)
+                # created + deleted → nothing at all
+                gone = await conn.fetchval("INSERT INTO invoices (order_id, seller_id) VALUES (1, 1) RETURNING id")
+                await conn.execute("DELETE FROM invoices WHERE id = $1", gone)
+                # updated + deleted → `deleted` with the missing-node payload
+                await conn.execute("UPDATE invoices SET status = 'paid' WHERE id = 9")
+                await conn.execute("DELETE FROM invoices WHERE id = 9")
+            await receiver.wait_for(2)
+            await asyncio.sleep(0.6)
+            rows = await events(run.pool, hook)
+    finally:
+        await receiver.stop()
+    by_entity = {r["entity_id"]: r for r in rows}
+    assert set(by_entity) == {new_id, 9}
+    assert by_entity[new_id]["event"] == "invoice.created"
+    assert by_entity[new_id]["payload"] == {"data": {"invoice": {"status": "PAID"}}}
+    assert by_entity[9]["event"] == "invoice.deleted"
+    assert by_entity[9]["payload"] == {"data": {"invoice": None}}
+    assert {json.loads(r.body)["event_name"] for r in receiver.received} == {"create", "delete"}
+
+
+async def test_a_steady_stream_is_delivered_within_max_delay(fixture_database_url: str) -> None:
+    receiver = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url, fast(debounce_ms=100, max_delay_ms=300)) as run:
+            await add_webhook(run.pool, receiver.url)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            first_at = None
+            while loop.time() - started < 1.5:
+                await run.pool.execute("UPDATE invoice_line_items SET quantity = quantity % 5 + 1 WHERE id = 1")
+                if receiver.received and first_at is None:
+                    first_at = loop.time() - started
+                await asyncio.sleep(0.02)
+    finally:
+        await receiver.stop()
+    assert first_at is not None and first_at < 1.0  # never quiet for 100 ms, yet delivered after ~300 ms
+    assert 2 <= len(receiver.received) <= 8
+
+
+async def test_a_shipment_reaches_only_subscribers_that_select_shipments(fixture_database_url: str) -> None:
+    with_shipments = await Receiver().start()
+    without = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            a, _ = await add_webhook(run.pool, with_shipments.url, query=SHIPMENTS_QUERY)
+            b, _ = await add_webhook(run.pool, without.url, query=STATUS_QUERY)
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 11")
+            await with_shipments.wait_for(1)
+            await without.wait_for(1)
+            await run.pool.execute("INSERT INTO shipments (invoice_id, carrier) VALUES (11, 'DHL')")
+            await with_shipments.wait_for(2)
+            await wait_until(
+                lambda: run.pool.fetchval("SELECT count(*) = 2 FROM webhook_events WHERE webhook_id = $1", b)
+            )
+            statuses_b = [r["status"] for r in await events(run.pool, b)]
+    finally:
+        await with_shipments.stop()
+        await without.stop()
+    assert statuses_b == ["delivered", "skipped"] and len(without.received) == 1
+    assert (
+        json.loads(with_shipments.received[-1].body)["payload"]["data"]["invoice"]["shipments"][-1]["carrier"] == "DHL"
+    )
+
+
+async def test_events_filter_visibility_and_sequence(fixture_database_url: str) -> None:
+    receiver = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            created_only, _ = await add_webhook(run.pool, receiver.url + "/created", events=["created"])
+            seller_1, _ = await add_webhook(run.pool, receiver.url + "/seller1", seller_id=1, query=STATUS_QUERY)
+            operator, _ = await add_webhook(run.pool, receiver.url + "/operator", query=STATUS_QUERY)
+            mine = await run.pool.fetch("SELECT id FROM invoices WHERE seller_id = 1 ORDER BY id LIMIT 2")
+            theirs = await run.pool.fetchval("SELECT id FROM invoices WHERE seller_id = 2 ORDER BY id LIMIT 1")
+            ids = [r["id"] for r in mine] + [theirs]
+            await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE id = ANY($1::bigint[])", ids)
+            await wait_until(
+                lambda: run.pool.fetchval("SELECT count(*) = 5 FROM webhook_events WHERE status = 'delivered'")
+            )
+            await asyncio.sleep(0.3)
+            created_events = await events(run.pool, created_only)
+            seller_events = await events(run.pool, seller_1)
+            operator_events = await events(run.pool, operator)
+    finally:
+        await receiver.stop()
+    assert created_events == []
+    assert sorted(e["entity_id"] for e in seller_events) == sorted(r["id"] for r in mine)
+    assert sorted(e["entity_id"] for e in operator_events) == sorted(ids)
+    assert sorted(e["sequence"] for e in operator_events) == [1, 2, 3]
+    paths = [r.path for r in receiver.received]
+    assert paths.count("/seller1") == 2 and paths.count("/operator") == 3 and "/created" not in paths
