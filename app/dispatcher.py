@@ -141,6 +141,9 @@ class Dispatcher:
                 except _DB_ERRORS as exc:  # keep the results; the leases hold the events meanwhile
                     log.warning("dispatcher: cannot record %d attempts (%s); retrying", len(batch), exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
+                except asyncpg.PostgresError:  # e.g. a serialization failure: the transaction can be retried
+                    log.exception("dispatcher: recording %d attempts failed; retrying", len(batch))
+                    await asyncio.sleep(ERROR_BACKOFF_S)
             self._slot_freed.set()
 
     async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]]) -> None:

@@ -5,6 +5,7 @@ supersede stale pending events, and enqueue the rest for the dispatcher."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -161,12 +162,13 @@ class Listener:
             ]
             webhooks = await store.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
         try:
-            payloads = await self._evaluate(due, webhooks)
+            await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
         except Exception:
-            async with self.pool.acquire() as conn:
-                await store.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            # Give the entities back now rather than when the lease expires; then let run() log it.
+            with contextlib.suppress(Exception):
+                async with self.pool.acquire() as conn:
+                    await store.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             raise
-        await self._enqueue(due, webhooks, payloads)
         return len(due)
 
     async def _evaluate(
@@ -228,6 +230,7 @@ class Listener:
             # fold to nothing (created+deleted) means there is nothing to say.
             done = {d.key for d in due if versions.get(d.key) == d.version}
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done}
+            await store.lock_webhooks(conn, sorted({k[0] for k in outputs}))
             hashes = {k: payload_hash(p) for k, p in outputs.items()}
             previous = (
                 await store.last_hashes(conn, [k[0] for k in outputs], [k[1] for k in outputs], [k[2] for k in outputs])

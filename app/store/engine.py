@@ -133,6 +133,14 @@ async def last_hashes(
     return {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["last_payload_hash"] for r in rows}
 
 
+async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> None:
+    """Lock webhook rows in id order. Every transaction that updates both webhooks and their
+    events (enqueueing, recording outcomes) takes these first, so they cannot deadlock."""
+    if webhook_ids:
+        await conn.execute(
+            "SELECT 1 FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", webhook_ids)
+
+
 async def reserve_sequences(conn: asyncpg.Connection, counts: dict[int, int]) -> dict[int, int]:
     """Reserve n sequence numbers per webhook; returns the first of each range."""
     if not counts:
@@ -268,6 +276,7 @@ async def record_outcomes(
     events:   (event_id, new_status, next_attempt_at)  — status applies only if still pending
     webhooks: (webhook_id, successes, rate_limited, failures, gone); a webhook whose attempts have
     only failed for `disable_after_s` is disabled."""
+    await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
     if attempts:
         cols = [list(c) for c in zip(*attempts, strict=True)]
         await conn.execute(
