@@ -87,9 +87,9 @@ async def test_410_disables_the_webhook_at_once(fixture_database_url: str) -> No
 
 
 async def test_429_halves_live_concurrency_and_successes_restore_it(fixture_database_url: str) -> None:
-    receiver = await Receiver(respond=lambda n: (429, {"Retry-After": "0"}, b"") if n <= 1 else (200, {}, b"")).start()
+    receiver = await Receiver(respond=lambda n: (429, {"Retry-After": "1"}, b"") if n <= 1 else (200, {}, b"")).start()
     try:
-        async with running_engine(fixture_database_url) as run:
+        async with running_engine(fixture_database_url, fast(retry_max_ms=1000)) as run:
             hook, _ = await add_webhook(run.pool, receiver.url, concurrency=8, live_concurrency=8)
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id = 3")
             await wait_until(lambda: run.pool.fetchval("SELECT live_concurrency = 4 FROM webhooks WHERE id = $1", hook))

@@ -122,7 +122,7 @@ async def test_a_shipment_reaches_only_subscribers_that_select_shipments(fixture
     without = await Receiver().start()
     try:
         async with running_engine(fixture_database_url) as run:
-            a, _ = await add_webhook(run.pool, with_shipments.url, query=SHIPMENTS_QUERY)
+            await add_webhook(run.pool, with_shipments.url, query=SHIPMENTS_QUERY)
             b, _ = await add_webhook(run.pool, without.url, query=STATUS_QUERY)
             await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 11")
             await with_shipments.wait_for(1)
