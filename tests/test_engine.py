@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 from standardwebhooks import Webhook
 
-from tests.engine_harness import add_webhook, bodies, events, running_engine, wait_until
+from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, wait_until
 from tests.receivers import Receiver
 
 
@@ -39,7 +39,7 @@ async def _delivered(pool: asyncpg.Pool, hook: int, n: int) -> bool:
 async def test_a_burst_is_one_delivery_with_the_final_state(fixture_database_url: str) -> None:
     receiver = await Receiver().start()
     try:
-        async with running_engine(fixture_database_url) as run:
+        async with running_engine(fixture_database_url, fast(debounce_ms=500, max_delay_ms=30_000)) as run:
             await add_webhook(run.pool, receiver.url)
             async with run.pool.acquire() as conn:
                 for i in range(500):
