@@ -10,11 +10,15 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from app import __version__, db
 from app.config import Settings, SettingsError, parse_duration_s
+
+if TYPE_CHECKING:
+    from app.engine import Engine
 
 log = logging.getLogger("hookql")
 
@@ -144,59 +148,32 @@ async def _serve(settings: Settings, *, http: bool) -> None:
 
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import Engine
+    from app.engine import running_engine
     from app.server import create_app
-    from app.transport import Transport
 
-    async with _pool(settings, max_size=20) as (url, pool):
-        transport = Transport()
-        await transport.start()
-        engine = Engine(
-            pool=pool,
-            database_url=url,
-            settings=settings,
-            schema=schema,
-            make_context=make_context,
-            transport=transport,
-        )
-        await engine.start()
-        try:
-            if http:
-                app = create_app(settings, pool, transport)
-                config = uvicorn.Config(
-                    app,
-                    host=settings.host,
-                    port=settings.port,
-                    lifespan="off",
-                    log_level=settings.log_level,
-                    access_log=False,
-                )
-                server = uvicorn.Server(config)
-                print(
-                    f"hookql {__version__}: GraphiQL at http://{settings.host}:{settings.port}/graphql "
-                    f"(database {db.redact(url)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await server.serve()  # returns after SIGINT/SIGTERM
-            else:
-                print(
-                    f"hookql {__version__}: worker running (database {db.redact(url)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await _until_signalled(engine)
-        finally:
-            await engine.stop()
-            await transport.close()
+    async with (
+        _pool(settings, max_size=20) as (url, pool),
+        running_engine(pool=pool, database_url=url, settings=settings, schema=schema,
+                       make_context=make_context) as engine,
+    ):
+        if http:
+            app = create_app(settings, pool, engine.transport)
+            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="off",
+                                    log_level=settings.log_level, access_log=False)
+            print(f"hookql {__version__}: GraphiQL at http://{settings.host}:{settings.port}/graphql "
+                  f"(database {db.redact(url)})", file=sys.stderr, flush=True)
+            await uvicorn.Server(config).serve()  # returns after SIGINT/SIGTERM
+        else:
+            print(f"hookql {__version__}: worker running (database {db.redact(url)})", file=sys.stderr, flush=True)
+            await _until_signalled(engine)
 
 
-async def _until_signalled(engine: object) -> None:
+async def _until_signalled(engine: Engine) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    wait_engine = asyncio.ensure_future(engine.wait())  # type: ignore[attr-defined]
+    wait_engine = asyncio.ensure_future(engine.wait())
     wait_stop = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({wait_engine, wait_stop}, return_when=asyncio.FIRST_COMPLETED)
     for task in (wait_engine, wait_stop):

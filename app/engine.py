@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -33,6 +34,7 @@ class Engine:
         make_context: Callable[..., Any],
         transport: Transport,
     ) -> None:
+        self.transport = transport
         self.wakeups = Wakeups(database_url)
         self.listener = Listener(pool, settings, schema, make_context, self.wakeups)
         self.dispatcher = Dispatcher(pool, settings, transport, self.wakeups)
@@ -66,3 +68,18 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+
+
+@asynccontextmanager
+async def running_engine(*, pool: asyncpg.Pool, database_url: str, settings: Settings, schema: Any,
+                         make_context: Callable[..., Any],
+                         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> AsyncIterator[Engine]:
+    """A started engine with its own transport, stopped (and the transport closed) on exit."""
+    async with Transport() as transport:
+        engine = Engine(pool=pool, database_url=database_url, settings=settings, schema=schema,
+                        make_context=make_context, transport=transport)
+        await engine.start()
+        try:
+            yield engine
+        finally:
+            await engine.stop(stop_timeout_s)

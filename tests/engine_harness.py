@@ -16,8 +16,8 @@ from app.api.context import make_context
 from app.api.schema import schema
 from app.config import Settings
 from app.engine import Engine
+from app.engine import running_engine as engine_running
 from app.signing import new_secret
-from app.transport import Transport
 
 FAST = Settings(debounce_ms=50, max_delay_ms=500, retry_base_ms=20, retry_max_ms=200, allow_private_targets=True)
 INVOICE_QUERY = (
@@ -35,22 +35,11 @@ class Running:
 @asynccontextmanager
 async def running_engine(database_url: str, settings: Settings = FAST) -> AsyncIterator[Running]:
     pool = await db.create_pool(database_url, min_size=2, max_size=10)
-    transport = Transport()
-    await transport.start()
-    engine = Engine(
-        pool=pool,
-        database_url=database_url,
-        settings=settings,
-        schema=schema,
-        make_context=make_context,
-        transport=transport,
-    )
-    await engine.start()
     try:
-        yield Running(pool, engine, settings)
+        async with engine_running(pool=pool, database_url=database_url, settings=settings, schema=schema,
+                                  make_context=make_context, stop_timeout_s=2.0) as engine:
+            yield Running(pool, engine, settings)
     finally:
-        await engine.stop(2.0)
-        await transport.close()
         await pool.close()
 
 
