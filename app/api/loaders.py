@@ -106,6 +106,7 @@ class Loaders:
             grouped: dict[int, list[asyncpg.Record]] = defaultdict(list)
             for row in await self._fetch(sql, *args):
                 grouped[row[fk]].append(row)
+            self._prime(table, [r for rows in grouped.values() for r in rows])
             return [grouped.get(p, []) for p in parent_ids]
 
         return load
@@ -115,4 +116,14 @@ class Loaders:
         return list(await self.pool.fetch(sql, *args))
 
     async def page(self, table: str, after_id: int, limit: int) -> list[asyncpg.Record]:
-        return list(await self._fetch(page_sql(table), after_id, self.visibility.seller_id, limit))
+        rows = await self._fetch(page_sql(table), after_id, self.visibility.seller_id, limit)
+        self._prime(table, rows)
+        return rows
+
+    def _prime(self, table: str, rows: list[asyncpg.Record]) -> None:
+        """Rows already fetched answer later by-id lookups (a line item's invoice, a shipment
+        item's line item) without another statement. Children of a visible parent are visible."""
+        loader = self.by_id.get(table)
+        if loader is not None:
+            for row in rows:
+                loader.prime(row["id"], row)
