@@ -69,7 +69,8 @@ async def test_statements_are_counted_at_the_connection_too(fixture_database_url
 
 async def test_totals_money_and_enums(fixture_pool: asyncpg.Pool) -> None:
     expected = await fixture_pool.fetchrow(
-        "SELECT i.id, i.currency, (SELECT sum(quantity * unit_price) FROM invoice_line_items WHERE invoice_id = i.id) s, "
+        "SELECT i.id, i.currency, "
+        "(SELECT sum(quantity * unit_price) FROM invoice_line_items WHERE invoice_id = i.id) s, "
         "(SELECT coalesce(sum(amount), 0) FROM invoice_amendments WHERE invoice_id = i.id) a "
         "FROM invoices i WHERE EXISTS (SELECT 1 FROM invoice_amendments WHERE invoice_id = i.id) ORDER BY id LIMIT 1"
     )
@@ -129,7 +130,8 @@ async def test_a_seller_sees_only_its_own_by_every_path(fixture_pool: asyncpg.Po
     own_invoice = await fixture_pool.fetchval("SELECT id FROM invoices WHERE seller_id = 1 ORDER BY id LIMIT 1")
     foreign = await fixture_pool.fetchrow(
         "SELECT i.id AS invoice, i.order_id, (SELECT v.id FROM variants v JOIN products p ON p.id = v.product_id "
-        "WHERE p.seller_id = 2 LIMIT 1) AS variant, (SELECT p.id FROM products p WHERE p.seller_id = 2 LIMIT 1) AS product "
+        "WHERE p.seller_id = 2 LIMIT 1) AS variant, "
+        "(SELECT p.id FROM products p WHERE p.seller_id = 2 LIMIT 1) AS product "
         "FROM invoices i WHERE i.seller_id = 2 ORDER BY i.id LIMIT 1"
     )
     foreign_refund = await fixture_pool.fetchval(
