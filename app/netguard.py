@@ -112,8 +112,10 @@ async def check_host(host: str, allow_private: bool) -> str | None:
         return f"{host} is {describe_forbidden(ip)}" if is_forbidden_ip(ip) else None
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"host {host} does not resolve ({exc.strerror or exc})"
+    except OSError:
+        # Not resolvable now is not a reason to refuse: DNS may lag a new receiver, and the same
+        # check runs on the address actually connected to at delivery time.
+        return None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if is_forbidden_ip(address):

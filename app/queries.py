@@ -68,7 +68,7 @@ def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery |
     op = operations[0]
     if op.operation is not OperationType.QUERY:
         return QueryError(f"the operation must be a query, not a {op.operation.value}")
-    for var in op.variable_definitions:
+    for var in op.variable_definitions or ():
         is_id = (
             var.variable.name.value == "id"
             and isinstance(var.type, NonNullTypeNode)
@@ -124,7 +124,7 @@ def _selects_entity(
         name = field.name.value
         if name == "__typename":
             continue
-        args = {a.name.value: a.value for a in field.arguments}
+        args = {a.name.value: a.value for a in field.arguments or ()}
         takes_id = isinstance(args.get("id"), VariableNode) and args["id"].name.value == "id"  # type: ignore[attr-defined]
         if name == "node" and takes_id:
             conditions = _type_conditions(field.selection_set, fragments) - {"Node"}
