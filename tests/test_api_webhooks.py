@@ -270,7 +270,8 @@ async def test_event_log_retry_and_cancel(fixture_pool: asyncpg.Pool) -> None:
     for n, status in enumerate(["failed", "pending"], start=1):
         await fixture_pool.execute(
             "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status, "
-            "payload, payload_hash, changed_at) VALUES ($1, $2, 'invoice', $3, 'invoice.updated', $3, $4, '{}', '\\x00', $5)",
+            "payload, payload_hash, changed_at) "
+            "VALUES ($1, $2, 'invoice', $3, 'invoice.updated', $3, $4, '{}', '\\x00', $5)",
             f"evt_{n}",
             hook,
             n,
