@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from app.apikeys import authenticate
 from app.config import Settings
 from app.models import EventStatus, Visibility
+from app.store import webhooks as store
 
 COOKIE = "hookql_dashboard_key"
 MAX_FORM_BYTES = 4096
@@ -350,51 +351,21 @@ def _int(raw: str) -> int:
 # when app/store/webhooks.py offers them, these should call the store so both share one definition.
 # Visibility was checked by the caller; each returns the notice shown on the page.
 
-_SET_ENABLED_SQL = """
-UPDATE webhooks
-SET enabled = $2,
-    disabled_reason = CASE WHEN $2 THEN NULL ELSE 'disabled from the dashboard' END,
-    failing_since = CASE WHEN $2 THEN NULL ELSE failing_since END,
-    live_concurrency = CASE WHEN $2 THEN concurrency ELSE live_concurrency END
-WHERE id = $1
-"""
-
-# A retry must never deliver a state older than one already delivered or about to be: refused
-# when a newer event of the same (webhook, entity) is delivered or pending.
-_RETRY_SQL = """
-UPDATE webhook_events e
-SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL, leased_until = NULL
-WHERE e.id = $1 AND e.status IN ('failed', 'cancelled')
-  AND NOT EXISTS (SELECT 1 FROM webhook_events n
-                  WHERE n.webhook_id = e.webhook_id AND n.entity_type IS NOT DISTINCT FROM e.entity_type
-                    AND n.entity_id IS NOT DISTINCT FROM e.entity_id AND n.id <> e.id
-                    AND (n.status = 'pending' OR (n.status = 'delivered' AND n.sequence > e.sequence)))
-RETURNING e.id
-"""
-
-_CANCEL_SQL = """
-UPDATE webhook_events SET status = 'cancelled', finished_at = now(), leased_until = NULL
-WHERE id = $1 AND status = 'pending'
-RETURNING id
-"""
-
-
 async def _set_enabled(conn: asyncpg.Connection, webhook_id: int, *, enabled: bool, visibility: Visibility) -> str:
-    await conn.execute(_SET_ENABLED_SQL, webhook_id, enabled)
-    return "Webhook enabled." if enabled else "Webhook disabled: nothing is sent until it is enabled again."
+    if enabled:
+        await store.update_webhook(conn, webhook_id, {"enabled": True})
+        return "Webhook enabled."
+    await store.disable_webhook(conn, webhook_id, "disabled from the dashboard")
+    return "Webhook disabled: nothing is sent until it is enabled again."
 
 
 async def _retry_event(conn: asyncpg.Connection, event_id: int, *, visibility: Visibility) -> str:
-    try:
-        retried = await conn.fetchval(_RETRY_SQL, event_id)
-    except asyncpg.UniqueViolationError:  # a pending event appeared for the entity meanwhile
-        retried = None
-    if retried is None:
-        return "Not retried: only failed or cancelled events without a newer pending or delivered one can be."
-    return "Event queued for another delivery."
+    async with conn.transaction():
+        problem = await store.retry_event(conn, event_id)
+    return f"Not retried: {problem}." if problem else "Event queued for another delivery."
 
 
 async def _cancel_event(conn: asyncpg.Connection, event_id: int, *, visibility: Visibility) -> str:
-    if await conn.fetchval(_CANCEL_SQL, event_id) is None:
-        return "Not cancelled: only pending events can be."
-    return "Event cancelled."
+    async with conn.transaction():
+        problem = await store.cancel_event(conn, event_id)
+    return f"Not cancelled: {problem}." if problem else "Event cancelled."

@@ -68,8 +68,10 @@ async def update_webhook(conn: asyncpg.Connection, webhook_id: int, values: dict
     sets = [f"{c} = ${i + 2}" for i, c in enumerate(cols)]
     if "concurrency" in values:  # a new ceiling resets the live (429-reduced) level
         sets.append(f"live_concurrency = ${cols.index('concurrency') + 2}")
-    if values.get("enabled") is True:
+    if values.get("enabled") is True:  # a fresh start: no old failures, full concurrency
         sets += ["disabled_reason = NULL", "failing_since = NULL"]
+        if "concurrency" not in values:
+            sets.append("live_concurrency = concurrency")
     row = await conn.fetchrow(
         f"UPDATE webhooks SET {', '.join(sets) or 'updated_at = now()'} WHERE id = $1 RETURNING *",
         webhook_id,
