@@ -30,6 +30,11 @@ MAX_IN_FLIGHT = 256  # attempts this process has claimed and not yet recorded
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
 LEASE_MARGIN_S = 30.0  # a lease outlives the webhook's timeout by this much
 RECORD_BATCH = 500  # attempt results recorded per transaction
+# Claims woken together share one query: small against the latency budget.
+CLAIM_LINGER_S = 0.005
+# Results arriving within this window share one transaction. Recording happens after the
+# receiver has its request, so this delays only the release of leases, not deliveries.
+RECORD_LINGER_S = 0.05
 POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
@@ -83,6 +88,7 @@ class Dispatcher:
         self._results: asyncio.Queue[tuple[asyncpg.Record, SendResult]] = asyncio.Queue()
         self._sending: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
+        self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -90,12 +96,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            free = MAX_IN_FLIGHT - len(self._unrecorded)
+            free = MAX_IN_FLIGHT - len(self._unrecorded) + len(self._finished)
             claimed: list[asyncpg.Record] = []
             if free > 0:
                 try:
                     async with self.pool.acquire() as conn:
-                        claimed = await store.claim_events(conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT)
+                        claimed = await store.claim_events(conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT,
+                                                           list(self._finished))
                 except _DB_ERRORS as exc:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
@@ -109,9 +116,12 @@ class Dispatcher:
             if claimed and len(claimed) == free:
                 continue
             await wait_any([self.wakeups.events, self._slot_freed, self._stopping], await self._sleep_s())
+            await asyncio.sleep(CLAIM_LINGER_S)
 
     async def _send(self, row: asyncpg.Record, now: datetime) -> None:
         result = await self.transport.send(outgoing_for(row, self.settings, now))
+        self._finished.add(row["id"])
+        self._slot_freed.set()
         await self._results.put((row, result))
 
     async def _sleep_s(self) -> float:
@@ -132,6 +142,7 @@ class Dispatcher:
     async def record_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
+            await asyncio.sleep(RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
             while True:
@@ -208,6 +219,7 @@ class Dispatcher:
             await store.record_outcomes(conn, attempts, events, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
         for row, _ in batch:
             self._unrecorded.pop(row["id"], None)
+            self._finished.discard(row["id"])
 
     # -- housekeeping and shutdown -------------------------------------------------------------
 

@@ -27,7 +27,10 @@ from app.wakeups import Wakeups, wait_any
 log = logging.getLogger(__name__)
 
 INGEST_BATCH = 5000  # changes folded per transaction
-EVALUATE_BATCH = 500  # entities evaluated together (DataLoaders batch across them)
+EVALUATE_BATCH = 500  # at most this many entities evaluated together (DataLoaders batch across them)
+# ...and at most about this many query executions per batch: with many webhooks per entity a
+# batch is cut smaller, so deliveries start flowing instead of waiting for one huge batch.
+EXECUTIONS_PER_BATCH = 1000
 CLAIM_LEASE_S = 60.0  # an entity claimed by a crashed process is retried after this
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
 ERROR_BACKOFF_S = 1.0
@@ -61,6 +64,8 @@ class Listener:
         self.make_context = make_context
         self.wakeups = wakeups
         self._stopping = asyncio.Event()
+        self._batch_size = EVALUATE_BATCH  # adapted to the executions per entity last seen
+        self._last_claim_size = EVALUATE_BATCH
 
     def stop(self) -> None:
         self._stopping.set()
@@ -83,7 +88,7 @@ class Listener:
                 log.exception("listener: batch failed; retrying")
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
-            if ingested == INGEST_BATCH or evaluated == EVALUATE_BATCH:
+            if ingested == INGEST_BATCH or (evaluated and evaluated == self._last_claim_size):
                 continue  # more is waiting
             await wait_any([self.wakeups.changes, self._stopping], await self._sleep_s())
 
@@ -146,7 +151,8 @@ class Listener:
 
     async def evaluate_once(self) -> int:
         async with self.pool.acquire() as conn:
-            claimed = await store.claim_due_entities(conn, EVALUATE_BATCH, CLAIM_LEASE_S)
+            self._last_claim_size = self._batch_size
+            claimed = await store.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
             if not claimed:
                 return 0
             due = [
@@ -177,7 +183,7 @@ class Listener:
         """Payload per (webhook id, entity type, entity id). One execution per distinct
         (query, visibility) and entity; one context (one set of DataLoaders) per visibility."""
         groups: dict[tuple[CompiledQuery, int | None], list[Due]] = defaultdict(list)
-        members: dict[tuple[CompiledQuery, int | None], list[int]] = defaultdict(list)
+        members: dict[tuple[CompiledQuery, int | None], list[asyncpg.Record]] = defaultdict(list)
         for hook in webhooks:
             entity_type = EntityType(hook["entity_type"])
             compiled = compile_query(self.schema, hook["query"], entity_type)
@@ -193,7 +199,7 @@ class Listener:
             ]
             if wanted:
                 group = (compiled, hook["seller_id"])
-                members[group].append(hook["id"])
+                members[group].append(hook)
                 known = {d.key for d in groups[group]}
                 groups[group].extend(d for d in wanted if d.key not in known)
         contexts: dict[int | None, Any] = {}
@@ -207,12 +213,13 @@ class Listener:
                 for (compiled, seller), entities in group_list
             )
         )
+        executions = sum(len(entities) for entities in groups.values())
+        per_entity = max(1.0, executions / len(due))
+        self._batch_size = max(1, min(EVALUATE_BATCH, int(EXECUTIONS_PER_BATCH / per_entity)))
         out: dict[tuple[int, str, int], dict[str, Any]] = {}
         for ((compiled, seller), entities), payloads in zip(group_list, results, strict=True):
             by_entity = dict(zip((d.key for d in entities), payloads, strict=True))
-            for hook in webhooks:
-                if hook["id"] not in members[(compiled, seller)]:
-                    continue
+            for hook in members[(compiled, seller)]:
                 for d in entities:
                     if d.action.value in hook["events"] and Visibility(hook["seller_id"]).may_see(d.seller_id):
                         out[(hook["id"], *d.key)] = by_entity[d.key]
@@ -238,7 +245,8 @@ class Listener:
                 else {}
             )
             pending = [k for k in outputs if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
-            skipped = [k for k in outputs if k not in set(pending)]
+            pending_set = set(pending)
+            skipped = {k for k in outputs if k not in pending_set}
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
                 counts[k[0]] += 1

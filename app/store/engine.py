@@ -218,8 +218,10 @@ async def notify(conn: asyncpg.Connection, channel: str) -> None:
 
 CLAIM_EVENTS_SQL = """
 WITH leased AS (
+    -- attempts in flight; $4: this process's attempts that have finished but are not yet
+    -- recorded, which no longer occupy a slot
     SELECT webhook_id, entity_type, entity_id FROM webhook_events
-    WHERE leased_until IS NOT NULL AND leased_until > now()
+    WHERE leased_until IS NOT NULL AND leased_until > now() AND id <> ALL($4::bigint[])
 ), busy AS (
     SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
 ), due AS (
@@ -249,11 +251,13 @@ RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, 
 
 
 async def claim_events(
-    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int
+    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int, finished: list[int]
 ) -> list[asyncpg.Record]:
+    """Lease up to `limit` due events. The lock is taken in its own statement first, so the claim
+    runs on a snapshot that sees every lease committed before it (one statement would not)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
-        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit))
+        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit, finished))
 
 
 async def next_event_due(conn: asyncpg.Connection) -> datetime | None:
