@@ -1,0 +1,45 @@
+"""`python -m bench [--quick] [--out PATH] [--database-url URL]`: run the benchmark, print the
+table, write the JSON. Exit status 0 when every figure was measured, 1 when some could not be
+(the table says why); a missed goal does not change it — numbers on a shared machine are noisy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bench.database import embedded_server
+from bench.plan import Plan
+from bench.run import run_bench
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short windows, smaller backlog (< 1 min)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server to use instead of a throwaway embedded one; the bench creates "
+        "its own databases on it and drops them afterwards",
+    )
+    args = parser.parse_args(argv)
+    plan = Plan.quick_plan() if args.quick else Plan.full()
+    if args.database_url:
+        report = asyncio.run(run_bench(plan, args.database_url))
+    else:
+        with embedded_server() as url:
+            report = asyncio.run(run_bench(plan, url))
+    report.write_json(args.out)
+    print(report.table())
+    print(
+        f"\n{report.mode} run in {report.duration_s:.0f} s on {report.machine.get('cpus')} CPUs "
+        f"({report.machine.get('cpu')}); JSON: {args.out}"
+    )
+    return 0 if all(f.value is not None for f in report.figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""What every scenario shares: the plan, the databases, the receiver, the log directory and what
+earlier scenarios measured (L1, the peak rate)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app import db
+from bench import dataset
+from bench.database import BenchDatabases
+from bench.plan import Plan
+from bench.processes import EngineProcess, EngineSettings, engines
+from bench.producer import Producer, ProducerRun, Target, load_targets
+from bench.receiver import ReceiverProcess
+
+SAMPLE_EVERY_S = 0.25  # receiver polling while a window runs: cheap, and fine enough for rates
+PRODUCER_BOUND_SHARE = 0.9  # delivering this share of what was offered: the engine was not the limit
+TICK_S = 0.1  # window edges are this precise
+TIMELINE_EVERY_S = 1.0
+FIRST_DELIVERY_MAX_S = 30.0  # an engine that delivers nothing for this long is broken, not slow
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    dbs: BenchDatabases
+    receiver: ReceiverProcess
+    log_dir: Path
+    sellers: list[int] = field(default_factory=list)  # seller ids of the bench marketplace
+    details: dict[str, Any] = field(default_factory=dict)
+    l1_posts_per_s: float | None = None
+    peak_deliveries_per_s: float | None = None  # one serve process, full load
+    # the throughput run's one-serve measurement, reused as the scaling run with as many webhooks
+    serve_run: dict[str, Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def scenario_db(
+        self,
+        label: str,
+        specs: Sequence[dataset.WebhookSpec] = (),
+        url_for: Callable[[str], str] | None = None,
+    ) -> AsyncIterator[tuple[str, list[Target]]]:
+        """A fresh database with these webhooks (URLs on the receiver unless `url_for` says
+        otherwise) and the producer's targets."""
+        async with self.dbs.fresh(label) as url:
+            conn = await db.connect(url)
+            try:
+                await dataset.create_webhooks(conn, specs, url_for or self.receiver.hook_url)
+                targets = await load_targets(conn, self.plan.targets_per_type)
+            finally:
+                await conn.close()
+            yield url, targets
+
+    def engines(
+        self, commands: list[str], url: str, settings: EngineSettings, label: str
+    ) -> contextlib.AbstractAsyncContextManager[list[EngineProcess]]:
+        return engines(commands, url, settings, self.log_dir, label)
+
+
+def expected_fanout(targets: Sequence[Target], specs: Sequence[dataset.WebhookSpec]) -> float:
+    """Deliveries one producer commit causes, on average: the webhooks of the changed entity's type
+    that its owner's visibility admits (the operator's, and the entity's own seller's)."""
+    if not targets:
+        return 0.0
+    total = 0
+    for t in targets:
+        total += sum(1 for s in specs if s.entity_type == t.entity_type and s.seller_id in (None, t.seller_id))
+    return total / len(targets)
+
+
+@dataclass
+class Window:
+    """Deliveries counted by the receiver while the producer ran."""
+
+    producer: ProducerRun
+    deliveries_per_s: float
+    counted_s: float
+    counted_from: float  # monotonic time the window opened
+    timeline: list[tuple[float, int]]
+    deliveries_total: int
+    mean_body_bytes: float
+
+
+async def produce_and_count(
+    bench: Bench, url: str, targets: list[Target], *, window_s: float, rate_per_s: float | None = None
+) -> Window:
+    """Run the producer until a counting window of `window_s` has passed; the sustained delivery
+    rate is the receiver's count over that window. The window opens `warmup_s` after the first
+    delivery: start-up, the first debounce and the first (largest) batches are not steady state.
+    The producer keeps committing throughout, so the engine never runs out of work."""
+    await bench.receiver.reset()
+    producer = Producer(url, targets)
+    stop = asyncio.Event()
+    marks: list[tuple[float, int]] = []
+
+    timeline: list[tuple[float, int]] = []  # (s since start, deliveries): shows a bursty engine
+
+    async def sample() -> None:
+        started = time.monotonic()
+        first_at: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                count = await bench.receiver.count()
+                if not timeline or now - started >= timeline[-1][0] + TIMELINE_EVERY_S:
+                    timeline.append((round(now - started, 2), count))
+                if first_at is None and count > 0:
+                    first_at = now
+                elif first_at is None and now - started > FIRST_DELIVERY_MAX_S:
+                    raise RuntimeError(f"no delivery within {FIRST_DELIVERY_MAX_S:.0f} s of the first commit")
+                if first_at is not None and not marks and now >= first_at + bench.plan.warmup_s:
+                    marks.append((now, count))
+                elif marks and now >= marks[0][0] + window_s:
+                    marks.append((now, count))
+                    timeline.append((round(now - started, 2), count))
+                    return
+                await asyncio.sleep(TICK_S)
+        finally:
+            stop.set()
+
+    longest_s = FIRST_DELIVERY_MAX_S + bench.plan.warmup_s + window_s + 1
+    run, _ = await asyncio.gather(producer.run(duration_s=longest_s, rate_per_s=rate_per_s, stop=stop), sample())
+    (t0, c0), (t1, c1) = marks
+    stats = await bench.receiver.stats()
+    return Window(
+        producer=run,
+        deliveries_per_s=(c1 - c0) / (t1 - t0),
+        counted_s=t1 - t0,
+        counted_from=t0,
+        timeline=timeline,
+        deliveries_total=c1,
+        mean_body_bytes=stats["body_bytes"] / stats["count"] if stats["count"] else 0.0,
+    )
+
+
+async def sustained(
+    bench: Bench, commands: list[str], specs: Sequence[dataset.WebhookSpec], label: str, window_s: float
+) -> dict[str, Any]:
+    """Sustained deliveries/s of these engine processes on a fresh database with these webhooks,
+    the producer at full speed; with what was offered, so a producer-bound run shows as such."""
+    settings = EngineSettings(debounce_ms=bench.plan.debounce_ms)
+    async with (
+        bench.scenario_db(label, specs) as (url, targets),
+        bench.engines(commands, url, settings, label),
+    ):
+        window = await produce_and_count(bench, url, targets, window_s=window_s)
+    fanout = expected_fanout(targets, specs)
+    demand = window.producer.commits_per_s * fanout
+    return {
+        "deliveries_per_s": round(window.deliveries_per_s, 1),
+        "counted_s": round(window.counted_s, 2),
+        "producer_commits_per_s": round(window.producer.commits_per_s, 1),
+        "deliveries_per_commit": round(fanout, 2),
+        "offered_deliveries_per_s": round(demand, 1),
+        # the engine kept up with everything offered: the figure is a lower bound of its capacity
+        "producer_bound": window.deliveries_per_s >= PRODUCER_BOUND_SHARE * demand,
+        "mean_body_bytes": round(window.mean_body_bytes),
+        "settings": vars(settings),
+        "timeline_s_deliveries": window.timeline,
+    }
+
+
+def describe(run: dict[str, Any]) -> str:
+    bound = " (producer-bound: the engine kept up)" if run["producer_bound"] else ""
+    return (
+        f"{run['producer_commits_per_s']:,.0f} commits/s × {run['deliveries_per_commit']:.1f} webhooks each = "
+        f"{run['offered_deliveries_per_s']:,.0f}/s offered{bound}"
+    )
+
+
+async def wait_quiet(bench: Bench, *, quiet_s: float, max_s: float) -> int:
+    """Wait until the receiver's count has not moved for `quiet_s` (or `max_s` passed)."""
+    deadline = time.monotonic() + max_s
+    last = await bench.receiver.count()
+    last_change = time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(SAMPLE_EVERY_S)
+        now_count = await bench.receiver.count()
+        if now_count != last:
+            last, last_change = now_count, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            break
+    return last

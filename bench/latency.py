@@ -1,0 +1,85 @@
+"""Latency: at half the peak delivery rate one `serve` sustained, commit→receipt per delivery
+(producer's clock after COMMIT, receiver's clock on arrival, matched by the marker the body
+carries), reported beyond the configured DEBOUNCE_MS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import dataset
+from bench.context import Bench, expected_fanout, produce_and_count, wait_quiet
+from bench.processes import EngineSettings
+from bench.report import Figure
+from bench.stats import percentile
+
+GOAL_P99_BEYOND_DEBOUNCE_MS = 50.0  # issue #5
+LOAD_FRACTION = 0.5  # of the peak deliveries/s measured by the throughput scenario
+
+
+def declare(bench: Bench) -> list[Figure]:
+    return [
+        Figure("latency.p50_ms", "commit→receipt p50 − debounce", "ms", "info", goal="(p99 carries the goal)"),
+        Figure("latency.p95_ms", "commit→receipt p95 − debounce", "ms", "info", goal="(p99 carries the goal)"),
+        Figure(
+            "latency.p99_ms",
+            "commit→receipt p99 − debounce",
+            "ms",
+            "<=",
+            threshold=GOAL_P99_BEYOND_DEBOUNCE_MS,
+            goal=f"≤ {GOAL_P99_BEYOND_DEBOUNCE_MS:.0f} ms at half load",
+        ),
+    ]
+
+
+async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
+    plan = bench.plan
+    if not bench.peak_deliveries_per_s:
+        raise RuntimeError("no peak rate: the throughput scenario did not measure one")
+    settings = EngineSettings(debounce_ms=plan.debounce_ms)
+    specs = dataset.plan_webhooks(plan.webhooks, bench.sellers)
+    async with (
+        bench.scenario_db("latency", specs) as (url, targets),
+        bench.engines(["serve"], url, settings, "latency"),
+    ):
+        fanout = expected_fanout(targets, specs)
+        target_deliveries_per_s = LOAD_FRACTION * bench.peak_deliveries_per_s
+        commits_per_s = target_deliveries_per_s / fanout
+        window = await produce_and_count(bench, url, targets, window_s=plan.latency_s, rate_per_s=commits_per_s)
+        await wait_quiet(bench, quiet_s=1.0, max_s=plan.drain_s + plan.debounce_ms / 1000)
+        receipts = (await bench.receiver.receipts())["receipts"]
+    run = window.producer
+    counted_from = window.counted_from
+    names = {s.name: s.entity_type for s in specs}
+    samples_ms: list[float] = []
+    seen: set[tuple[int, str]] = set()
+    for marker, name, received_at in receipts:
+        committed_at = run.commits.get(marker)
+        # Only the first receipt of a marker per webhook, of the type the marker was written to:
+        # a later delivery re-carrying an old marker (e.g. an invoice re-evaluated because its
+        # refund request changed) is not this commit's latency.
+        if committed_at is None or committed_at < counted_from or (marker, name) in seen:
+            continue
+        if names.get(name) != run.targets[marker].entity_type:
+            continue
+        seen.add((marker, name))
+        samples_ms.append((received_at - committed_at) * 1000 - plan.debounce_ms)
+    if not samples_ms:
+        raise RuntimeError("no delivery carried a marker committed in the window")
+    details: dict[str, Any] = {
+        "debounce_ms": plan.debounce_ms,
+        "offered_commits_per_s": round(commits_per_s, 1),
+        "achieved_commits_per_s": round(run.commits_per_s, 1),
+        "target_deliveries_per_s": round(target_deliveries_per_s, 1),
+        "measured_deliveries_per_s": round(window.deliveries_per_s, 1),
+        "samples": len(samples_ms),
+        "min_ms": round(min(samples_ms), 1),
+        "max_ms": round(max(samples_ms), 1),
+    }
+    bench.details["latency"] = details
+    for pct in (50, 95, 99):
+        fig = figures[f"latency.p{pct}_ms"]
+        fig.value = round(percentile(samples_ms, pct), 1)
+        fig.note = (
+            f"{len(samples_ms):,} deliveries at {window.deliveries_per_s:,.0f}/s "
+            f"(half of {bench.peak_deliveries_per_s:,.0f}); debounce {plan.debounce_ms} ms subtracted"
+        )

@@ -1,0 +1,198 @@
+"""The benchmark receiver: a separate aiohttp process that answers 200 to every POST/PUT under
+/hook/<name>, counts requests per name and records, for every body carrying a producer marker
+(`bench-<n>`), when it arrived.
+
+It is one process for the whole run, so that L1 (raw POST/s) and the engine runs hit exactly the
+same receiver. Run: `python -m bench.receiver` — it prints `PORT <n>` once it listens.
+
+Receipt times are `time.monotonic()`: CLOCK_MONOTONIC on Linux is one clock for every process on
+the machine, so the producer's commit times (taken in another process) compare with them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+HOST = "127.0.0.1"
+MARKER_RE = re.compile(rb"bench-(\d+)")
+# A bound on what the receiver remembers per run (one entry ≈ 100 bytes): far above any
+# scenario's delivery count, small enough that a runaway engine cannot exhaust memory.
+MAX_RECEIPTS = 1_000_000
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+CONTROL_TIMEOUT_S = 30.0  # /receipts of a long run is a few MB of JSON
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    body_bytes: int = 0  # sum over all requests: the mean shows what size the engine really sends
+    by_name: dict[str, int] = field(default_factory=dict)
+    # (marker, hook name, receipt time); all markers in a body (a payload may carry several)
+    receipts: list[tuple[int, str, float]] = field(default_factory=list)
+    last_marker_by_name: dict[str, int] = field(default_factory=dict)
+    dropped_receipts: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+
+def build_app() -> web.Application:
+    tally = Tally()
+
+    async def hook(request: web.Request) -> web.Response:
+        now = time.monotonic()
+        body = await request.read()
+        name = request.match_info["name"]
+        tally.count += 1
+        tally.body_bytes += len(body)
+        tally.by_name[name] = tally.by_name.get(name, 0) + 1
+        if tally.first_at is None:
+            tally.first_at = now
+        tally.last_at = now
+        # One marker per delivery: the highest in the body is the newest state it carries.
+        markers = [int(m) for m in MARKER_RE.findall(body)]
+        if markers:
+            marker = max(markers)
+            tally.last_marker_by_name[name] = marker
+            if len(tally.receipts) < MAX_RECEIPTS:
+                tally.receipts.append((marker, name, now))
+            else:
+                tally.dropped_receipts += 1
+        return web.Response(text="ok")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "count": tally.count,
+                "body_bytes": tally.body_bytes,
+                "by_name": tally.by_name,
+                "first_at": tally.first_at,
+                "last_at": tally.last_at,
+                "dropped_receipts": tally.dropped_receipts,
+            }
+        )
+
+    async def receipts(request: web.Request) -> web.Response:
+        return web.json_response({"receipts": tally.receipts, "last_marker_by_name": tally.last_marker_by_name})
+
+    async def reset(request: web.Request) -> web.Response:
+        nonlocal tally
+        tally = Tally()
+        return web.json_response({"ok": True})
+
+    app = web.Application(client_max_size=16 * 2**20)
+    app.router.add_route("POST", "/hook/{name}", hook)
+    app.router.add_route("PUT", "/hook/{name}", hook)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/receipts", receipts)
+    app.router.add_post("/reset", reset)
+    return app
+
+
+async def serve(port: int) -> None:
+    # Bind first, so the port printed is the one listening even when 0 asked for any port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    runner = web.AppRunner(build_app(), access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock, backlog=1024)
+    await site.start()
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    try:
+        await asyncio.Event().wait()  # until the parent terminates us
+    finally:
+        await runner.cleanup()
+
+
+class ReceiverProcess:
+    """The parent's handle on the receiver process: start/stop, URLs, counters and receipts."""
+
+    def __init__(self) -> None:
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.receiver",
+            "--port",
+            "0",
+            stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+        )
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT_S)
+        if not line.startswith(b"PORT "):
+            raise RuntimeError(f"the benchmark receiver did not start (said {line!r})")
+        self.base_url = f"http://{HOST}:{int(line.split()[1])}"
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CONTROL_TIMEOUT_S))
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def hook_url(self, name: str) -> str:
+        return f"{self.base_url}/hook/{name}"
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._get("/stats")
+
+    async def receipts(self) -> dict[str, Any]:
+        return await self._get("/receipts")
+
+    async def count(self) -> int:
+        return int((await self.stats())["count"])
+
+    async def reset(self) -> None:
+        assert self._session is not None
+        async with self._session.post(self.base_url + "/reset") as resp:
+            resp.raise_for_status()
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        assert self._session is not None
+        async with self._session.get(self.base_url + path) as resp:
+            resp.raise_for_status()
+            data: dict[str, Any] = await resp.json()
+            return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the hookql benchmark receiver")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()
