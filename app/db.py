@@ -71,7 +71,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied_now
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """hookql's codecs on a connection; `create_pool` and `connect` install them."""
     # jsonb and json columns come back as Python values and take Python values.
     for typename in ("jsonb", "json"):
         await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text")
@@ -83,7 +84,7 @@ def _dumps(value: Any) -> str:
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init_connection)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to the database at {redact(url)}: {exc}") from exc
     assert pool is not None
@@ -93,7 +94,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
 async def connect(url: str) -> asyncpg.Connection:
     """One connection with hookql's codecs (LISTEN and one-off commands)."""
     conn = await asyncpg.connect(url)
-    await _init_connection(conn)
+    await init_connection(conn)
     return conn
 
 

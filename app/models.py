@@ -20,11 +20,6 @@ class EntityType(enum.Enum):
         """The GraphQL object type name (`Invoice`), also the global-ID prefix."""
         return _GRAPHQL_NAMES[self]
 
-    @property
-    def event_prefix(self) -> str:
-        """The `event` field prefix of a delivery body (`invoice` in `invoice.updated`)."""
-        return self.value.replace("_", "")  # refund_request -> refundrequest
-
     @classmethod
     def from_graphql_name(cls, name: str) -> EntityType:
         for member, gql in _GRAPHQL_NAMES.items():

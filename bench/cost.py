@@ -75,7 +75,7 @@ class StatementCounter:
         self.method = "pg_stat_statements" if use_stat_statements else "asyncpg query logger (lower bound)"
 
     async def init(self, conn: asyncpg.Connection) -> None:
-        await db._init_connection(conn)  # hookql's own codecs, as db.create_pool installs them
+        await db.init_connection(conn)  # hookql's own codecs, as db.create_pool installs them
         conn.add_query_logger(self._log)
 
     def _log(self, record: object) -> None:

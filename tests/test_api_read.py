@@ -49,9 +49,9 @@ async def test_statements_are_counted_at_the_connection_too(fixture_database_url
     seen: list[str] = []
 
     async def init(conn: asyncpg.Connection) -> None:
-        from app.db import _init_connection
+        from app.db import init_connection
 
-        await _init_connection(conn)
+        await init_connection(conn)
         # asyncpg's own reset on returning a connection to the pool is housekeeping, not the request's SQL
         conn.add_query_logger(
             lambda r: None if r.query.startswith("SELECT pg_advisory_unlock_all()") else seen.append(r.query)

@@ -177,6 +177,17 @@ async def test_two_workers_share_the_work_and_keep_order(fixture_database_url: s
         await pool.close()
 
 
+def test_sigterm_stops_a_worker_cleanly_with_exit_status_0(fixture_database_url: str) -> None:
+    env = {**os.environ, **WORKER_ENV, "HOOKQL_DATABASE_URL": fixture_database_url}
+    proc = start_worker(env)
+    import time
+
+    time.sleep(2)  # running: migrated, listening
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
 async def test_a_receiver_outage_is_bridged(fixture_database_url: str) -> None:
     pool = await db.create_pool(fixture_database_url)
     port = free_port()
