@@ -324,9 +324,8 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
     """Run the tour for `seconds` of activity, print as it goes, and return the summary."""
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import Engine
+    from app.engine import running_engine
     from app.fixtures import load_fixtures
-    from app.transport import Transport
 
     out = out or sys.stdout
     summary = DemoSummary()
@@ -335,8 +334,6 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
     async with _embedded(settings) as (demo_settings, url):
         pool = await db.create_pool(url, min_size=2, max_size=10)
         receiver = Receiver(out)
-        transport = Transport()
-        engine = None
         try:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
@@ -345,35 +342,25 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
                 await conn.execute("TRUNCATE changes, pending_entities")  # the fixtures are not news
             say("loaded the sample marketplace: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
             await receiver.start()
-            await transport.start()
-            engine = Engine(
-                pool=pool,
-                database_url=url,
-                settings=demo_settings,
-                schema=schema,
-                make_context=make_context,
-                transport=transport,
-            )
-            await engine.start()
-            context = make_context(pool, OPERATOR, demo_settings, transport=transport)
-            await _register(schema, context, receiver, "ERP sync", "INVOICE", ERP_QUERY)
-            await _register(schema, context, receiver, "Stock feed", "VARIANT", STOCK_QUERY)
-            say(f"receiver on {receiver.base_url}; webhooks: ERP sync (invoices), Stock feed (variants)")
-            say(f"playing shop for {seconds} s (Ctrl-C ends early) …\n")
-            await _play(pool, summary, seconds, say)
-            say("\nactivity stopped; waiting for the last deliveries …")
-            async with pool.acquire() as conn:
-                # Polling: the deliveries happen in the engine; the table is where they show.
-                for _ in range(int(DRAIN_TIMEOUT_S / 0.2)):
-                    if await _drained(conn):
-                        break
-                    await asyncio.sleep(0.2)
+            async with running_engine(
+                pool=pool, database_url=url, settings=demo_settings, schema=schema, make_context=make_context
+            ) as engine:
+                context = make_context(pool, OPERATOR, demo_settings, transport=engine.transport)
+                await _register(schema, context, receiver, "ERP sync", "INVOICE", ERP_QUERY)
+                await _register(schema, context, receiver, "Stock feed", "VARIANT", STOCK_QUERY)
+                say(f"receiver on {receiver.base_url}; webhooks: ERP sync (invoices), Stock feed (variants)")
+                say(f"playing shop for {seconds} s (Ctrl-C ends early) …\n")
+                await _play(pool, summary, seconds, say)
+                say("\nactivity stopped; waiting for the last deliveries …")
+                async with pool.acquire() as conn:
+                    # Polling: the deliveries happen in the engine; the table is where they show.
+                    for _ in range(int(DRAIN_TIMEOUT_S / 0.2)):
+                        if await _drained(conn):
+                            break
+                        await asyncio.sleep(0.2)
         except (KeyboardInterrupt, asyncio.CancelledError):
             say("\ninterrupted; stopping …")
         finally:
-            if engine is not None:
-                await engine.stop()
-            await transport.close()
             await receiver.stop()
             summary.received, summary.verified = receiver.received, receiver.verified
             with contextlib.suppress(Exception):  # a summary is best effort once interrupted

@@ -19,7 +19,7 @@ from app.envelope import build_body, global_id
 from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
-from app.store.webhooks import live_secrets
+from app.store.webhooks import attempt_values, live_secrets
 from app.transport import Transport
 from app.wakeups import Wakeups, wait_any
 
@@ -101,8 +101,9 @@ class Dispatcher:
             if free > 0:
                 try:
                     async with self.pool.acquire() as conn:
-                        claimed = await store.claim_events(conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT,
-                                                           list(self._finished))
+                        claimed = await store.claim_events(
+                            conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT, list(self._finished)
+                        )
                 except _DB_ERRORS as exc:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
@@ -186,18 +187,7 @@ class Dispatcher:
                     next_at = now + timedelta(milliseconds=delay_ms)
             if status == "failed" and row["entity_type"] is not None:
                 failed_pairs.append((row["webhook_id"], row["entity_type"], row["entity_id"]))
-            attempts.append(
-                (
-                    row["id"],
-                    row["webhook_id"],
-                    result.started_at,
-                    result.duration_ms,
-                    result.status_code,
-                    result.response_headers,
-                    result.response_body,
-                    result.error,
-                )
-            )
+            attempts.append(attempt_values(row["id"], row["webhook_id"], result))
             events.append((row["id"], status, next_at))
             attempt_log.info(
                 "attempt webhook=%s event=%s entity=%s:%s seq=%s try=%s status=%s duration_ms=%s outcome=%s "

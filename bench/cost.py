@@ -97,8 +97,7 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
     # while the engine is not there yet.
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import Engine
-    from app.transport import Transport
+    from app.engine import running_engine
 
     plan = bench.plan
     spec = dataset.WebhookSpec("cost", "variant", None, dataset.webhook_query("variant"))
@@ -113,30 +112,19 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
             pool = await db.create_pool(url, min_size=1, max_size=ENGINE_POOL_MAX)
         else:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=ENGINE_POOL_MAX, init=counter.init)
-        transport = Transport()
-        await transport.start()
         settings = Settings(database_url=url, debounce_ms=plan.debounce_ms, allow_private_targets=True)
-        engine = Engine(
-            pool=pool,
-            database_url=url,
-            settings=settings,
-            schema=schema,
-            make_context=make_context,
-            transport=transport,
-        )
         try:
-            await engine.start()
-            await asyncio.sleep(plan.debounce_ms / 1000 + SETTLE_S)  # past start-up queries
-            for n in plan.cost_batches:
-                statements, elapsed = await _one_batch(bench, conn, n, counter, last_error)
-                details[str(n)] = {"statements": statements, "events": n, "seconds": round(elapsed, 3)}
-                fig = figures[f"cost.statements_per_event_batch_{n}"]
-                fig.value = round(statements / n, 3)
-                fig.note = f"{statements:,} statements for {n:,} deliveries ({counter.method})"
+            async with running_engine(pool=pool, database_url=url, settings=settings, schema=schema,
+                                      make_context=make_context):
+                await asyncio.sleep(plan.debounce_ms / 1000 + SETTLE_S)  # past start-up queries
+                for n in plan.cost_batches:
+                    statements, elapsed = await _one_batch(bench, conn, n, counter, last_error)
+                    details[str(n)] = {"statements": statements, "events": n, "seconds": round(elapsed, 3)}
+                    fig = figures[f"cost.statements_per_event_batch_{n}"]
+                    fig.value = round(statements / n, 3)
+                    fig.note = f"{statements:,} statements for {n:,} deliveries ({counter.method})"
         finally:
             logging.getLogger("app").removeHandler(last_error)
-            await engine.stop()
-            await transport.close()
             await pool.close()
             await conn.close()
 
