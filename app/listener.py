@@ -207,12 +207,13 @@ class Listener:
             if seller not in contexts:
                 contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
         group_list = list(groups.items())
-        results = await asyncio.gather(
-            *(
-                evaluate(self.schema, contexts[seller], compiled, [d.global_id for d in entities])
-                for (compiled, seller), entities in group_list
-            )
-        )
+        # One group at a time: every entity of a group runs concurrently (its loads batch), and
+        # later groups find the rows in the shared DataLoader caches. Running all groups at once
+        # would keep (entities × webhooks) executions alive together: memory grows with webhooks.
+        results = [
+            await evaluate(self.schema, contexts[seller], compiled, [d.global_id for d in entities])
+            for (compiled, seller), entities in group_list
+        ]
         executions = sum(len(entities) for entities in groups.values())
         per_entity = max(1.0, executions / len(due))
         self._batch_size = max(1, min(EVALUATE_BATCH, int(EXECUTIONS_PER_BATCH / per_entity)))
