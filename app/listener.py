@@ -31,6 +31,7 @@ EVALUATE_BATCH = 500  # at most this many entities evaluated together (DataLoade
 # ...and at most about this many query executions per batch: with many webhooks per entity a
 # batch is cut smaller, so deliveries start flowing instead of waiting for one huge batch.
 EXECUTIONS_PER_BATCH = 1000
+FIRST_BATCH = 20
 CLAIM_LEASE_S = 60.0  # an entity claimed by a crashed process is retried after this
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
 ERROR_BACKOFF_S = 1.0
@@ -64,8 +65,10 @@ class Listener:
         self.make_context = make_context
         self.wakeups = wakeups
         self._stopping = asyncio.Event()
-        self._batch_size = EVALUATE_BATCH  # adapted to the executions per entity last seen
-        self._last_claim_size = EVALUATE_BATCH
+        # Adapted to the executions per entity last seen; the first batch is small because nothing
+        # is known yet about how many webhooks each entity fans out to.
+        self._batch_size = FIRST_BATCH
+        self._last_claim_size = FIRST_BATCH
 
     def stop(self) -> None:
         self._stopping.set()

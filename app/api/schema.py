@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.tools import merge_types
 
 from app.api.marketplace import (
@@ -25,7 +29,20 @@ from app.api.webhooks import WebhookMutation, WebhookQuery
 Query = merge_types("Query", (MarketplaceQuery, WebhookQuery))
 Mutation = merge_types("Mutation", (WebhookMutation,))
 
-schema = strawberry.Schema(
+log = logging.getLogger("hookql.graphql")
+
+
+class HookqlSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Syntax, validation and argument errors are answers to the client, not server faults:
+        # only unexpected exceptions inside resolvers are logged as errors.
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, ValueError | PermissionError):
+                log.error("resolver failed at %s", error.path, exc_info=original)
+
+
+schema = HookqlSchema(
     query=Query,
     mutation=Mutation,
     subscription=WebhookSubscription,
