@@ -39,7 +39,7 @@ POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
 ERROR_BACKOFF_S = 1.0
-_DB_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+_DB_ERRORS = store.DB_UNAVAILABLE
 
 
 def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outgoing:
@@ -108,6 +108,10 @@ class Dispatcher:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
+                except asyncpg.PostgresError:  # e.g. a statement cancelled: retry rather than stop sending
+                    log.exception("dispatcher: claim failed; retrying")
+                    await asyncio.sleep(ERROR_BACKOFF_S)
+                    continue
             now = datetime.now(UTC)
             for row in claimed:
                 self._unrecorded[row["id"]] = row
@@ -127,16 +131,13 @@ class Dispatcher:
 
     async def _sleep_s(self) -> float:
         try:
-            due = await self.pool.fetchval(
-                "SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e "
-                "JOIN webhooks w ON w.id = e.webhook_id AND w.enabled WHERE e.status = 'pending' "
-                "AND (e.leased_until IS NULL OR e.leased_until <= now())"
-            )
-        except _DB_ERRORS:
+            async with self.pool.acquire() as conn:
+                due = await store.next_event_due_in_s(conn)
+        except (*_DB_ERRORS, asyncpg.PostgresError):
             return ERROR_BACKOFF_S
         if due is None or due <= 0:  # nothing due, or due but blocked: a recorded attempt wakes us
             return POLL_INTERVAL_S
-        return min(POLL_INTERVAL_S, float(due) + 0.001)
+        return min(POLL_INTERVAL_S, due + 0.001)
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ class Dispatcher:
                 async with self.pool.acquire() as conn:
                     while await store.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
                         pass
-            except _DB_ERRORS as exc:
+            except (*_DB_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("dispatcher: pruning skipped (%s)", exc)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 

@@ -78,12 +78,7 @@ class Listener:
             try:
                 ingested = await self.ingest_once()
                 evaluated = await self.evaluate_once()
-            except (
-                OSError,
-                asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError,
-                asyncpg.CannotConnectNowError,
-            ) as exc:
+            except store.DB_UNAVAILABLE as exc:
                 log.warning("listener: database unavailable (%s); retrying", exc)
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -96,10 +91,11 @@ class Listener:
             await wait_any([self.wakeups.changes, self._stopping], await self._sleep_s())
 
     async def _sleep_s(self) -> float:
-        due = await self.pool.fetchval(
-            "SELECT extract(epoch FROM min(due_at) - now()) FROM pending_entities "
-            "WHERE claimed_until IS NULL OR claimed_until < now()"
-        )
+        try:
+            async with self.pool.acquire() as conn:
+                due = await store.next_entity_due_in_s(conn)
+        except (*store.DB_UNAVAILABLE, asyncpg.PostgresError):
+            return ERROR_BACKOFF_S
         if due is None:
             return SWEEP_INTERVAL_S
         return min(SWEEP_INTERVAL_S, max(0.0, float(due)) + 0.001)

@@ -234,7 +234,7 @@ async def test_a_database_restart_is_survived(private_server: tuple[str, Path]) 
             await add_webhook(pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
             with workers(url) as procs:
                 touched = await produce(pool, [1, 2, 3, 4], 40, random.Random(5))
-                await wait_until(lambda: settled(pool), timeout_s=30)
+                await asyncio.sleep(0.05)  # restart while those are being evaluated and sent
                 await asyncio.to_thread(restart_postgres, pgdata)
                 await pool.expire_connections()
                 touched |= await produce(pool, [5, 6, 7, 8], 40, random.Random(6))
@@ -243,3 +243,25 @@ async def test_a_database_restart_is_survived(private_server: tuple[str, Path]) 
             check_final_states(receiver.received, await finals(pool, touched), touched)
     finally:
         await pool.close()
+
+
+async def test_connections_killed_by_an_administrator_are_survived(fixture_database_url: str) -> None:
+    from tests.engine_harness import running_engine
+
+    async with receiver_on(free_port()) as receiver, running_engine(fixture_database_url) as run:
+        await add_webhook(run.pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
+        admin = await asyncpg.connect(fixture_database_url)
+        try:
+            touched: set[int] = set()
+            for round_ in range(5):
+                touched |= await produce(run.pool, [1, 2, 3, 4, 5], 20, random.Random(round_))
+                # every other session on this database is terminated: "administrator command"
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                await asyncio.sleep(0.1)
+            await wait_until(lambda: settled(run.pool), timeout_s=30)
+            assert all(not t.done() for t in run.engine._tasks), "an engine loop died"
+            check_final_states(receiver.received, await finals(run.pool, touched), touched)
+        finally:
+            await admin.close()

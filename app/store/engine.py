@@ -3,7 +3,6 @@ outcomes. Set-based (unnest arrays), so a batch costs a fixed number of statemen
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -11,6 +10,10 @@ import asyncpg
 INGEST_LOCK_KEY = 0x686B716C01  # one ingester at a time keeps folding in commit order
 CLAIM_LOCK_KEY = 0x686B716C02  # claims serialize across processes; sending does not
 CHANGES_CHANNEL = "hookql_changes"
+# What a database restart or outage looks like from here: retry after a pause, never give up.
+# (An administrator's shutdown arrives as OperatorInterventionError, not as a connection error.)
+DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.OperatorInterventionError)
 EVENTS_CHANNEL = "hookql_events"
 
 
@@ -80,10 +83,13 @@ async def claim_due_entities(conn: asyncpg.Connection, limit: int, lease_s: floa
     )
 
 
-async def next_entity_due(conn: asyncpg.Connection) -> datetime | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT min(due_at) FROM pending_entities WHERE claimed_until IS NULL OR claimed_until < now()"
+async def next_entity_due_in_s(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next unclaimed entity is due (negative: overdue), or None."""
+    due = await conn.fetchval(
+        "SELECT extract(epoch FROM min(due_at) - now()) FROM pending_entities "
+        "WHERE claimed_until IS NULL OR claimed_until < now()"
     )
+    return None if due is None else float(due)
 
 
 async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[asyncpg.Record]:
@@ -260,11 +266,14 @@ async def claim_events(
         return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit, finished))
 
 
-async def next_event_due(conn: asyncpg.Connection) -> datetime | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT min(e.next_attempt_at) FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id AND w.enabled "
+async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next unleased pending event of an enabled webhook is due, or None."""
+    due = await conn.fetchval(
+        "SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e "
+        "JOIN webhooks w ON w.id = e.webhook_id AND w.enabled "
         "WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now())"
     )
+    return None if due is None else float(due)
 
 
 async def record_outcomes(
