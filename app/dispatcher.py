@@ -108,7 +108,7 @@ class Dispatcher:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
-                except asyncpg.PostgresError:  # e.g. a statement cancelled: retry rather than stop sending
+                except Exception:  # e.g. a connection broken mid-protocol: retry rather than stop sending
                     log.exception("dispatcher: claim failed; retrying")
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
@@ -133,7 +133,7 @@ class Dispatcher:
         try:
             async with self.pool.acquire() as conn:
                 due = await store.next_event_due_in_s(conn)
-        except (*_DB_ERRORS, asyncpg.PostgresError):
+        except Exception:  # only a hint for how long to sleep: poll soon instead
             return ERROR_BACKOFF_S
         if due is None or due <= 0:  # nothing due, or due but blocked: a recorded attempt wakes us
             return POLL_INTERVAL_S
@@ -154,7 +154,7 @@ class Dispatcher:
                 except _DB_ERRORS as exc:  # keep the results; the leases hold the events meanwhile
                     log.warning("dispatcher: cannot record %d attempts (%s); retrying", len(batch), exc)
                     await asyncio.sleep(ERROR_BACKOFF_S)
-                except asyncpg.PostgresError:  # e.g. a serialization failure: the transaction can be retried
+                except Exception:  # anything else: keep the results and retry; never drop an outcome
                     log.exception("dispatcher: recording %d attempts failed; retrying", len(batch))
                     await asyncio.sleep(ERROR_BACKOFF_S)
             self._slot_freed.set()
@@ -220,7 +220,7 @@ class Dispatcher:
                 async with self.pool.acquire() as conn:
                     while await store.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
                         pass
-            except (*_DB_ERRORS, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # pruning is housekeeping: the next round will do it
                 log.warning("dispatcher: pruning skipped (%s)", exc)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
