@@ -234,7 +234,8 @@ async def test_a_database_restart_is_survived(private_server: tuple[str, Path]) 
             await add_webhook(pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
             with workers(url) as procs:
                 touched = await produce(pool, [1, 2, 3, 4], 40, random.Random(5))
-                await asyncio.sleep(0.05)  # restart while those are being evaluated and sent
+                # the worker is up and delivering: restart while the rest is being evaluated and sent
+                await wait_until(lambda: len(receiver.received) > 0, timeout_s=30)
                 await asyncio.to_thread(restart_postgres, pgdata)
                 await pool.expire_connections()
                 touched |= await produce(pool, [5, 6, 7, 8], 40, random.Random(6))

@@ -9,7 +9,7 @@ import asyncpg
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -18,6 +18,12 @@ from app.api.context import Context, make_context
 from app.api.schema import schema
 from app.apikeys import authenticate
 from app.config import Settings
+
+MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 def _bearer(value: str | None) -> str | None:
@@ -59,23 +65,32 @@ class HookqlGraphQL(GraphQL[Context, None]):
         if visibility is None:
             message = "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
             response = _error(401, message)
+        elif _declared_length(request) > MAX_BODY_BYTES:
+            response = _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         else:
             scope.setdefault("state", {})["visibility"] = visibility
             try:
-                response = await self.run(request)
+                response = await self.run(Request(scope, _limited(receive, MAX_BODY_BYTES)))
             except HTTPException as exc:
                 response = _error(exc.status_code, exc.reason)
+            except _BodyTooLarge:  # chunked bodies declare no length: counted while read
+                response = _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
             if response.status_code >= 400 and response.headers.get("content-type", "").startswith("text/plain"):
                 response = _error(response.status_code, bytes(response.body).decode())
-            elif response.status_code == 200 and _body(response).startswith(b'{"data":null,"errors":'):
-                # Nothing executed: the document did not parse or validate. Every root field is
-                # nullable, so `data: null` with errors means the request itself was bad.
+            elif response.status_code == 200 and _not_executed(_body(response)):
                 response.status_code = 400
         await response(scope, receive, send)
 
+    def parse_json(self, data: str | bytes) -> Any:
+        # strawberry assumes an object (or a batch list) and fails with a 500 on `5` or `"x"`.
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "expected a JSON object")
+        return parsed
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         visibility = request.scope.get("state", {}).get("visibility")
-        context = make_context(self.pool, visibility, self.settings, **self.extras)  # type: ignore[arg-type]
+        context = make_context(self.pool, visibility, self.settings, **self.extras)
         context.request, context.response = request, response
         return context
 
@@ -93,6 +108,38 @@ class HookqlGraphQL(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
+
+
+def _declared_length(request: Request) -> int:
+    try:
+        return int(request.headers.get("content-length", "0"))
+    except ValueError:
+        return 0  # uvicorn refuses a malformed Content-Length before we see it
+
+
+def _limited(receive: Receive, max_bytes: int) -> Receive:
+    """`receive` that raises _BodyTooLarge once the body exceeds max_bytes, so an undeclared
+    (chunked) body is never buffered whole."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > max_bytes:
+            raise _BodyTooLarge
+        return message
+
+    return limited
+
+
+def _not_executed(body: bytes) -> bool:
+    """The document did not parse or validate, or its variables did not coerce: `data` is null
+    and no error carries a `path` (errors raised while executing a field always do). That is a
+    bad request; a failed resolver is an ordinary GraphQL result with 200."""
+    if not body.startswith(b'{"data":null,"errors":'):
+        return False
+    return not any("path" in error for error in json.loads(body)["errors"])
 
 
 def _body(response: Response) -> bytes:

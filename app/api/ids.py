@@ -19,7 +19,8 @@ def from_global_id(value: str) -> tuple[str, int] | None:
         kind, sep, raw = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if not sep or not raw.isdigit() or len(raw) > 18:
+    # ASCII only: str.isdigit() also accepts '²', which int() then refuses
+    if not sep or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return kind, int(raw)
 

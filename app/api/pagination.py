@@ -50,7 +50,7 @@ def decode_cursor(cursor: str | None) -> int:
         kind, _, raw = base64.b64decode(cursor, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         kind, raw = "", ""
-    if kind != "cursor" or not raw.isdigit() or len(raw) > 18:
+    if kind != "cursor" or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise PaginationError(f"`after` is not a cursor from this API: {cursor!r}")
     return int(raw)
 

@@ -34,7 +34,7 @@ async def resolve_node(info: Info, global_id: str) -> Node | None:
     if type_name in NODE_TYPES:
         table, build = NODE_TYPES[type_name]
         row = await loaders.by_id[table].load(id_)
-        return build(row) if row else None  # type: ignore[no-any-return]
+        return build(row) if row else None
     if type_name in CURRENCY_NODE_TYPES:
         row = await loaders.by_id[CURRENCY_NODE_TYPES[type_name]].load(id_)
         if row is None:

@@ -34,11 +34,11 @@ log = logging.getLogger("hookql.graphql")
 
 class HookqlSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Syntax, validation and argument errors are answers to the client, not server faults:
-        # only unexpected exceptions inside resolvers are logged as errors.
+        # Syntax, validation, variable-coercion and argument errors are answers to the client, not
+        # server faults: only unexpected exceptions inside resolvers are logged as errors.
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, ValueError | PermissionError):
+            if original is not None and not isinstance(original, ValueError | PermissionError | GraphQLError):
                 log.error("resolver failed at %s", error.path, exc_info=original)
 
 
