@@ -203,3 +203,28 @@ async def test_finished_events_are_pruned_after_retention(pool: asyncpg.Pool) ->
         pruned = await store.prune(conn, 3 * 86400, 100)
     assert pruned == 2
     assert sorted(await _statuses(pool, hook)) == ["delivered", "failed"]
+
+
+async def test_deleting_a_webhook_while_its_attempt_is_in_flight_does_not_jam_delivery(
+    fixture_database_url: str,
+) -> None:
+    slow = await Receiver(delay_s=1.0).start()
+    quick = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            doomed, _ = await add_webhook(run.pool, slow.url)
+            await add_webhook(run.pool, quick.url, entity_type="variant",
+                              query="query($id: ID!) { variant(id: $id) { sku } }")
+            await run.pool.execute("UPDATE invoices SET status = status WHERE id = 1")
+            await wait_until(lambda: slow.in_flight == 1)
+            await run.pool.execute("DELETE FROM webhooks WHERE id = $1", doomed)
+            await asyncio.sleep(1.5)  # the attempt comes back for an event that no longer exists
+            await run.pool.execute("UPDATE variants SET sku = sku || 'x' WHERE id = 1")
+            await quick.wait_for(1, timeout_s=5)
+            await asyncio.sleep(0.5)
+            rows = await run.pool.fetch("SELECT status, leased_until FROM webhook_events")
+    finally:
+        await slow.stop()
+        await quick.stop()
+    assert [r["status"] for r in rows] == ["delivered"]
+    assert all(r["leased_until"] is None for r in rows)  # the recorder kept recording

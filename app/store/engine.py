@@ -294,8 +294,12 @@ async def record_outcomes(
         cols = [list(c) for c in zip(*attempts, strict=True)]
         await conn.execute(
             "INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code, "
-            "response_headers, response_body, error) SELECT * FROM unnest($1::bigint[], $2::bigint[], "
-            "$3::timestamptz[], $4::int[], $5::int[], $6::jsonb[], $7::text[], $8::text[])",
+            "response_headers, response_body, error) SELECT u.* FROM unnest($1::bigint[], $2::bigint[], "
+            "$3::timestamptz[], $4::int[], $5::int[], $6::jsonb[], $7::text[], $8::text[]) "
+            "u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error) "
+            # A webhook deleted while its attempt was in flight took its events along; its row lock
+            # (taken above) keeps this consistent until commit.
+            "WHERE EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)",
             *cols,
         )
     if events:
