@@ -38,7 +38,7 @@ async def run_query(schema: Any, context: Any, compiled: CompiledQuery, global_i
     )
     if inspect.isawaitable(result):
         result = await result
-    return _as_payload(result)  # type: ignore[arg-type]
+    return _as_payload(result)
 
 
 async def evaluate(

@@ -1,6 +1,7 @@
 """Registering webhooks: validation (every rule, nothing stored on failure), ownership, secrets,
 test pings in every format, preview, and the event log."""
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -307,3 +308,21 @@ async def test_event_log_retry_and_cancel(fixture_pool: asyncpg.Pool) -> None:
         fixture_pool, "query($id: ID!) { webhookEvent(id: $id) { id } }", Visibility(1), id=ids["failed"]
     )
     assert hidden == {"webhookEvent": None}
+
+
+async def test_a_webhook_deleted_while_its_ping_is_in_flight_is_not_found(fixture_pool: asyncpg.Pool) -> None:
+    # given a slow receiver and a ping on its way to it
+    receiver = await Receiver(delay_s=0.5).start()
+    try:
+        out = await create(fixture_pool, url=receiver.url)
+        test = "mutation($id: ID!) { webhookTest(id: $id) { errors { message } } }"
+        ping = asyncio.create_task(gql(fixture_pool, test, id=out["webhook"]["id"]))
+        await receiver.wait_for(1)
+        # when the webhook is deleted meanwhile
+        await fixture_pool.execute("DELETE FROM webhooks")
+        data = await ping
+    finally:
+        await receiver.stop()
+    # then the test answers "not found" (no error escapes) and records nothing
+    assert data["webhookTest"]["errors"] == [{"message": "webhook not found"}]
+    assert await fixture_pool.fetchval("SELECT count(*) FROM webhook_events") == 0

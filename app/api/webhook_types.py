@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import strawberry
@@ -166,7 +164,3 @@ class Webhook:
             edges=edges,
             page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None),
         )
-
-
-def enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value

@@ -11,10 +11,11 @@ from strawberry.scalars import JSON
 from app.api.context import Context, Info, make_context
 from app.api.ids import parse_id, to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean
+from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
 from app.envelope import build_body, new_event_id, payload_hash
 from app.models import EntityType, Format, Header, Method, Outgoing
-from app.payloads import run_query
+from app.payloads import evaluate
 from app.queries import QueryError, compile_query
 from app.signing import new_secret
 from app.store import webhooks as store
@@ -72,7 +73,7 @@ class WebhookEventPayload:
 
 @strawberry.type
 class WebhookReplayPayload:
-    queued: int = strawberry.field(default=0, description="Entities queued for re-delivery at their current state")
+    queued: int = strawberry.field(default=0, description="Events enqueued: one per entity, at its current state")
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
 
@@ -197,6 +198,8 @@ class WebhookMutation:
             async with Transport() as transport:
                 result = await transport.send(out)
         async with ctx.pool.acquire() as conn, conn.transaction():
+            if not await store.lock_webhook(conn, hook["id"]):  # deleted while the ping was in flight
+                return WebhookTestPayload(errors=_not_found())
             event_pk = await store.insert_finished_event(
                 conn,
                 public_id=event_id,
@@ -226,7 +229,7 @@ class WebhookMutation:
     ) -> WebhookPreviewPayload:
         ctx = info.context
         entity_type = EntityType(type)
-        compiled = compile_query(info.schema, query, entity_type)
+        compiled = compile_query(info.schema, query, entity_type, remember=False)  # a one-off: not cached
         if isinstance(compiled, QueryError):
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
         if parse_id(entity_id, entity_type.graphql_name) is None:
@@ -235,7 +238,7 @@ class WebhookMutation:
             )
         # The same code path as a delivery: a fresh context with the caller's visibility.
         context = make_context(ctx.pool, ctx.viewer, ctx.settings)
-        payload = await run_query(info.schema, context, compiled, str(entity_id))
+        [payload] = await evaluate(info.schema, context, compiled, [str(entity_id)])
         body = build_body(
             event_id=new_event_id(),
             action="updated",
@@ -256,13 +259,19 @@ class WebhookMutation:
     async def webhook_event_cancel(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
         return await _event_action(info, id, store.cancel_event)
 
-    @strawberry.mutation(description="Re-deliver, at their current state, the entities with events since `since`")
+    @strawberry.mutation(
+        description="Re-deliver to this webhook only, at their current state, the entities it had events for "
+        "since `since`: one new event each, due now"
+    )
     async def webhook_replay(self, info: Info, webhook_id: strawberry.ID, since: datetime) -> WebhookReplayPayload:
-        async with info.context.pool.acquire() as conn, conn.transaction():
+        async with info.context.pool.acquire() as conn:
             hook = await _owned_webhook(info.context, conn, webhook_id)
-            if hook is None:
-                return WebhookReplayPayload(errors=_not_found("webhookId"))
-            return WebhookReplayPayload(queued=await store.replay(conn, hook["id"], since))
+        if hook is None:
+            return WebhookReplayPayload(errors=_not_found("webhookId"))
+        queued = await replay(info.schema, info.context, hook, since)
+        if isinstance(queued, str):
+            return WebhookReplayPayload(errors=[FieldError(field="webhookId", message=queued)])
+        return WebhookReplayPayload(queued=queued)
 
 
 async def _event_action(info: Info, id: strawberry.ID, action: Any) -> WebhookEventPayload:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from app.models import SendResult
+from app.store.engine import EVENTS_CHANNEL  # wakes the dispatchers: an event became due
 
 SECRET_OVERLAP = "24 hours"  # a rotated-out secret keeps signing this long
 
@@ -104,6 +107,12 @@ def live_secrets(webhook: asyncpg.Record | dict[str, Any], now: datetime) -> tup
     if webhook["previous_secret"] and expires is not None and expires > now:
         return (webhook["secret"], webhook["previous_secret"])
     return (webhook["secret"],)
+
+
+async def lock_webhook(conn: asyncpg.Connection, webhook_id: int) -> bool:
+    """Lock a webhook's row for the rest of the transaction (before touching its events: the
+    engine's lock order); False if it no longer exists."""
+    return bool(await conn.fetchval("SELECT 1 FROM webhooks WHERE id = $1 FOR NO KEY UPDATE", webhook_id))
 
 
 async def disable_webhook(conn: asyncpg.Connection, webhook_id: int, reason: str) -> None:
@@ -207,84 +216,153 @@ async def attempts_for(conn: asyncpg.Connection, event_ids: list[int]) -> list[a
     )
 
 
+async def _lock_event(conn: asyncpg.Connection, event_id: int) -> asyncpg.Record | None:
+    """Lock an event's webhook row, then the event: the engine's lock order (webhooks before
+    their events), so a manual action and an enqueue or a recorded outcome never deadlock, and
+    no new event for this webhook can be enqueued until the caller's transaction ends."""
+    webhook_id = await conn.fetchval("SELECT webhook_id FROM webhook_events WHERE id = $1", event_id)
+    if webhook_id is None:
+        return None
+    await lock_webhook(conn, webhook_id)
+    return await conn.fetchrow("SELECT * FROM webhook_events WHERE id = $1 FOR UPDATE", event_id)
+
+
 async def retry_event(conn: asyncpg.Connection, event_id: int) -> str | None:
-    """Put a failed or cancelled event back in the queue, due now. Refused when a newer event for
-    the same entity exists: re-sending the older state would be stale."""
-    event = await conn.fetchrow("SELECT * FROM webhook_events WHERE id = $1 FOR UPDATE", event_id)
+    """Put a failed or cancelled event back in the queue, due now, with a fresh attempt budget.
+    Refused (the reason is returned) when another event for the same entity is pending or newer
+    ones exist: re-sending the older state would be stale. Run inside a transaction."""
+    event = await _lock_event(conn, event_id)
     if event is None:
         return "event not found"
     if event["status"] not in ("failed", "cancelled"):
         return f"only failed or cancelled events can be retried; this one is {event['status']}"
     if event["entity_type"] is None:
         return "a ping cannot be retried; use webhookTest"
-    newer = await conn.fetchval(
+    pair = (event["webhook_id"], event["entity_type"], event["entity_id"])
+    if await conn.fetchval(
         "SELECT 1 FROM webhook_events WHERE webhook_id = $1 AND entity_type = $2 AND entity_id = $3 "
-        "AND id > $4 AND status IN ('pending', 'delivered', 'failed', 'cancelled')",
-        event["webhook_id"],
-        event["entity_type"],
-        event["entity_id"],
+        "AND status = 'pending'",
+        *pair,
+    ):
+        # Also what the one-pending-per-pair index would refuse.
+        return "a newer event for this entity is pending; it will carry the latest state"
+    if await conn.fetchval(
+        "SELECT 1 FROM webhook_events WHERE webhook_id = $1 AND entity_type = $2 AND entity_id = $3 "
+        "AND id > $4 AND status IN ('delivered', 'failed', 'cancelled')",
+        *pair,
         event_id,
-    )
-    if newer:
+    ):
         return "a newer event for this entity exists; retrying this one would send a stale state"
     await conn.execute(
         "UPDATE webhook_events SET status = 'pending', next_attempt_at = now(), attempts = 0, "
-        "finished_at = NULL WHERE id = $1",
+        "leased_until = NULL, finished_at = NULL WHERE id = $1",
         event_id,
     )
+    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
     return None
 
 
 async def cancel_event(conn: asyncpg.Connection, event_id: int) -> str | None:
-    status = await conn.fetchval(
-        "UPDATE webhook_events SET status = 'cancelled', finished_at = now() "
-        "WHERE id = $1 AND status = 'pending' RETURNING status",
-        event_id,
-    )
-    if status is None:
-        return "only pending events can be cancelled"
+    """Stop a pending event. An attempt already in flight still finishes (and is recorded), but
+    the event stays cancelled. Run inside a transaction."""
+    event = await _lock_event(conn, event_id)
+    if event is None:
+        return "event not found"
+    if event["status"] != "pending":
+        return f"only pending events can be cancelled; this one is {event['status']}"
+    await conn.execute("UPDATE webhook_events SET status = 'cancelled', finished_at = now() WHERE id = $1", event_id)
     # Forget the enqueued payload so the next change to this entity is delivered, not skipped.
     await conn.execute(
-        "UPDATE webhook_entity_state s SET last_payload_hash = NULL FROM webhook_events e "
-        "WHERE e.id = $1 AND s.webhook_id = e.webhook_id AND s.entity_type = e.entity_type "
-        "AND s.entity_id = e.entity_id",
-        event_id,
+        "UPDATE webhook_entity_state SET last_payload_hash = NULL "
+        "WHERE webhook_id = $1 AND entity_type = $2 AND entity_id = $3",
+        event["webhook_id"],
+        event["entity_type"],
+        event["entity_id"],
     )
     return None
 
 
-async def replay(conn: asyncpg.Connection, webhook_id: int, since: datetime) -> int:
-    """Re-deliver, at their current state, every entity this webhook had events for since `since`:
-    forget their last payloads (so nothing is skipped as identical) and queue them for evaluation.
-    Returns how many entities were queued."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT entity_type, entity_id FROM webhook_events "
-        "WHERE webhook_id = $1 AND created_at >= $2 AND entity_type IS NOT NULL",
-        webhook_id,
-        since,
+async def replay_targets(
+    conn: asyncpg.Connection, webhook_id: int, entity_type: str, since: datetime
+) -> list[asyncpg.Record]:
+    """The entities of `entity_type` this webhook had events for since `since`, each with its
+    latest event's name (`invoice.updated`, `invoice.deleted` …) and change time, in id order.
+    (A webhook whose type was changed keeps its older events of the old type; pings have none.)
+    Delivered and skipped events are pruned after the retention period, so `since` reaches back
+    at most that far for them."""
+    return list(
+        await conn.fetch(
+            "SELECT DISTINCT ON (entity_id) entity_type, entity_id, event, changed_at FROM webhook_events "
+            "WHERE webhook_id = $1 AND entity_type = $2 AND created_at >= $3 ORDER BY entity_id, id DESC",
+            webhook_id,
+            entity_type,
+            since,
+        )
     )
-    if not rows:
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A pending event to enqueue for one entity of one webhook."""
+
+    public_id: str
+    entity_type: str
+    entity_id: int
+    event: str
+    payload: Any
+    payload_hash: bytes
+    changed_at: datetime
+
+
+async def enqueue_events(conn: asyncpg.Connection, webhook_id: int, events: Sequence[NewEvent]) -> int:
+    """Enqueue pending events for one webhook, due now, as the listener would: pending events of
+    the same entities are superseded, sequences are reserved, and the payloads become the ones
+    later changes are compared with. Returns how many were enqueued (0 if the webhook is gone).
+    Run inside a transaction; takes the webhook's row lock first (the engine's lock order)."""
+    if not events or not await lock_webhook(conn, webhook_id):
         return 0
-    types = [r["entity_type"] for r in rows]
-    ids = [r["entity_id"] for r in rows]
-    await conn.execute(
-        "UPDATE webhook_entity_state SET last_payload_hash = NULL WHERE webhook_id = $1 "
-        "AND (entity_type, entity_id) IN (SELECT * FROM unnest($2::text[], $3::bigint[]))",
+    n = len(events)
+    types, ids = [e.entity_type for e in events], [e.entity_id for e in events]
+    superseded = await conn.fetch(
+        "UPDATE webhook_events e SET status = 'superseded', finished_at = now() "
+        "FROM unnest($2::text[], $3::bigint[]) u(t, i) "
+        "WHERE e.status = 'pending' AND e.webhook_id = $1 AND e.entity_type = u.t AND e.entity_id = u.i "
+        "RETURNING e.id",
         webhook_id,
         types,
         ids,
     )
+    first = await next_sequences(conn, webhook_id, n)
     await conn.execute(
-        "INSERT INTO changes (entity_type, entity_id, action, seller_id) "
-        "SELECT u.t, u.i, 'updated', CASE u.t "
-        " WHEN 'invoice' THEN (SELECT seller_id FROM invoices WHERE id = u.i)"
-        " WHEN 'variant' THEN (SELECT p.seller_id FROM variants v"
-        "   JOIN products p ON p.id = v.product_id WHERE v.id = u.i)"
-        " ELSE (SELECT i.seller_id FROM refund_requests r"
-        "   JOIN invoices i ON i.id = r.invoice_id WHERE r.id = u.i)"
-        " END FROM unnest($1::text[], $2::bigint[]) AS u(t, i)",
+        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, "
+        "payload, payload_hash, changed_at) "
+        "SELECT u.p, $1, u.t, u.i, u.e, u.s, u.pl, u.h, u.c FROM unnest($2::text[], $3::text[], $4::bigint[], "
+        "$5::text[], $6::bigint[], $7::jsonb[], $8::bytea[], $9::timestamptz[]) u(p, t, i, e, s, pl, h, c)",
+        webhook_id,
+        [e.public_id for e in events],
         types,
         ids,
+        [e.event for e in events],
+        list(range(first, first + n)),
+        [e.payload for e in events],
+        [e.payload_hash for e in events],
+        [e.changed_at for e in events],
     )
-    await conn.execute("SELECT pg_notify('hookql_changes', '')")
-    return len(rows)
+    if superseded:
+        await conn.execute(
+            "UPDATE webhook_events o SET superseded_by = n.id FROM webhook_events n "
+            "WHERE o.id = ANY($1::bigint[]) AND n.status = 'pending' AND n.webhook_id = o.webhook_id "
+            "AND n.entity_type = o.entity_type AND n.entity_id = o.entity_id",
+            [r["id"] for r in superseded],
+        )
+    await conn.execute(
+        "INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
+        "SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bytea[]) "
+        "ON CONFLICT (webhook_id, entity_type, entity_id) DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash",
+        webhook_id,
+        types,
+        ids,
+        [e.payload_hash for e in events],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
+    return n
