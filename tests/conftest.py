@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -23,14 +26,27 @@ TEMPLATE = f"hookql_tpl_{SESSION_TAG}"
 FIXTURE_TEMPLATE = f"hookql_tplfx_{SESSION_TAG}"
 
 
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Path]]:
+    """An embedded PostgreSQL in a directory of its own, outside pytest's basetemp: pytest deletes
+    old basetemp directories when another run starts, which would pull the data directory (and
+    the socket) out from under a running server."""
+    home = Path(tempfile.mkdtemp(prefix="hookql-test-pg-"))
+    try:
+        with db.embedded_server(home) as url:
+            yield url, home / "pg"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """URL of a maintenance database on the test server."""
     configured = os.environ.get("HOOKQL_TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    with db.embedded_server(tmp_path_factory.mktemp("embedded")) as url:
+    with private_postgres() as (url, _):
         yield url
 
 

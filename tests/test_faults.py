@@ -21,6 +21,7 @@ import pytest
 
 from app import db
 from app.fixtures import load_fixtures
+from tests.conftest import private_postgres
 from tests.engine_harness import add_webhook, wait_until
 from tests.receivers import Receiver
 
@@ -206,10 +207,10 @@ async def test_a_receiver_outage_is_bridged(fixture_database_url: str) -> None:
 
 
 @pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def private_server() -> Iterator[tuple[str, Path]]:
     """A PostgreSQL of this test's own, so restarting it disturbs no other test."""
-    with db.embedded_server(tmp_path / "pg-restart") as url:
-        yield url, tmp_path / "pg-restart" / "pg"
+    with private_postgres() as server:
+        yield server
 
 
 def restart_postgres(pgdata: Path) -> None:
