@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from app.config import Settings
-from app.envelope import build_body, global_id
+from app.envelope import PayloadJSON, build_body, global_id
 from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
@@ -55,7 +55,7 @@ def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outg
         entity_global_id=entity_gid,
         sequence=row["sequence"],
         created_at=row["changed_at"],
-        payload=row["payload"],
+        payload=PayloadJSON(row["payload"]),  # the stored text, claimed as text
     )
     return Outgoing(
         url=row["url"],

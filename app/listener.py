@@ -17,9 +17,9 @@ import asyncpg
 
 from app.coalesce import due_at, fold
 from app.config import Settings
-from app.envelope import event_name, global_id, new_event_id, payload_hash
+from app.envelope import PayloadJSON, encode_payload, event_name, global_id, new_event_id, payload_hash
 from app.models import Action, EntityType, Visibility
-from app.payloads import evaluate
+from app.payloads import evaluate_many
 from app.queries import CompiledQuery, QueryError, compile_query
 from app.store import engine as store
 from app.wakeups import Wakeups, wait_any
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 INGEST_BATCH = 5000  # changes folded per transaction
 EVALUATE_BATCH = 500  # at most this many entities evaluated together (DataLoaders batch across them)
-# ...and at most about this many query executions per batch: with many webhooks per entity a
-# batch is cut smaller, so deliveries start flowing instead of waiting for one huge batch.
-EXECUTIONS_PER_BATCH = 1000
+# ...and at most about this many events per batch: with many webhooks per entity a batch is cut
+# smaller, so deliveries start flowing sooner and a batch's payloads stay few in memory.
+EVENTS_PER_BATCH = 2000
 FIRST_BATCH = 20
 CLAIM_LEASE_S = 60.0  # an entity claimed by a crashed process is retried after this
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
@@ -179,50 +179,46 @@ class Listener:
     async def _evaluate(
         self, due: list[Due], webhooks: list[asyncpg.Record]
     ) -> dict[tuple[int, str, int], dict[str, Any]]:
-        """Payload per (webhook id, entity type, entity id). One execution per distinct
-        (query, visibility) and entity; one context (one set of DataLoaders) per visibility."""
-        groups: dict[tuple[CompiledQuery, int | None], list[Due]] = defaultdict(list)
-        members: dict[tuple[CompiledQuery, int | None], list[asyncpg.Record]] = defaultdict(list)
+        """Payload per (webhook id, entity type, entity id). The queries of one (entity type,
+        visibility) run merged, once per entity (app.merge); one context (one set of DataLoaders)
+        per visibility, so later groups find rows in the loaders' caches."""
+        # (entity type, owner) → query → (its webhooks, the entities any of them wants)
+        groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[asyncpg.Record]]] = defaultdict(dict)
+        entities: dict[tuple[EntityType, int | None], dict[tuple[str, int], Due]] = defaultdict(dict)
+        wanted: dict[int, list[Due]] = {}
         for hook in webhooks:
             entity_type = EntityType(hook["entity_type"])
             compiled = compile_query(self.schema, hook["query"], entity_type)
             if isinstance(compiled, QueryError):  # stored queries were validated; a schema change may break one
                 log.error("webhook %s: its query no longer compiles: %s", hook["id"], compiled.message)
                 continue
-            wanted = [
+            visibility = Visibility(hook["seller_id"])
+            mine = [
                 d
                 for d in due
-                if d.entity_type is entity_type
-                and d.action.value in hook["events"]
-                and Visibility(hook["seller_id"]).may_see(d.seller_id)
+                if d.entity_type is entity_type and d.action.value in hook["events"] and visibility.may_see(d.seller_id)
             ]
-            if wanted:
-                group = (compiled, hook["seller_id"])
-                members[group].append(hook)
-                known = {d.key for d in groups[group]}
-                groups[group].extend(d for d in wanted if d.key not in known)
+            if mine:
+                group = (entity_type, hook["seller_id"])
+                groups[group].setdefault(compiled, []).append(hook)
+                entities[group].update((d.key, d) for d in mine)
+                wanted[hook["id"]] = mine
+        out: dict[tuple[int, str, int], dict[str, Any]] = {}
         contexts: dict[int | None, Any] = {}
-        for _, seller in groups:
+        for group, by_query in groups.items():
+            seller = group[1]
             if seller not in contexts:
                 contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
-        group_list = list(groups.items())
-        # One group at a time: every entity of a group runs concurrently (its loads batch), and
-        # later groups find the rows in the shared DataLoader caches. Running all groups at once
-        # would keep (entities × webhooks) executions alive together: memory grows with webhooks.
-        results = [
-            await evaluate(self.schema, contexts[seller], compiled, [d.global_id for d in entities])
-            for (compiled, seller), entities in group_list
-        ]
-        executions = sum(len(entities) for entities in groups.values())
-        per_entity = max(1.0, executions / len(due))
-        self._batch_size = max(1, min(EVALUATE_BATCH, int(EXECUTIONS_PER_BATCH / per_entity)))
-        out: dict[tuple[int, str, int], dict[str, Any]] = {}
-        for ((compiled, seller), entities), payloads in zip(group_list, results, strict=True):
-            by_entity = dict(zip((d.key for d in entities), payloads, strict=True))
-            for hook in members[(compiled, seller)]:
-                for d in entities:
-                    if d.action.value in hook["events"] and Visibility(hook["seller_id"]).may_see(d.seller_id):
+            members = list(entities[group].values())
+            gids = [d.global_id for d in members]
+            payloads = await evaluate_many(self.schema, contexts[seller], list(by_query), gids)
+            for compiled, hooks in by_query.items():
+                by_entity = dict(zip((d.key for d in members), payloads[compiled], strict=True))
+                for hook in hooks:
+                    for d in wanted[hook["id"]]:
                         out[(hook["id"], *d.key)] = by_entity[d.key]
+        per_entity = max(1.0, len(out) / len(due))
+        self._batch_size = max(1, min(EVALUATE_BATCH, int(EVENTS_PER_BATCH / per_entity)))
         return out
 
     async def _enqueue(
@@ -238,7 +234,14 @@ class Listener:
             done = {d.key for d in due if versions.get(d.key) == d.version}
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done}
             await store.lock_webhooks(conn, sorted({k[0] for k in outputs}))
-            hashes = {k: payload_hash(p) for k, p in outputs.items()}
+            # Webhooks sharing a query share one payload object: encode and hash each once.
+            encoded: dict[int, tuple[PayloadJSON, bytes]] = {}
+            for p in outputs.values():
+                if id(p) not in encoded:
+                    text = encode_payload(p)
+                    encoded[id(p)] = (text, payload_hash(text))
+            texts = {k: encoded[id(p)][0] for k, p in outputs.items()}
+            hashes = {k: encoded[id(p)][1] for k, p in outputs.items()}
             previous = (
                 await store.last_hashes(conn, [k[0] for k in outputs], [k[1] for k in outputs], [k[2] for k in outputs])
                 if outputs
@@ -274,7 +277,7 @@ class Listener:
                         event_name(d.entity_type, d.action.value),
                         seq,
                         "skipped" if is_skipped else "pending",
-                        outputs[k],
+                        texts[k],
                         hashes[k],
                         d.last_change_at,
                         clock["attempts"] if clock else 0,

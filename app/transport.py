@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from app import __version__
+from app.envelope import PayloadJSON
 from app.models import Format, Outgoing, SendResult
 from app.netguard import describe_forbidden, is_forbidden_ip, literal_ip
 from app.signing import sign
@@ -61,8 +62,16 @@ def _never() -> Any:
 
 def render_body(body: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
     """The bytes sent for a delivery body and their Content-Type."""
+    payload = body.get("payload")
     if fmt is Format.JSON:
+        if isinstance(payload, PayloadJSON):
+            # The stored text goes out as is; "payload" is the body's last key (build_body).
+            head = json.dumps({k: v for k, v in body.items() if k != "payload"}, separators=(",", ":"),
+                              ensure_ascii=False)
+            return f'{head[:-1]},"payload":{payload}}}'.encode(), "application/json"
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
+    if isinstance(payload, PayloadJSON):
+        body = {**body, "payload": json.loads(payload)}
     if fmt is Format.XML:
         xml = '<?xml version="1.0" encoding="UTF-8"?>' + _xml("notification", body)
         return xml.encode(), "application/xml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.database import embedded_server
 from bench.plan import Plan
-from bench.run import run_bench
+from bench.run import SCENARIO_NAMES, run_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -25,13 +25,21 @@ def main(argv: list[str] | None = None) -> int:
         help="a PostgreSQL server to use instead of a throwaway embedded one; the bench creates "
         "its own databases on it and drops them afterwards",
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated scenarios to run after the limits (" + ", ".join(SCENARIO_NAMES) + "); "
+        "for iterating on one figure — the README's table comes from a whole run",
+    )
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    if only and not only <= set(SCENARIO_NAMES):
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIO_NAMES)))}")
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.database_url:
-        report = asyncio.run(run_bench(plan, args.database_url))
+        report = asyncio.run(run_bench(plan, args.database_url, only=only))
     else:
         with embedded_server() as url:
-            report = asyncio.run(run_bench(plan, url))
+            report = asyncio.run(run_bench(plan, url, only=only))
     report.write_json(args.out)
     print(report.table())
     print(

@@ -27,6 +27,11 @@ GOAL_FROM_BATCH = 100
 SETTLE_S = 0.5  # after the last receipt: the engine records the attempt after the receiver answered
 ENGINE_POOL_MAX = 20  # as `hookql serve` sizes its pool
 
+TOP_SQL = (
+    "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query FROM pg_stat_statements"
+    " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 12"
+)
 COUNT_SQL = (
     "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -86,6 +91,12 @@ class StatementCounter:
             await self.conn.execute("SELECT pg_stat_statements_reset()")
         self.logged = 0
 
+    async def top(self) -> list[list[Any]]:
+        """The most frequent statements (pg_stat_statements only): where the count comes from."""
+        if not self.use_stat_statements:
+            return []
+        return [[r["calls"], r["query"]] for r in await self.conn.fetch(TOP_SQL)]
+
     async def count(self) -> int:
         if self.use_stat_statements:
             return int(await self.conn.fetchval(COUNT_SQL))
@@ -119,7 +130,8 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
                 await asyncio.sleep(plan.debounce_ms / 1000 + SETTLE_S)  # past start-up queries
                 for n in plan.cost_batches:
                     statements, elapsed = await _one_batch(bench, conn, n, counter, last_error)
-                    details[str(n)] = {"statements": statements, "events": n, "seconds": round(elapsed, 3)}
+                    details[str(n)] = {"statements": statements, "events": n, "seconds": round(elapsed, 3),
+                                       "top": await counter.top()}
                     fig = figures[f"cost.statements_per_event_batch_{n}"]
                     fig.value = round(statements / n, 3)
                     fig.note = f"{statements:,} statements for {n:,} deliveries ({counter.method})"

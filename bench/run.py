@@ -38,6 +38,8 @@ SCENARIOS: list[tuple[str, ModuleType, tuple[float, float]]] = [
     ("memory", memory, (120.0, 30.0)),
 ]
 
+SCENARIO_NAMES = tuple(name for name, _, _ in SCENARIOS)
+
 # What the engine scenarios need from the package; absent modules mean "not measured".
 ENGINE_MODULES = ("app.engine", "app.transport", "app.api.schema", "app.api.context")
 
@@ -129,7 +131,9 @@ async def run_scenario(
     report.add(figures)
 
 
-async def run_bench(plan: Plan, server_url: str, log_dir: Path | None = None) -> Report:
+async def run_bench(
+    plan: Plan, server_url: str, log_dir: Path | None = None, only: set[str] | None = None
+) -> Report:
     started = time.monotonic()
     report = Report(mode="quick" if plan.quick else "full")
     dbs = BenchDatabases(server_url)
@@ -146,6 +150,8 @@ async def run_bench(plan: Plan, server_url: str, log_dir: Path | None = None) ->
         await run_scenario(bench, report, "limits", limit_figures(), measure_limits, 60.0)
         missing = engine_missing() or queries_rejected()
         for name, module, (full_s, quick_s) in SCENARIOS:
+            if only is not None and name not in only:
+                continue
             figures = module.declare(bench)
             if missing:
                 report.add(not_measured(figures, missing))

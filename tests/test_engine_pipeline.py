@@ -168,3 +168,29 @@ async def test_events_filter_visibility_and_sequence(fixture_database_url: str) 
     assert sorted(e["sequence"] for e in operator_events) == [1, 2, 3]
     paths = [r.path for r in receiver.received]
     assert paths.count("/seller1") == 2 and paths.count("/operator") == 3 and "/created" not in paths
+
+
+async def test_each_receiver_gets_its_own_querys_result_in_its_key_order(fixture_database_url: str) -> None:
+    # given two webhooks whose queries overlap (evaluated merged) and list fields in an order a
+    # jsonb column would have rearranged (shorter keys first)
+    first, second = await Receiver().start(), await Receiver().start()
+    q1 = "query($id: ID!) { invoice(id: $id) { status currency lineItems { quantity id } } }"
+    q2 = "query($id: ID!) { node(id: $id) { ... on Invoice { currency total { formatted amount } status } } }"
+    try:
+        async with running_engine(fixture_database_url) as run:
+            await add_webhook(run.pool, first.url, query=q1)
+            await add_webhook(run.pool, second.url, query=q2)
+            # when the invoice changes
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 4")
+            [a] = await first.wait_for(1)
+            [b] = await second.wait_for(1)
+    finally:
+        await first.stop()
+        await second.stop()
+    # then each body carries exactly its query's fields, in the query's order, as raw JSON text
+    node_a = a.json()["payload"]["data"]["invoice"]
+    node_b = b.json()["payload"]["data"]["node"]
+    assert list(node_a) == ["status", "currency", "lineItems"]
+    assert all(list(item) == ["quantity", "id"] for item in node_a["lineItems"])
+    assert list(node_b) == ["currency", "total", "status"] and list(node_b["total"]) == ["formatted", "amount"]
+    assert b'"payload":{"data":{"invoice":{"status":"PAID","currency":' in a.body

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from app.envelope import build_body, event_name, global_id, new_event_id, payload_hash
+from app.envelope import build_body, encode_payload, event_name, global_id, new_event_id, payload_hash
 from app.models import EntityType
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -109,10 +109,15 @@ def test_created_at_is_utc_with_microseconds_whatever_the_input_zone() -> None:
     assert body["created_at"] == "2026-11-22T10:00:00.000000Z"
 
 
-def test_payload_hash_ignores_key_order_and_sees_every_value() -> None:
+def test_payload_hash_is_of_the_encoded_text_and_sees_every_value() -> None:
+    # given a payload, the same payload built again, and its encoded text
     a = {"data": {"node": {"id": "x", "status": "PAID", "lines": [1, 2]}}}
-    b = {"data": {"node": {"lines": [1, 2], "status": "PAID", "id": "x"}}}
-    assert payload_hash(a) == payload_hash(b) and len(payload_hash(a)) == 32
+    again = {"data": {"node": {"id": "x", "status": "PAID", "lines": [1, 2]}}}
+    text = encode_payload(a)
+    # then equal results hash equal whichever form is hashed, and the text keeps the key order
+    assert payload_hash(a) == payload_hash(again) == payload_hash(text) and len(payload_hash(a)) == 32
+    assert text == '{"data":{"node":{"id":"x","status":"PAID","lines":[1,2]}}}'
+    # and any change of a value (or of what the query returned) changes the hash
     assert payload_hash(a) != payload_hash({"data": {"node": {"id": "x", "status": "PAID", "lines": [2, 1]}}})
     assert payload_hash({"data": None}) != payload_hash({"data": None, "errors": [{"message": "boom"}]})
 

@@ -178,17 +178,17 @@ async def supersede(
 
 
 async def insert_events(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload,
-    payload_hash, changed_at, attempts, next_attempt_at, finished)."""
+    """rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload JSON
+    text, payload_hash, changed_at, attempts, next_attempt_at, finished)."""
     if not rows:
         return
     cols = [list(c) for c in zip(*rows, strict=True)]
     await conn.execute(
         "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status, "
         "payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at) "
-        "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl, u.h, u.c, u.a, coalesce(u.n, now()), "
+        "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()), "
         "CASE WHEN u.f THEN now() END FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
-        "$6::bigint[], $7::text[], $8::jsonb[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
+        "$6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
         "$13::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f)",
         *cols,
     )
@@ -250,7 +250,7 @@ UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => w.timeout_seconds + $2)
 FROM chosen c, webhooks w
 WHERE e.id = c.id AND w.id = e.webhook_id
-RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload,
+RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload::text AS payload,
           e.changed_at, e.attempts, w.url, w.method, w.format, w.headers, w.secret, w.previous_secret,
           w.previous_secret_expires_at, w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency
 """
