@@ -1,5 +1,13 @@
 """Delivery: claim due events (per-webhook concurrency, one in flight per (webhook, entity)),
-send each through the transport, record every attempt and decide what happens next."""
+send each through the transport, record every attempt and decide what happens next.
+
+A claim may lease up to CLAIM_AHEAD × a webhook's live concurrency of its events; this process
+then sends at most live-concurrency of them at a time (a lane per webhook) and keeps the leases
+of the rest alive (renew_loop) until their turn. Leases held count against the webhook's
+concurrency in every process's claim, so the limit holds across processes, and a busy webhook
+costs one claim per CLAIM_AHEAD rounds of attempts instead of one per round. Only healthy
+webhooks are claimed ahead: a failing one gets one round at a time, so a fixed URL is used by
+its very next attempt. Attempts waiting in a lane use the configuration read at their claim."""
 
 from __future__ import annotations
 
@@ -7,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +35,10 @@ from app.wakeups import Wakeups, wait_any
 log = logging.getLogger(__name__)
 attempt_log = logging.getLogger("hookql.delivery")
 
-MAX_IN_FLIGHT = 256  # attempts this process has claimed and not yet recorded
+MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
+MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
+CLAIM_AHEAD = 10  # a claim leases up to this many × a webhook's live concurrency
+RENEW_EVERY_S = 10.0  # held leases are extended this often; a claim's lease outlives it
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
 LEASE_MARGIN_S = 30.0  # a lease outlives the webhook's timeout by this much
 RECORD_BATCH = 500  # attempt results recorded per transaction
@@ -71,6 +83,15 @@ def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outg
     )
 
 
+@dataclass
+class _Lane:
+    """One webhook's attempts in this process: at most `limit` sending, the rest waiting."""
+
+    limit: int
+    sending: int = 0
+    waiting: deque[asyncpg.Record] = field(default_factory=deque)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -89,6 +110,11 @@ class Dispatcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
         self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
+        self._lanes: dict[int, _Lane] = {}  # webhook id → its attempts held here
+        self._sending_count = 0
+        self._blocked: dict[int, None] = {}  # webhooks with attempts held back by MAX_IN_FLIGHT
+        self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
+        self.renew_every_s = RENEW_EVERY_S
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -96,13 +122,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            free = MAX_IN_FLIGHT - len(self._unrecorded) + len(self._finished)
+            free = MAX_HELD - len(self._unrecorded) + len(self._finished)
             claimed: list[asyncpg.Record] = []
-            if free > 0:
+            if free > 0 and self._sending_count < MAX_IN_FLIGHT:
                 try:
                     async with self.pool.acquire() as conn:
                         claimed = await store.claim_events(
-                            conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT, list(self._finished)
+                            conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD
                         )
                 except _DB_ERRORS as exc:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
@@ -112,22 +138,110 @@ class Dispatcher:
                     log.exception("dispatcher: claim failed; retrying")
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
-            now = datetime.now(UTC)
             for row in claimed:
                 self._unrecorded[row["id"]] = row
-                task = asyncio.create_task(self._send(row, now), name=f"send-{row['public_id']}")
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+                lane = self._lanes.get(row["webhook_id"])
+                if lane is None:
+                    lane = self._lanes[row["webhook_id"]] = _Lane(row["live_concurrency"])
+                lane.limit = row["live_concurrency"]
+                lane.waiting.append(row)
+            for webhook_id in {row["webhook_id"] for row in claimed}:
+                self._pump(webhook_id)
             if claimed and len(claimed) == free:
                 continue
-            await wait_any([self.wakeups.events, self._slot_freed, self._stopping], await self._sleep_s())
+            # With attempts held, their outcomes wake us (slot freed, NOTIFY); with none, the next
+            # retry's due time bounds the sleep.
+            sleep_s = POLL_INTERVAL_S if self._unrecorded else await self._sleep_s()
+            await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s)
             await asyncio.sleep(CLAIM_LINGER_S)
 
-    async def _send(self, row: asyncpg.Record, now: datetime) -> None:
-        result = await self.transport.send(outgoing_for(row, self.settings, now))
+    def _pump(self, webhook_id: int) -> None:
+        """Start the webhook's waiting attempts its lane (and the process) has room for."""
+        lane = self._lanes.get(webhook_id)
+        if lane is None:
+            return
+        while lane.waiting and lane.sending < lane.limit:
+            if self._sending_count >= MAX_IN_FLIGHT:
+                if webhook_id not in self._blocked:
+                    self._blocked[webhook_id] = None  # resumed, in order, when a send finishes
+                return
+            row = lane.waiting.popleft()
+            lane.sending += 1
+            self._sending_count += 1
+            task = asyncio.create_task(self._send(row, lane), name=f"send-{row['public_id']}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if not lane.waiting and not lane.sending:
+            del self._lanes[webhook_id]
+
+    async def _send(self, row: asyncpg.Record, lane: _Lane) -> None:
+        try:
+            result = await self.transport.send(outgoing_for(row, self.settings, datetime.now(UTC)))
+        finally:
+            lane.sending -= 1
+            self._sending_count -= 1
+        # The webhook's other waiting attempts follow this outcome at once, before it is recorded.
+        outcome = classify(result)
+        if outcome is Outcome.GONE:
+            self._unsent.extend(self._drop_waiting(webhooks={row["webhook_id"]}))
+        elif outcome is Outcome.RATE_LIMITED:
+            lane.limit = max(1, lane.limit // 2)
         self._finished.add(row["id"])
         self._slot_freed.set()
         await self._results.put((row, result))
+        self._pump(row["webhook_id"])
+        while self._blocked and self._sending_count < MAX_IN_FLIGHT:
+            webhook_id = next(iter(self._blocked))
+            del self._blocked[webhook_id]
+            self._pump(webhook_id)
+
+    def _drop_waiting(self, *, webhooks: Collection[int] = (), events: Collection[int] = ()) -> list[int]:
+        """Forget waiting (not yet started) attempts of these webhooks, or these events; returns
+        the event ids, whose leases the caller gives back."""
+        dropped: list[int] = []
+        for webhook_id, lane in list(self._lanes.items()):
+            if webhook_id in webhooks:
+                dropped.extend(row["id"] for row in lane.waiting)
+                lane.waiting.clear()
+            elif events:
+                kept = deque(row for row in lane.waiting if row["id"] not in events)
+                dropped.extend(row["id"] for row in lane.waiting if row["id"] in events)
+                lane.waiting = kept
+            if not lane.waiting and not lane.sending:
+                del self._lanes[webhook_id]
+        for event_id in dropped:
+            self._unrecorded.pop(event_id, None)
+        return dropped
+
+    async def renew_loop(self) -> None:
+        """Keep the leases of held events alive while they wait for their turn or their recording;
+        a crashed process stops renewing and its leases expire."""
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            held = list(self._unrecorded)
+            if not held:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    gone = await store.renew_leases(conn, held, LEASE_MARGIN_S)
+            except Exception as exc:  # the next round tries again; a lease outlives several rounds
+                log.warning("dispatcher: renewing %d leases failed (%s)", len(held), exc)
+                continue
+            # Events no longer claimable (cancelled, webhook disabled or deleted): do not send them.
+            self._unsent.extend(self._drop_waiting(events=set(gone)))
+            await self._give_back_unsent()
+
+    async def _give_back_unsent(self) -> None:
+        """Release the leases of held events dropped unsent, so their next attempt need not wait
+        for the lease to expire. Never raises: after a failure the leases simply expire."""
+        if not self._unsent:
+            return
+        unsent, self._unsent = self._unsent, []
+        try:
+            async with self.pool.acquire() as conn:
+                await store.release_leases(conn, unsent)
+        except Exception as exc:
+            log.warning("dispatcher: giving back %d leases failed (%s); they expire instead", len(unsent), exc)
 
     async def _sleep_s(self) -> float:
         try:
@@ -207,10 +321,21 @@ class Dispatcher:
             )
         hooks = [(hid, *c) for hid, c in per_hook.items()]
         async with self.pool.acquire() as conn, conn.transaction():
-            await store.record_outcomes(conn, attempts, events, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+            states = await store.record_outcomes(conn, attempts, events, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
         for row, _ in batch:
             self._unrecorded.pop(row["id"], None)
             self._finished.discard(row["id"])
+        # Waiting attempts follow what the outcomes did to their webhook: a halved concurrency
+        # (429) applies at once, a disabled webhook (410, 5 days failing) sends nothing more.
+        disabled: set[int] = set()
+        for webhook_id, enabled, live_concurrency in states:
+            if not enabled:
+                disabled.add(webhook_id)
+            elif (lane := self._lanes.get(webhook_id)) is not None:
+                lane.limit = live_concurrency
+                self._pump(webhook_id)
+        self._unsent.extend(self._drop_waiting(webhooks=disabled))
+        await self._give_back_unsent()
 
     # -- housekeeping and shutdown -------------------------------------------------------------
 
@@ -228,6 +353,8 @@ class Dispatcher:
         """Stop claiming; let attempts in flight finish (up to `timeout_s`) and record them; give
         back the leases of any cut short, so another process sends them without waiting."""
         self._stopping.set()
+        for lane in self._lanes.values():
+            lane.waiting.clear()  # their leases are given back below, with those cut short
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=timeout_s)
         for task in list(self._sending):

@@ -46,6 +46,7 @@ class Engine:
             "hookql-listener": self.listener.run(),
             "hookql-dispatcher": self.dispatcher.run(),
             "hookql-recorder": self.dispatcher.record_loop(),
+            "hookql-lease-renewer": self.dispatcher.renew_loop(),
             "hookql-pruner": self.dispatcher.prune_loop(),
         }
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]

@@ -228,3 +228,76 @@ async def test_deleting_a_webhook_while_its_attempt_is_in_flight_does_not_jam_de
         await quick.stop()
     assert [r["status"] for r in rows] == ["delivered"]
     assert all(r["leased_until"] is None for r in rows)  # the recorder kept recording
+
+
+async def _leased(pool: asyncpg.Pool, hook: int) -> int:
+    return int(await pool.fetchval(
+        "SELECT count(*) FROM webhook_events WHERE webhook_id = $1 AND leased_until > now()", hook))
+
+
+async def _none_leased(pool: asyncpg.Pool, hook: int) -> bool:
+    return await _leased(pool, hook) == 0
+
+
+async def test_a_busy_webhook_is_claimed_ahead_and_still_sent_within_its_concurrency(
+    fixture_database_url: str,
+) -> None:
+    # given a healthy webhook with concurrency 2 and a slow receiver
+    receiver = await Receiver(delay_s=0.1).start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url, concurrency=2, live_concurrency=2)
+            # when 20 invoices change at once
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 20")
+            await receiver.wait_for(1)
+            # then one process holds more leases than it sends at once …
+            held = await _leased(run.pool, hook)
+            await wait_until(lambda: _has(run.pool, hook, "delivered", 20))
+    finally:
+        await receiver.stop()
+    assert held > 2
+    # … and the receiver never sees more than 2 requests at a time
+    assert receiver.max_in_flight == 2
+    assert len(receiver.received) == 20
+
+
+async def test_a_410_stops_the_attempts_waiting_behind_it(fixture_database_url: str) -> None:
+    # given a webhook sending one at a time, with many events claimed ahead
+    receiver = await Receiver(respond=lambda n: (410, {}, b"gone"), delay_s=0.05).start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 10")
+            # when the receiver answers 410 Gone
+            await wait_until(lambda: run.pool.fetchval("SELECT NOT enabled FROM webhooks WHERE id = $1", hook))
+            await wait_until(lambda: _none_leased(run.pool, hook))  # the waiting ones are given back
+            await asyncio.sleep(0.3)
+    finally:
+        await receiver.stop()
+    # then nothing was sent after it
+    assert len(receiver.received) == 1
+
+
+async def test_an_event_cancelled_while_waiting_in_the_process_is_not_sent(fixture_database_url: str) -> None:
+    # given a webhook sending one at a time to a slow receiver, leases renewed often
+    receiver = await Receiver(delay_s=0.2).start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            run.engine.dispatcher.renew_every_s = 0.05
+            hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 5")
+            await receiver.wait_for(1)
+            # when the last event, claimed and waiting its turn, is cancelled
+            cancelled = await run.pool.fetchval(
+                "UPDATE webhook_events SET status = 'cancelled', finished_at = now() WHERE id = "
+                "(SELECT max(id) FROM webhook_events WHERE webhook_id = $1 AND status = 'pending') "
+                "RETURNING public_id",
+                hook,
+            )
+            await wait_until(lambda: _has(run.pool, hook, "delivered", 4))
+            await asyncio.sleep(0.3)
+    finally:
+        await receiver.stop()
+    # then the other four arrive and the cancelled one never does
+    sent = [json.loads(r.body)["id"] for r in receiver.received]
+    assert cancelled not in sent and len(sent) == 4

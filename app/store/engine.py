@@ -239,7 +239,10 @@ WITH leased AS (
     ORDER BY e.next_attempt_at, e.id
     LIMIT $3
 ), ranked AS (
-    SELECT d.id, w.live_concurrency - coalesce(b.n, 0) AS free,
+    -- $5: lease ahead only for a healthy webhook; a failing one (a URL being fixed, a receiver
+    -- down) gets one round at a time, so each retry sees the webhook's configuration afresh
+    SELECT d.id, w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN $5 ELSE 1 END
+                 - coalesce(b.n, 0) AS free,
            row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn
     FROM due d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
     LEFT JOIN busy b ON b.webhook_id = d.webhook_id
@@ -257,13 +260,29 @@ RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, 
 
 
 async def claim_events(
-    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int, finished: list[int]
+    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int, finished: list[int], ahead: int
 ) -> list[asyncpg.Record]:
-    """Lease up to `limit` due events. The lock is taken in its own statement first, so the claim
-    runs on a snapshot that sees every lease committed before it (one statement would not)."""
+    """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook. The
+    lock is taken in its own statement first, so the claim runs on a snapshot that sees every
+    lease committed before it (one statement would not)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
-        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit, finished))
+        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit, finished, ahead))
+
+
+async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_margin_s: float) -> list[int]:
+    """Extend the leases of events this process holds; returns those that are no longer its to
+    send (cancelled, delivered elsewhere after an expired lease, webhook disabled or deleted)."""
+    rows = await conn.fetch(
+        "WITH renewed AS (UPDATE webhook_events e "
+        "SET leased_until = now() + make_interval(secs => w.timeout_seconds + $2) FROM webhooks w "
+        "WHERE e.id = ANY($1::bigint[]) AND w.id = e.webhook_id AND w.enabled AND e.status = 'pending' "
+        "AND e.leased_until > now() RETURNING e.id) "
+        "SELECT h.id FROM unnest($1::bigint[]) h(id) WHERE h.id NOT IN (SELECT id FROM renewed)",
+        event_ids,
+        lease_margin_s,
+    )
+    return [r["id"] for r in rows]
 
 
 async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
@@ -283,13 +302,15 @@ async def record_outcomes(
     webhooks: list[tuple[Any, ...]],
     failed_pairs: list[tuple[int, str, int]],
     disable_after_s: float,
-) -> None:
+) -> list[tuple[int, bool, int]]:
     """One transaction's worth of attempt results.
     attempts: (event_id, webhook_id, attempted_at, duration_ms, status_code, headers, body, error)
     events:   (event_id, new_status, next_attempt_at)  — status applies only if still pending
     webhooks: (webhook_id, successes, rate_limited, failures, gone); a webhook whose attempts have
-    only failed for `disable_after_s` is disabled."""
+    only failed for `disable_after_s` is disabled. Returns (webhook_id, enabled, live_concurrency)
+    of these webhooks after the update."""
     await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
+    states: list[tuple[int, bool, int]] = []
     if attempts:
         cols = [list(c) for c in zip(*attempts, strict=True)]
         await conn.execute(
@@ -314,7 +335,7 @@ async def record_outcomes(
         )
     if webhooks:
         cols = [list(c) for c in zip(*webhooks, strict=True)]
-        await conn.execute(
+        rows = await conn.fetch(
             "UPDATE webhooks w SET "
             "live_concurrency = CASE WHEN u.limited > 0 THEN greatest(1, w.live_concurrency / 2) "
             "    ELSE least(w.concurrency, w.live_concurrency + u.ok) END, "
@@ -327,10 +348,11 @@ async def record_outcomes(
             "         AND coalesce(w.failing_since, now()) <= now() - make_interval(secs => $6) "
             "    THEN 'every delivery failed for 5 days' ELSE w.disabled_reason END "
             "FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[]) u(id, ok, limited, failed, gone) "
-            "WHERE w.id = u.id",
+            "WHERE w.id = u.id RETURNING w.id, w.enabled, w.live_concurrency",
             *cols,
             disable_after_s,
         )
+        states = [(r["id"], r["enabled"], r["live_concurrency"]) for r in rows]
     if failed_pairs:
         cols = [list(c) for c in zip(*failed_pairs, strict=True)]
         # The receiver never got this state: forget it, so the next change is sent, not skipped.
@@ -341,6 +363,7 @@ async def record_outcomes(
             *cols,
         )
     await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
+    return states
 
 
 async def release_leases(conn: asyncpg.Connection, event_ids: list[int]) -> None:
