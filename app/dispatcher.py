@@ -37,7 +37,7 @@ attempt_log = logging.getLogger("hookql.delivery")
 
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
-CLAIM_AHEAD = 10  # a claim leases up to this many × a webhook's live concurrency
+CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
 RENEW_EVERY_S = 10.0  # held leases are extended this often; a claim's lease outlives it
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
 LEASE_MARGIN_S = 30.0  # a lease outlives the webhook's timeout by this much
@@ -187,7 +187,10 @@ class Dispatcher:
         elif outcome is Outcome.RATE_LIMITED:
             lane.limit = max(1, lane.limit // 2)
         self._finished.add(row["id"])
-        self._slot_freed.set()
+        # Claim again only when this lane is down to its last round: topping it up after every
+        # attempt would cost a claim (4 statements) per attempt.
+        if len(lane.waiting) < lane.limit:
+            self._slot_freed.set()
         await self._results.put((row, result))
         self._pump(row["webhook_id"])
         while self._blocked and self._sending_count < MAX_IN_FLIGHT:

@@ -57,8 +57,9 @@ class Wakeups:
                         await asyncio.wait_for(conn.close(), 2)
 
 
-async def wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
-    """Sleep until one of `events` is set or `timeout_s` passes; clears them."""
+async def wait_any(events: list[asyncio.Event], timeout_s: float) -> list[asyncio.Event]:
+    """Sleep until one of `events` is set or `timeout_s` passes; clears them and returns those
+    that were set."""
     if not any(e.is_set() for e in events):
         waiters = [asyncio.ensure_future(e.wait()) for e in events]
         try:
@@ -66,5 +67,7 @@ async def wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
         finally:
             for w in waiters:
                 w.cancel()
+    woken = [e for e in events if e.is_set()]
     for e in events:
         e.clear()
+    return woken
