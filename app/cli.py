@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from app import __version__, db
+from app import __version__, db, runtime
 from app.config import Settings, SettingsError, parse_duration_s
 
 if TYPE_CHECKING:
@@ -227,15 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if args.command == "serve":
-            asyncio.run(_serve(settings, http=True))
+            runtime.run(_serve(settings, http=True))
         elif args.command == "worker":
-            asyncio.run(_serve(settings, http=False))
+            runtime.run(_serve(settings, http=False))
         elif args.command == "migrate":
-            asyncio.run(_migrate(settings))
+            runtime.run(_migrate(settings))
         elif args.command == "apikey":
-            asyncio.run(_apikey_create(settings, None if args.operator else args.seller, args.name))
+            runtime.run(_apikey_create(settings, None if args.operator else args.seller, args.name))
         elif args.command == "fixtures":
-            asyncio.run(_fixtures_load(settings))
+            runtime.run(_fixtures_load(settings))
         elif args.command == "schema":
             from app.api.schema import print_sdl
 
@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from app.demo import run_demo
 
-            asyncio.run(run_demo(settings, seconds=args.seconds))
+            runtime.run(run_demo(settings, seconds=args.seconds))
     except (CommandError, SettingsError, db.DatabaseError) as exc:
         print(f"hookql: error: {exc}", file=sys.stderr)
         return 2

@@ -5,10 +5,10 @@ table, write the JSON. Exit status 0 when every figure was measured, 1 when some
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
+from app import runtime
 from bench.database import embedded_server
 from bench.plan import Plan
 from bench.run import SCENARIO_NAMES, run_bench
@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIO_NAMES)))}")
     plan = Plan.quick_plan() if args.quick else Plan.full()
     if args.database_url:
-        report = asyncio.run(run_bench(plan, args.database_url, only=only))
+        report = runtime.run(run_bench(plan, args.database_url, only=only))
     else:
         with embedded_server() as url:
-            report = asyncio.run(run_bench(plan, url, only=only))
+            report = runtime.run(run_bench(plan, url, only=only))
     report.write_json(args.out)
     print(report.table())
     print(

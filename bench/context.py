@@ -13,6 +13,7 @@ from typing import Any
 
 from app import db
 from bench import dataset
+from bench.cpu import CpuShares
 from bench.database import BenchDatabases
 from bench.plan import Plan
 from bench.processes import EngineProcess, EngineSettings, engines
@@ -85,16 +86,24 @@ class Window:
     timeline: list[tuple[float, int]]
     deliveries_total: int
     mean_body_bytes: float
+    cpu_cores: dict[str, float]  # cores used per process group during the window (bench.cpu)
 
 
 async def produce_and_count(
-    bench: Bench, url: str, targets: list[Target], *, window_s: float, rate_per_s: float | None = None
+    bench: Bench,
+    url: str,
+    targets: list[Target],
+    *,
+    window_s: float,
+    rate_per_s: float | None = None,
+    engine_pids: Sequence[int] = (),
 ) -> Window:
     """Run the producer until a counting window of `window_s` has passed; the sustained delivery
     rate is the receiver's count over that window. The window opens `warmup_s` after the first
     delivery: start-up, the first debounce and the first (largest) batches are not steady state.
     The producer keeps committing throughout, so the engine never runs out of work."""
     await bench.receiver.reset()
+    cpu = CpuShares({"engine": list(engine_pids), "receiver": [bench.receiver.pid]}, await bench.dbs.postmaster_pid())
     producer = Producer(url, targets)
     stop = asyncio.Event()
     marks: list[tuple[float, int]] = []
@@ -116,8 +125,10 @@ async def produce_and_count(
                     raise RuntimeError(f"no delivery within {FIRST_DELIVERY_MAX_S:.0f} s of the first commit")
                 if first_at is not None and not marks and now >= first_at + bench.plan.warmup_s:
                     marks.append((now, count))
+                    cpu.start()
                 elif marks and now >= marks[0][0] + window_s:
                     marks.append((now, count))
+                    cpu.stop()
                     timeline.append((round(now - started, 2), count))
                     return
                 await asyncio.sleep(TICK_S)
@@ -136,6 +147,7 @@ async def produce_and_count(
         timeline=timeline,
         deliveries_total=c1,
         mean_body_bytes=stats["body_bytes"] / stats["count"] if stats["count"] else 0.0,
+        cpu_cores=cpu.result,
     )
 
 
@@ -147,9 +159,9 @@ async def sustained(
     settings = EngineSettings(debounce_ms=bench.plan.debounce_ms)
     async with (
         bench.scenario_db(label, specs) as (url, targets),
-        bench.engines(commands, url, settings, label),
+        bench.engines(commands, url, settings, label) as procs,
     ):
-        window = await produce_and_count(bench, url, targets, window_s=window_s)
+        window = await produce_and_count(bench, url, targets, window_s=window_s, engine_pids=[p.pid for p in procs])
     fanout = expected_fanout(targets, specs)
     demand = window.producer.commits_per_s * fanout
     return {
@@ -161,6 +173,7 @@ async def sustained(
         # the engine kept up with everything offered: the figure is a lower bound of its capacity
         "producer_bound": window.deliveries_per_s >= PRODUCER_BOUND_SHARE * demand,
         "mean_body_bytes": round(window.mean_body_bytes),
+        "cpu_cores": window.cpu_cores,
         "settings": vars(settings),
         "timeline_s_deliveries": window.timeline,
     }
@@ -170,8 +183,17 @@ def describe(run: dict[str, Any]) -> str:
     bound = " (producer-bound: the engine kept up)" if run["producer_bound"] else ""
     return (
         f"{run['producer_commits_per_s']:,.0f} commits/s × {run['deliveries_per_commit']:.1f} webhooks each = "
-        f"{run['offered_deliveries_per_s']:,.0f}/s offered{bound}"
+        f"{run['offered_deliveries_per_s']:,.0f}/s offered{bound}; {describe_cpu(run.get('cpu_cores') or {})}"
     )
+
+
+def describe_cpu(cores: dict[str, float]) -> str:
+    """`cores used: engine 0.98, postgresql 0.61, …, machine 1.97 of 2`."""
+    if not cores:
+        return "CPU not measured"
+    parts = [f"{name} {value:.2f}" for name, value in cores.items() if name not in ("cores", "machine (all processes)")]
+    machine = cores.get("machine (all processes)")
+    return f"cores used: {', '.join(parts)}; machine {machine:.2f} of {cores.get('cores', 0):.0f}"
 
 
 async def wait_quiet(bench: Bench, *, quiet_s: float, max_s: float) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from app import db
 from bench import dataset
@@ -57,6 +58,19 @@ class BenchDatabases:
     created: list[str] = field(default_factory=list)
     template: str = ""
     stat_statements: bool = False  # pg_stat_statements is loaded and installed in the template
+
+
+    async def postmaster_pid(self) -> int | None:
+        """The server's postmaster, when it runs on this machine (for CPU accounting)."""
+        conn = await asyncpg.connect(self.server_url)
+        try:
+            backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        finally:
+            await conn.close()
+        try:
+            return psutil.Process(backend).ppid()
+        except psutil.Error:  # a remote server: its CPU is not ours to count
+            return None
 
     async def _admin(self, sql: str) -> None:
         conn = await asyncpg.connect(self.server_url)

@@ -39,12 +39,14 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
     specs = dataset.plan_webhooks(plan.webhooks, bench.sellers)
     async with (
         bench.scenario_db("latency", specs) as (url, targets),
-        bench.engines(["serve"], url, settings, "latency"),
+        bench.engines(["serve"], url, settings, "latency") as procs,
     ):
         fanout = expected_fanout(targets, specs)
         target_deliveries_per_s = LOAD_FRACTION * bench.peak_deliveries_per_s
         commits_per_s = target_deliveries_per_s / fanout
-        window = await produce_and_count(bench, url, targets, window_s=plan.latency_s, rate_per_s=commits_per_s)
+        window = await produce_and_count(
+            bench, url, targets, window_s=plan.latency_s, rate_per_s=commits_per_s, engine_pids=[p.pid for p in procs]
+        )
         await wait_quiet(bench, quiet_s=1.0, max_s=plan.drain_s + plan.debounce_ms / 1000)
         receipts = (await bench.receiver.receipts())["receipts"]
     run = window.producer
@@ -74,6 +76,7 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         "samples": len(samples_ms),
         "min_ms": round(min(samples_ms), 1),
         "max_ms": round(max(samples_ms), 1),
+        "cpu_cores": window.cpu_cores,
     }
     bench.details["latency"] = details
     for pct in (50, 95, 99):

@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from app import runtime
+
 HOST = "127.0.0.1"
 MARKER_RE = re.compile(rb"bench-(\d+)")
 # A bound on what the receiver remembers per run (one entry ≈ 100 bytes): far above any
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port))
+        runtime.run(serve(args.port))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from app import runtime
 from bench import coalescing, cost, dataset, latency, limits, memory, scaling, throughput
 from bench.context import Bench
 from bench.database import BenchDatabases
@@ -141,6 +142,7 @@ async def run_bench(
     logs = Path(tempfile.mkdtemp(prefix="hookql-bench-logs-")) if log_dir is None else log_dir
     try:
         report.machine = machine_info(await dbs.server_version())
+        report.machine["event_loop"] = runtime.loop_name()  # the engine's, the receiver's and L1's
         await dbs.build_template()
         await receiver.start()
         bench = Bench(plan=plan, dbs=dbs, receiver=receiver, log_dir=logs)

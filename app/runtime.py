@@ -1,0 +1,25 @@
+"""How hookql runs its asyncio programs: on uvloop where it is installed (a dependency on Linux
+and macOS). asyncpg and aiohttp spend much of their time in the event loop's socket and callback
+machinery, which uvloop implements in C; the standard loop is the fallback everywhere else."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # Windows, or an install without it: same program, slower loop
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def loop_name() -> str:
+    """The running loop's implementation, for logs and benchmark reports."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
