@@ -1,15 +1,23 @@
-"""Loads the sample marketplace in `fixtures/` into the database: idempotent, one transaction."""
+"""Loads the sample marketplace in `fixtures/` into the database: idempotent, one transaction.
+
+The data lives in the repository (fixtures/marketplace.json, written by fixtures/generate.py),
+not in the package: it is sample data for a checkout, and `hookql fixtures load` from an
+installed wheel says so clearly instead of loading something stale.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "fixtures"
+DATA_FILE = "marketplace.json"
 
 # Parents before children, so foreign keys hold at every insert.
 TABLES = (
@@ -25,15 +33,99 @@ TABLES = (
     "refund_requests",
     "refund_request_line_items",
 )
-_NUMERIC = {"price", "unit_price", "amount"}
-_TIMESTAMPS = {"created_at", "shipped_at"}
+# JSON has no decimal or timestamp: money travels as strings ("12.50", never a float) and times as
+# ISO 8601; asyncpg wants Decimal and datetime for those columns.
+_NUMERIC = frozenset({"price", "unit_price", "amount"})
+_TIMESTAMPS = frozenset({"created_at", "updated_at", "shipped_at"})
+
+# The type of each column, as PostgreSQL spells it, so unnest() gets typed arrays. Tables are found
+# the way the unqualified INSERTs below find them: through the search_path.
+_COLUMN_TYPES_SQL = """
+SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+WHERE c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+# Move the id sequence past the largest id, never backwards: a sequence that already handed out
+# higher ids (rows since deleted) must not hand them out again, or a new row would reuse the id of
+# a deleted entity that webhooks have already been told about.
+_BUMP_SEQUENCE_SQL = """
+SELECT setval(s.seq, m.max_id)
+FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s,
+     LATERAL (SELECT max(id) AS max_id FROM {table}) m
+WHERE m.max_id > coalesce(
+    (SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = s.seq), 0)
+"""
 
 
 class FixturesError(RuntimeError):
-    pass
+    """The fixture data is missing or malformed; the message says what to do."""
 
 
-def _value(column: str, value: object) -> object:
+def read_fixtures(directory: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The rows of every table, as stored in `directory/marketplace.json` (default: the repo's fixtures/)."""
+    path = (directory or DEFAULT_DIRECTORY) / DATA_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FixturesError(
+            f"no fixtures at {path}: the sample data ships with the repository, not the package; "
+            "run from a checkout or pass its fixtures/ directory"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise FixturesError(f"{path} is not valid JSON: {exc}") from None
+    unknown = set(data) - set(TABLES)
+    if unknown:
+        raise FixturesError(f"{path} names unknown tables: {', '.join(sorted(unknown))}")
+    return {table: data.get(table, []) for table in TABLES}
+
+
+async def load_fixtures(conn: asyncpg.Connection, directory: Path | None = None) -> dict[str, int]:
+    """Insert the fixture rows not there yet (matched by id) and move each id sequence past them.
+
+    Runs in one transaction: all or nothing. Safe to re-run: rows already present are left as they
+    are (ON CONFLICT (id) DO NOTHING), so edits made to fixture rows since survive a reload.
+    Afterwards plain INSERTs without an id don't collide with the fixtures. Returns, per table in
+    load order, how many rows were inserted (all zeros on a re-run).
+    """
+    data = read_fixtures(directory)
+    added: dict[str, int] = {}
+    async with conn.transaction():
+        types: dict[tuple[str, str], str] = {
+            (r["table_name"], r["column_name"]): r["type"]
+            for r in await conn.fetch(_COLUMN_TYPES_SQL, list(TABLES))
+        }
+        for table in TABLES:
+            rows = data[table]
+            added[table] = await _insert(conn, table, rows, types) if rows else 0
+            await conn.execute(_BUMP_SEQUENCE_SQL.format(table=table), table)
+    return added
+
+
+async def _insert(
+    conn: asyncpg.Connection, table: str, rows: Sequence[dict[str, Any]], types: dict[tuple[str, str], str]
+) -> int:
+    """One statement per table: each column travels as one typed array and unnest() zips them back
+    into rows, so 300 rows cost one round trip (COPY would too, but cannot skip existing ids)."""
+    columns = list(rows[0])
+    if "id" not in columns:  # without explicit ids a re-run could not recognise its own rows
+        raise FixturesError(f"{table} rows need an explicit id")
+    for row in rows:
+        if list(row) != columns:
+            raise FixturesError(f"{table} row {row.get('id')} has columns {list(row)}, expected {columns}")
+    missing = [c for c in columns if (table, c) not in types]
+    if missing:
+        raise FixturesError(f"table {table} has no column(s) {', '.join(missing)}: is the database migrated?")
+    arrays = [[_value(column, row[column]) for row in rows] for column in columns]
+    casts = ", ".join(f"${i}::{_array_type(types[table, c])}" for i, c in enumerate(columns, start=1))
+    column_list = ", ".join(columns)  # checked against the catalogue above, so safe to splice in
+    sql = f"INSERT INTO {table} ({column_list}) SELECT * FROM unnest({casts}) ON CONFLICT (id) DO NOTHING"
+    status = await conn.execute(sql, *arrays)
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <n>"
+
+
+def _value(column: str, value: Any) -> Any:
     if value is None:
         return None
     if column in _NUMERIC:
@@ -43,42 +135,6 @@ def _value(column: str, value: object) -> object:
     return value
 
 
-async def load_fixtures(conn: asyncpg.Connection, directory: Path | None = None) -> dict[str, int]:
-    """Insert the fixture rows that are not there yet (by id) and move each id sequence past them,
-    so later plain INSERTs don't collide. Returns how many rows each table gained."""
-    path = (directory or DEFAULT_DIRECTORY) / "marketplace.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FixturesError(f"no fixtures at {path}: run hookql from a checkout of the repository") from None
-    added: dict[str, int] = {}
-    async with conn.transaction():
-        for table in TABLES:
-            rows = data.get(table, [])
-            if not rows:
-                added[table] = 0
-                continue
-            columns = list(rows[0])
-            records = [tuple(_value(c, row.get(c)) for c in columns) for row in rows]
-            # One statement per table: unnest the columns, skip ids already present.
-            types = await conn.fetch(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = $1",
-                table,
-            )
-            pg_type = {r["column_name"]: r["data_type"] for r in types}
-            casts = ", ".join(f"${i + 1}::{_array_type(pg_type[c])}" for i, c in enumerate(columns))
-            column_list = ", ".join(columns)
-            result = await conn.execute(
-                f"INSERT INTO {table} ({column_list}) SELECT * FROM unnest({casts}) ON CONFLICT (id) DO NOTHING",
-                *[[rec[i] for rec in records] for i in range(len(columns))],
-            )
-            added[table] = int(result.rsplit(" ", 1)[-1])
-            await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT max(id) FROM {table}), 1))"
-            )
-    return added
-
-
-def _array_type(data_type: str) -> str:
-    return {"character": "text"}.get(data_type, data_type) + "[]"
+def _array_type(column_type: str) -> str:
+    # character(3)[] would be fine, but text[] avoids blank-padding surprises for char columns.
+    return ("text" if column_type.startswith("character(") else column_type) + "[]"

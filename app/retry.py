@@ -19,6 +19,7 @@ class Outcome(enum.Enum):
 
 
 def classify(result: SendResult) -> Outcome:
+    """What one attempt's result means for its event and webhook (SPEC §5, outcome)."""
     if result.ok:
         return Outcome.DELIVERED
     if result.status_code == 410:
@@ -30,7 +31,9 @@ def classify(result: SendResult) -> Outcome:
 
 def backoff_ms(attempt: int, base_ms: int, max_ms: int, rand: Callable[[], float]) -> int:
     """Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))].
-    `attempt` is the number of attempts made so far (≥ 1)."""
+    `attempt` is the number of attempts made so far (≥ 1); `rand()` is uniform in [0, 1)."""
+    # The exponent is clamped so a huge attempt count cannot build a giant integer; 2^40 × any
+    # sane base is far beyond any max_ms.
     ceiling = min(max_ms, base_ms * 2 ** min(max(attempt - 1, 0), 40))
     return int(rand() * ceiling)
 
@@ -44,6 +47,7 @@ def next_delay_ms(result: SendResult, attempt: int, base_ms: int, max_ms: int, r
 
 
 def should_fail(attempts_made: int, max_attempts: int) -> bool:
+    """True when the event has used its attempt budget and becomes FAILED."""
     return attempts_made >= max_attempts
 
 

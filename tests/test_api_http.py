@@ -151,3 +151,21 @@ async def test_a_websocket_may_authenticate_with_the_upgrade_header(api: tuple[s
         await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }"}}))
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert message == {"type": "next", "id": "1", "payload": {"data": {"__typename": "Query"}}}
+
+
+async def test_the_scheme_name_is_case_insensitive(api: tuple[str, str]) -> None:
+    url, key = api
+    status, _, body = await request(url, json={"query": "{ __typename }"}, headers={"Authorization": f"bearer {key}"})
+    assert (status, body) == (200, {"data": {"__typename": "Query"}})
+
+
+async def test_a_seller_key_over_http_sees_only_its_seller(api: tuple[str, str], pool: asyncpg.Pool) -> None:
+    # given two sellers and a key bound to the first
+    url, _ = api
+    async with pool.acquire() as conn:
+        await conn.execute("INSERT INTO sellers (id, name) VALUES (1, 'Acme'), (2, 'Globex')")
+        seller_key = await create_key(conn, seller_id=1, name="acme")
+    # when it asks for both sellers, then the other one is null, like a missing one
+    query = '{ a: node(id: "U2VsbGVyOjE=") { ... on Seller { name } } b: node(id: "U2VsbGVyOjI=") { id } }'
+    status, _, body = await request(url, json={"query": query}, headers={"Authorization": f"Bearer {seller_key}"})
+    assert (status, body) == (200, {"data": {"a": {"name": "Acme"}, "b": None}})

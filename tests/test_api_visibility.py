@@ -8,6 +8,7 @@ import pytest
 
 from app.api.context import make_context
 from app.api.ids import to_global_id
+from app.api.pagination import encode_cursor
 from app.api.schema import schema
 from app.models import OPERATOR, Visibility
 
@@ -173,3 +174,96 @@ async def test_rows_that_point_across_sellers_do_not_leak(fixture_pool: asyncpg.
     # then the foreign variant and line item are null, like missing ones
     assert data["invoice"]["lineItems"][-1] == {"variant": None}
     assert data["invoice"]["shipments"][-1] == {"items": [{"invoiceLineItem": None}]}
+
+
+async def test_nodes_mixes_own_foreign_and_unknown_in_order(fixture_pool: asyncpg.Pool) -> None:
+    # given one own object of each webhook type, the same types of seller 2, and unknown ids
+    own = {
+        "Invoice": await fixture_pool.fetchval("SELECT id FROM invoices WHERE seller_id = 1 ORDER BY id LIMIT 1"),
+        "Variant": await fixture_pool.fetchval(
+            "SELECT v.id FROM variants v JOIN products p ON p.id = v.product_id WHERE p.seller_id = 1 LIMIT 1"
+        ),
+        "RefundRequest": await fixture_pool.fetchval(
+            "SELECT r.id FROM refund_requests r JOIN invoices i ON i.id = r.invoice_id WHERE i.seller_id = 1 LIMIT 1"
+        ),
+        "Seller": 1,
+        "Product": await fixture_pool.fetchval("SELECT id FROM products WHERE seller_id = 1 LIMIT 1"),
+    }
+    foreign = await foreign_ids(fixture_pool)
+    asked = []
+    for type_name, id_ in own.items():
+        asked += [
+            to_global_id(type_name, id_),
+            to_global_id(type_name, foreign[type_name]),
+            to_global_id(type_name, UNKNOWN_ID),
+        ]
+
+    # when seller 1 asks for all of them at once
+    data = await execute(fixture_pool, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", ME, ids=asked)
+
+    # then only its own come back, in place; foreign and unknown are both null
+    expected = []
+    for type_name, id_ in own.items():
+        expected += [{"id": to_global_id(type_name, id_)}, None, None]
+    assert data["nodes"] == expected
+
+
+async def test_a_cursor_at_a_foreign_row_reveals_nothing(fixture_pool: asyncpg.Pool) -> None:
+    # a seller crafting a cursor at seller 2's invoice just continues with its own invoices after it
+    foreign = (await foreign_ids(fixture_pool))["Invoice"]
+    data = await execute(
+        fixture_pool,
+        "query($a: String) { invoices(first: 100, after: $a) { nodes { legacyId } } }",
+        ME,
+        a=encode_cursor(foreign),
+    )
+    assert [n["legacyId"] for n in data["invoices"]["nodes"]] == [
+        r["id"]
+        for r in await fixture_pool.fetch(
+            "SELECT id FROM invoices WHERE seller_id = 1 AND id > $1 ORDER BY id LIMIT 100", foreign
+        )
+    ]
+
+
+async def test_a_refund_line_pointing_at_a_foreign_line_item_does_not_leak(fixture_pool: asyncpg.Pool) -> None:
+    # given seller 1's refund request with a line that plain SQL pointed at seller 2's line item
+    ids = await foreign_ids(fixture_pool)
+    own_refund = await fixture_pool.fetchval(
+        "SELECT r.id FROM refund_requests r JOIN invoices i ON i.id = r.invoice_id WHERE i.seller_id = 1 LIMIT 1"
+    )
+    line = await fixture_pool.fetchval(
+        "INSERT INTO refund_request_line_items (refund_request_id, invoice_line_item_id, quantity, amount) "
+        "VALUES ($1, $2, 1, 1.00) RETURNING id",
+        own_refund,
+        ids["InvoiceLineItem"],
+    )
+    query = """query($r: ID!, $l: ID!) {
+      refundRequest(id: $r) { lineItems { legacyId invoiceLineItem { id variant { sku } invoice { id } } } }
+      node(id: $l) { ... on RefundRequestLineItem { invoiceLineItem { id } } } }"""
+    data = await execute(
+        fixture_pool,
+        query,
+        ME,
+        r=to_global_id("RefundRequest", own_refund),
+        l=to_global_id("RefundRequestLineItem", line),
+    )
+    [added] = [li for li in data["refundRequest"]["lineItems"] if li["legacyId"] == line]
+    assert added["invoiceLineItem"] is None
+    assert data["node"] == {"invoiceLineItem": None}
+
+
+async def test_a_seller_that_does_not_exist_sees_nothing(fixture_pool: asyncpg.Pool) -> None:
+    nobody = Visibility(UNKNOWN_ID)
+    data = await execute(
+        fixture_pool,
+        "{ invoices { nodes { id } } variants { nodes { id } } refundRequests { nodes { id } } "
+        'node(id: "SW52b2ljZTox") { id } webhooks { id } }',
+        nobody,
+    )
+    assert data == {
+        "invoices": {"nodes": []},
+        "variants": {"nodes": []},
+        "refundRequests": {"nodes": []},
+        "node": None,
+        "webhooks": [],
+    }

@@ -45,6 +45,38 @@ async def test_migrations_apply_to_an_empty_database_and_are_idempotent(server_u
     assert spec_tables | {"api_keys", "webhooks", "webhook_events", "webhook_attempts", "changes"} <= tables
 
 
+
+async def test_a_migration_numbered_below_the_latest_applies_to_an_existing_database(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a database migrated before 0005 existed (it has 0007 already)
+    name = "hookql_t_late_migrate"
+    every = db.migrations()
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        conn = await db.connect(db.with_database(server_url, name))
+        try:
+            monkeypatch.setattr(db, "migrations", lambda: [m for m in every if m.version != 5])
+            before = await db.migrate(conn)
+            # when hookql starts with 0005 present
+            monkeypatch.setattr(db, "migrations", lambda: every)
+            now = await db.migrate(conn)
+            triggers = {
+                r["tgname"]
+                for r in await conn.fetch("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%cascade_owner'")
+            }
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    # then exactly the missing one is applied
+    assert 7 in before and 5 not in before
+    assert now == [5]
+    assert triggers == {"products_capture_cascade_owner", "invoices_capture_cascade_owner"}
+
 async def test_updated_at_is_maintained_by_the_database(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         row = await conn.fetchrow("INSERT INTO sellers (name) VALUES ('A') RETURNING created_at, updated_at")
