@@ -38,9 +38,9 @@ attempt_log = logging.getLogger("hookql.delivery")
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
 CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
-RENEW_EVERY_S = 10.0  # held leases are extended this often; a claim's lease outlives it
+RENEW_EVERY_S = 5.0  # held leases (waiting, sending, unrecorded) are extended this often …
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
-LEASE_MARGIN_S = 30.0  # a lease outlives the webhook's timeout by this much
+LEASE_S = 20.0  # … to this long from now: a crashed process's events are claimable again within it
 RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
 CLAIM_LINGER_S = 0.005
@@ -128,7 +128,7 @@ class Dispatcher:
                 try:
                     async with self.pool.acquire() as conn:
                         claimed = await store.claim_events(
-                            conn, free, LEASE_MARGIN_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD
+                            conn, free, LEASE_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD
                         )
                 except _DB_ERRORS as exc:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
@@ -139,6 +139,10 @@ class Dispatcher:
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
             for row in claimed:
+                if row["id"] in self._unrecorded:
+                    # Its lease ran out while we held it (renewals failed: database away); we still
+                    # hold it, and the lease is ours again.
+                    continue
                 self._unrecorded[row["id"]] = row
                 lane = self._lanes.get(row["webhook_id"])
                 if lane is None:
@@ -226,7 +230,7 @@ class Dispatcher:
                 continue
             try:
                 async with self.pool.acquire() as conn:
-                    gone = await store.renew_leases(conn, held, LEASE_MARGIN_S)
+                    gone = await store.renew_leases(conn, held, LEASE_S)
             except Exception as exc:  # the next round tries again; a lease outlives several rounds
                 log.warning("dispatcher: renewing %d leases failed (%s)", len(held), exc)
                 continue

@@ -198,6 +198,8 @@ class Transport:
             return SendResult(started_at, elapsed_ms(), error=f"connection failed: {cause.strerror or cause}")
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
             return SendResult(started_at, elapsed_ms(), error=f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:  # a request aiohttp refuses to build (e.g. URL credentials + Authorization)
+            return SendResult(started_at, elapsed_ms(), error=f"request refused before sending: {exc}")
 
 
 async def _read_prefix(resp: aiohttp.ClientResponse) -> bytes:

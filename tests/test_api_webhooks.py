@@ -112,6 +112,11 @@ WIDE = (
         ({"events": []}, "events", "at least one"),
         ({"name": " "}, "name", "1-200 characters"),
         ({"sellerId": "U2VsbGVyOjk5OQ=="}, "sellerId", "does not exist"),
+        (
+            {"url": "https://u:pw@erp.example.com/h", "headers": [{"name": "authorization", "value": "Basic x"}]},
+            "url",
+            "keep one of them",
+        ),
     ],
 )
 async def test_each_rule_refuses_with_a_clear_message_and_stores_nothing(

@@ -283,6 +283,18 @@ async def test_a_url_aiohttp_cannot_send_is_a_result_not_an_exception(transport:
     assert result.status_code is None and result.error
 
 
+async def test_url_credentials_beside_an_authorization_header_are_a_result_not_an_exception(
+    transport: Transport, receiver: Receiver
+) -> None:
+    # given a stored webhook from before registration refused this combination
+    url = receiver.url.replace("http://", "http://u:pw@") + "/hook"
+    out = outgoing(url, headers=(Header("Authorization", "Bearer t"),))
+    # when it is sent, then the attempt records why nothing was sent
+    result = await transport.send(out)
+    assert result.status_code is None and result.error and "refused before sending" in result.error
+    assert receiver.received == []
+
+
 # --- private targets --------------------------------------------------------------------------
 
 

@@ -107,6 +107,14 @@ async def clean(
         for field, message in validate_headers(headers):
             fail(field, message)
         values["headers"] = [{"name": h.name, "value": h.value} for h in headers]
+    if "url" in values or "headers" in values:
+        # aiohttp refuses a request that has both (it cannot tell which credentials to send), and
+        # a receiver would see only one of them: say so now rather than fail every attempt.
+        url = values.get("url") or (current or {}).get("url") or ""
+        names = [h["name"] for h in values.get("headers") or (current or {}).get("headers") or []]
+        if urlsplit(url).username is not None and any(n.lower() == "authorization" for n in names):
+            fail("url" if "url" in values else "headers",
+                 "the URL carries credentials (user:password@) and the headers set Authorization; keep one of them")
     if given.events is not None:
         if not given.events:
             fail("events", "events must name at least one of CREATED, UPDATED, DELETED")

@@ -250,7 +250,7 @@ WITH leased AS (
     SELECT id FROM ranked WHERE rn <= free ORDER BY id LIMIT $1
 )
 UPDATE webhook_events e
-SET leased_until = now() + make_interval(secs => w.timeout_seconds + $2)
+SET leased_until = now() + make_interval(secs => $2)
 FROM chosen c, webhooks w
 WHERE e.id = c.id AND w.id = e.webhook_id
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload::text AS payload,
@@ -260,27 +260,27 @@ RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, 
 
 
 async def claim_events(
-    conn: asyncpg.Connection, limit: int, lease_margin_s: float, scan_limit: int, finished: list[int], ahead: int
+    conn: asyncpg.Connection, limit: int, lease_s: float, scan_limit: int, finished: list[int], ahead: int
 ) -> list[asyncpg.Record]:
     """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook. The
     lock is taken in its own statement first, so the claim runs on a snapshot that sees every
     lease committed before it (one statement would not)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
-        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_margin_s, scan_limit, finished, ahead))
+        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_s, scan_limit, finished, ahead))
 
 
-async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_margin_s: float) -> list[int]:
+async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_s: float) -> list[int]:
     """Extend the leases of events this process holds; returns those that are no longer its to
     send (cancelled, delivered elsewhere after an expired lease, webhook disabled or deleted)."""
     rows = await conn.fetch(
         "WITH renewed AS (UPDATE webhook_events e "
-        "SET leased_until = now() + make_interval(secs => w.timeout_seconds + $2) FROM webhooks w "
+        "SET leased_until = now() + make_interval(secs => $2) FROM webhooks w "
         "WHERE e.id = ANY($1::bigint[]) AND w.id = e.webhook_id AND w.enabled AND e.status = 'pending' "
         "AND e.leased_until > now() RETURNING e.id) "
         "SELECT h.id FROM unnest($1::bigint[]) h(id) WHERE h.id NOT IN (SELECT id FROM renewed)",
         event_ids,
-        lease_margin_s,
+        lease_s,
     )
     return [r["id"] for r in rows]
 
