@@ -158,12 +158,14 @@ async def _serve(settings: Settings, *, http: bool) -> None:
     ):
         if http:
             app = create_app(settings, pool, engine.transport)
+            runtime.freeze_startup_heap()
             config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="off",
                                     log_level=settings.log_level, access_log=False)
             print(f"hookql {__version__}: GraphiQL at http://{settings.host}:{settings.port}/graphql "
                   f"(database {db.redact(url)})", file=sys.stderr, flush=True)
             await uvicorn.Server(config).serve()  # returns after SIGINT/SIGTERM
         else:
+            runtime.freeze_startup_heap()
             print(f"hookql {__version__}: worker running (database {db.redact(url)})", file=sys.stderr, flush=True)
             await _until_signalled(engine)
 

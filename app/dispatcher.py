@@ -43,7 +43,7 @@ CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
 LEASE_S = 20.0  # … to this long from now: a crashed process's events are claimable again within it
 RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
-CLAIM_LINGER_S = 0.005
+CLAIM_LINGER_S = 0.002
 # Results arriving within this window share one transaction. Recording happens after the
 # receiver has its request, so this delays only the release of leases, not deliveries.
 RECORD_LINGER_S = 0.05

@@ -5,6 +5,7 @@ machinery, which uvloop implements in C; the standard loop is the fallback every
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -23,3 +24,12 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def loop_name() -> str:
     """The running loop's implementation, for logs and benchmark reports."""
     return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up (modules, the GraphQL schema, compiled queries) out of
+    the garbage collector's reach. Without this, each full collection walks that whole heap: in
+    a serve process under load one ran every ~2 s and stopped the event loop for 40-60 ms, which
+    was the p99 of commit→receipt. Objects made later are collected as usual."""
+    gc.collect()
+    gc.freeze()
