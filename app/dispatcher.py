@@ -16,10 +16,10 @@ import contextlib
 import logging
 import random
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -32,6 +32,7 @@ from app.store.webhooks import attempt_values, live_secrets
 from app.transport import Transport
 from app.wakeups import Wakeups, wait_any
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 attempt_log = logging.getLogger("hookql.delivery")
 
@@ -122,7 +123,9 @@ class Dispatcher:
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            free = MAX_HELD - len(self._unrecorded) + len(self._finished)
+            # Finished-but-unrecorded attempts still hold rows here: the recorder falling behind must
+            # slow claiming down, or held rows (payloads included) would grow without bound.
+            free = MAX_HELD - len(self._unrecorded)
             claimed: list[asyncpg.Record] = []
             if free > 0 and self._sending_count < MAX_IN_FLIGHT:
                 try:
@@ -268,19 +271,26 @@ class Dispatcher:
             await asyncio.sleep(RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            while True:
-                try:
-                    await self._record(batch)
-                    break
-                except _DB_ERRORS as exc:  # keep the results; the leases hold the events meanwhile
-                    log.warning("dispatcher: cannot record %d attempts (%s); retrying", len(batch), exc)
-                    await asyncio.sleep(ERROR_BACKOFF_S)
-                except Exception:  # anything else: keep the results and retry; never drop an outcome
-                    log.exception("dispatcher: recording %d attempts failed; retrying", len(batch))
-                    await asyncio.sleep(ERROR_BACKOFF_S)
+            await self._record(batch)
             self._slot_freed.set()
 
-    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]]) -> None:
+    async def _until_done(self, what: str, op: Callable[[], Awaitable[T]], retry: bool) -> T:
+        """Run one recording transaction, again and again until it commits (`retry`): outcomes are
+        never dropped, and the leases hold the events meanwhile."""
+        while True:
+            try:
+                return await op()
+            except _DB_ERRORS as exc:
+                if not retry:
+                    raise
+                log.warning("dispatcher: cannot record %s (%s); retrying", what, exc)
+            except Exception:  # e.g. a connection broken mid-protocol: keep the results and retry
+                if not retry:
+                    raise
+                log.exception("dispatcher: recording %s failed; retrying", what)
+            await asyncio.sleep(ERROR_BACKOFF_S)
+
+    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]], *, retry: bool = True) -> None:
         now = datetime.now(UTC)
         attempts: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
@@ -327,11 +337,24 @@ class Dispatcher:
                 repr(result.error) if result.error else "-",
             )
         hooks = [(hid, *c) for hid, c in per_hook.items()]
-        async with self.pool.acquire() as conn, conn.transaction():
-            states = await store.record_outcomes(conn, attempts, events, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+
+        # Two transactions: the attempts and event outcomes first, holding no webhook row for
+        # update (enqueueing locks those for its whole transaction; recording used to wait for it,
+        # and it for recording); then the webhooks' health, briefly under their locks. A crash
+        # between the two loses only health counters, which the next outcomes set again.
+        async def attempts_tx() -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await store.record_attempts(conn, attempts, events, list(per_hook))
+
+        async def health_tx() -> list[tuple[int, bool, int]]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await store.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+
+        await self._until_done(f"{len(batch)} attempts", attempts_tx, retry)
         for row, _ in batch:
             self._unrecorded.pop(row["id"], None)
             self._finished.discard(row["id"])
+        states = await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
         # Waiting attempts follow what the outcomes did to their webhook: a halved concurrency
         # (429) applies at once, a disabled webhook (410, 5 days failing) sends nothing more.
         disabled: set[int] = set()
@@ -371,6 +394,6 @@ class Dispatcher:
             batch.append(self._results.get_nowait())
         with contextlib.suppress(*_DB_ERRORS):
             if batch:
-                await self._record(batch)
+                await self._record(batch, retry=False)
             async with self.pool.acquire() as conn:
                 await store.release_leases(conn, list(self._unrecorded))

@@ -166,9 +166,12 @@ async def supersede(
     """Mark older pending events of these pairs superseded; return their retry clocks."""
     return list(
         await conn.fetch(
+            # Rows locked in id order, as recording locks them: the two cannot deadlock.
             "UPDATE webhook_events e SET status = 'superseded', finished_at = now() "
-            "FROM unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
-            "WHERE e.status = 'pending' AND e.webhook_id = u.w AND e.entity_type = u.t AND e.entity_id = u.i "
+            "FROM (SELECT x.id FROM unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
+            "      JOIN webhook_events x ON x.status = 'pending' AND x.webhook_id = u.w AND x.entity_type = u.t "
+            "      AND x.entity_id = u.i ORDER BY x.id FOR NO KEY UPDATE OF x) s "
+            "WHERE e.id = s.id AND e.status = 'pending' "
             "RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at",
             webhook_ids,
             types,
@@ -274,11 +277,15 @@ async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_s: 
     """Extend the leases of events this process holds; returns those that are no longer its to
     send (cancelled, delivered elsewhere after an expired lease, webhook disabled or deleted)."""
     rows = await conn.fetch(
-        "WITH renewed AS (UPDATE webhook_events e "
-        "SET leased_until = now() + make_interval(secs => $2) FROM webhooks w "
-        "WHERE e.id = ANY($1::bigint[]) AND w.id = e.webhook_id AND w.enabled AND e.status = 'pending' "
-        "AND e.leased_until > now() RETURNING e.id) "
-        "SELECT h.id FROM unnest($1::bigint[]) h(id) WHERE h.id NOT IN (SELECT id FROM renewed)",
+        # Rows being recorded right now are skipped (their lease is about to go), not waited for.
+        "WITH mine AS (SELECT id FROM webhook_events WHERE id = ANY($1::bigint[]) ORDER BY id "
+        "              FOR NO KEY UPDATE SKIP LOCKED), "
+        "renewed AS (UPDATE webhook_events e SET leased_until = now() + make_interval(secs => $2) "
+        "            FROM mine, webhooks w WHERE e.id = mine.id AND w.id = e.webhook_id AND w.enabled "
+        "            AND e.status = 'pending' AND e.leased_until > now() RETURNING e.id) "
+        "SELECT mine.id FROM mine WHERE mine.id NOT IN (SELECT id FROM renewed) "
+        "UNION ALL SELECT h.id FROM unnest($1::bigint[]) h(id) WHERE NOT EXISTS "
+        "(SELECT 1 FROM webhook_events e WHERE e.id = h.id)",
         event_ids,
         lease_s,
     )
@@ -295,22 +302,20 @@ async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
     return None if due is None else float(due)
 
 
-async def record_outcomes(
-    conn: asyncpg.Connection,
-    attempts: list[tuple[Any, ...]],
-    events: list[tuple[Any, ...]],
-    webhooks: list[tuple[Any, ...]],
-    failed_pairs: list[tuple[int, str, int]],
-    disable_after_s: float,
-) -> list[tuple[int, bool, int]]:
-    """One transaction's worth of attempt results.
+async def record_attempts(
+    conn: asyncpg.Connection, attempts: list[tuple[Any, ...]], events: list[tuple[Any, ...]], webhook_ids: list[int]
+) -> None:
+    """One transaction's worth of attempt results (call inside a transaction).
     attempts: (event_id, webhook_id, attempted_at, duration_ms, status_code, headers, body, error)
     events:   (event_id, new_status, next_attempt_at)  — status applies only if still pending
-    webhooks: (webhook_id, successes, rate_limited, failures, gone); a webhook whose attempts have
-    only failed for `disable_after_s` is disabled. Returns (webhook_id, enabled, live_concurrency)
-    of these webhooks after the update."""
-    await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
-    states: list[tuple[int, bool, int]] = []
+
+    Webhook rows are only KEY SHARE locked here (a webhook delete waits; enqueueing, which locks
+    them for update, does not), and event rows are locked in id order, as enqueueing's supersede
+    does: recording and enqueueing for the same webhooks no longer wait for each other's whole
+    transaction, and cannot deadlock."""
+    if webhook_ids:
+        await conn.execute(
+            "SELECT 1 FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE", sorted(webhook_ids))
     if attempts:
         cols = [list(c) for c in zip(*attempts, strict=True)]
         await conn.execute(
@@ -318,8 +323,8 @@ async def record_outcomes(
             "response_headers, response_body, error) SELECT u.* FROM unnest($1::bigint[], $2::bigint[], "
             "$3::timestamptz[], $4::int[], $5::int[], $6::jsonb[], $7::text[], $8::text[]) "
             "u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error) "
-            # A webhook deleted while its attempt was in flight took its events along; its row lock
-            # (taken above) keeps this consistent until commit.
+            # A webhook deleted while its attempt was in flight took its events along; the KEY SHARE
+            # lock taken above keeps this consistent until commit.
             "WHERE EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)",
             *cols,
         )
@@ -330,9 +335,27 @@ async def record_outcomes(
             "status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END, "
             "next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END, "
             "finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END "
-            "FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) u(id, s, n) WHERE e.id = u.id",
+            "FROM (SELECT x.id, v.s, v.n FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) v(id, s, n) "
+            "      JOIN webhook_events x ON x.id = v.id ORDER BY x.id FOR NO KEY UPDATE OF x) u "
+            "WHERE e.id = u.id",
             *cols,
         )
+    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
+
+
+async def record_webhook_health(
+    conn: asyncpg.Connection,
+    webhooks: list[tuple[Any, ...]],
+    failed_pairs: list[tuple[int, str, int]],
+    disable_after_s: float,
+) -> list[tuple[int, bool, int]]:
+    """What a batch of outcomes does to its webhooks (call inside a transaction, after
+    `record_attempts` committed). webhooks: (webhook_id, successes, rate_limited, failures, gone);
+    a webhook whose attempts have only failed for `disable_after_s` is disabled. failed_pairs:
+    (webhook, entity) whose state never reached the receiver: their skip hash is forgotten, under
+    the webhook lock enqueueing reads it with. Returns (webhook_id, enabled, live_concurrency)."""
+    await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
+    states: list[tuple[int, bool, int]] = []
     if webhooks:
         cols = [list(c) for c in zip(*webhooks, strict=True)]
         rows = await conn.fetch(
@@ -362,7 +385,6 @@ async def record_outcomes(
             "WHERE s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i",
             *cols,
         )
-    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
     return states
 
 
