@@ -336,7 +336,16 @@ class Dispatcher:
                 f"{(next_at - now).total_seconds():.1f}" if status == "pending" else "-",
                 repr(result.error) if result.error else "-",
             )
-        hooks = [(hid, *c) for hid, c in per_hook.items()]
+        # A webhook whose outcomes were all successes, already at full concurrency and not failing
+        # (as its claim saw it), has no health to update: a busy, healthy webhook then costs no
+        # second transaction. A stale view only delays a raise of live concurrency to the next batch.
+        unsettled = {
+            row["webhook_id"]
+            for row, _ in batch
+            if row["live_concurrency"] < row["concurrency"] or row["failing_since"] is not None
+        }
+        settled = set(per_hook) - unsettled
+        hooks = [(hid, *c) for hid, c in per_hook.items() if not (hid in settled and c[0] and not any(c[1:]))]
 
         # Two transactions: the attempts and event outcomes first, holding no webhook row for
         # update (enqueueing locks those for its whole transaction; recording used to wait for it,
@@ -354,7 +363,11 @@ class Dispatcher:
         for row, _ in batch:
             self._unrecorded.pop(row["id"], None)
             self._finished.discard(row["id"])
-        states = await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
+        states = (
+            await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
+            if hooks or failed_pairs
+            else []
+        )
         # Waiting attempts follow what the outcomes did to their webhook: a halved concurrency
         # (429) applies at once, a disabled webhook (410, 5 days failing) sends nothing more.
         disabled: set[int] = set()

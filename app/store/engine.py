@@ -258,7 +258,8 @@ FROM chosen c, webhooks w
 WHERE e.id = c.id AND w.id = e.webhook_id
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload::text AS payload,
           e.changed_at, e.attempts, w.url, w.method, w.format, w.headers, w.secret, w.previous_secret,
-          w.previous_secret_expires_at, w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency
+          w.previous_secret_expires_at, w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency,
+          w.failing_since
 """
 
 
