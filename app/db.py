@@ -4,7 +4,6 @@ the connection pool, and the numbered migrations in `sql/migrations`."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 
 from app.config import Settings
 
@@ -75,11 +75,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     """hookql's codecs on a connection; `create_pool` and `connect` install them."""
     # jsonb and json columns come back as Python values and take Python values.
     for typename in ("jsonb", "json"):
-        await conn.set_type_codec(typename, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text")
+        await conn.set_type_codec(typename, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text")
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # orjson: attempts' response headers and claimed webhooks' headers go through here per attempt
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()  # str subclasses (istr) as keys too
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

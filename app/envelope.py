@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from app.models import EntityType
 
@@ -69,9 +70,11 @@ class PayloadJSON(str):
 
 
 def encode_payload(payload: Any) -> PayloadJSON:
+    """Compact UTF-8 JSON, keys in the payload's own order. orjson rather than the json module:
+    the engine encodes one payload per (query, entity) on its hottest path, ~5x faster."""
     if isinstance(payload, PayloadJSON):
         return payload
-    return PayloadJSON(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str))
+    return PayloadJSON(orjson.dumps(payload, default=str).decode())
 
 
 def payload_hash(payload: Any) -> bytes:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 import aiohttp
+import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -66,9 +67,8 @@ def render_body(body: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
     if fmt is Format.JSON:
         if isinstance(payload, PayloadJSON):
             # The stored text goes out as is; "payload" is the body's last key (build_body).
-            head = json.dumps({k: v for k, v in body.items() if k != "payload"}, separators=(",", ":"),
-                              ensure_ascii=False)
-            return f'{head[:-1]},"payload":{payload}}}'.encode(), "application/json"
+            head = orjson.dumps({k: v for k, v in body.items() if k != "payload"})
+            return head[:-1] + b',"payload":' + payload.encode() + b"}", "application/json"
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(), "application/json"
     if isinstance(payload, PayloadJSON):
         body = {**body, "payload": json.loads(payload)}
@@ -185,7 +185,7 @@ class Transport:
                     started_at=started_at,
                     duration_ms=elapsed_ms(),
                     status_code=resp.status,
-                    response_headers={k: v for k, v in resp.headers.items()},
+                    response_headers={str(k): v for k, v in resp.headers.items()},  # plain str, not multidict's istr
                     response_body=raw.decode("utf-8", errors="replace"),
                     retry_after_s=parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC)),
                 )
