@@ -214,15 +214,22 @@ class Listener:
                 groups[group].setdefault(compiled, []).append(hook)
                 entities[group].update((d.key, d) for d in mine)
                 wanted[hook["id"]] = mine
-        out: dict[tuple[int, str, int], dict[str, Any]] = {}
         contexts: dict[int | None, Any] = {}
-        for group, by_query in groups.items():
-            seller = group[1]
+        for _, seller in groups:
             if seller not in contexts:
                 contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
-            members = list(entities[group].values())
-            gids = [d.global_id for d in members]
-            payloads = await evaluate_many(self.schema, contexts[seller], list(by_query), gids)
+        group_list = [(group, list(entities[group].values()), by_query) for group, by_query in groups.items()]
+        # All groups at once: each waits on its loaders' round trips (a nested query is 3-4 waves
+        # of them), so running them one after another made a batch's latency their sum. Memory is
+        # bounded by the batch size (EVENTS_PER_BATCH), not by running them together.
+        results = await asyncio.gather(
+            *(
+                evaluate_many(self.schema, contexts[group[1]], list(by_query), [d.global_id for d in members])
+                for group, members, by_query in group_list
+            )
+        )
+        out: dict[tuple[int, str, int], dict[str, Any]] = {}
+        for (_, members, by_query), payloads in zip(group_list, results, strict=True):
             for compiled, hooks in by_query.items():
                 by_entity = dict(zip((d.key for d in members), payloads[compiled], strict=True))
                 for hook in hooks:
@@ -253,18 +260,13 @@ class Listener:
                     encoded[id(p)] = (text, payload_hash(text))
             texts = {k: encoded[id(p)][0] for k, p in outputs.items()}
             hashes = {k: encoded[id(p)][1] for k, p in outputs.items()}
-            previous = (
-                await store.last_hashes(conn, [k[0] for k in outputs], [k[1] for k in outputs], [k[2] for k in outputs])
-                if outputs
-                else {}
-            )
-            pending = [k for k in outputs if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
-            pending_set = set(pending)
-            skipped = {k for k in outputs if k not in pending_set}
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
                 counts[k[0]] += 1
-            firsts = await store.reserve_sequences(conn, dict(counts))
+            firsts, previous = await store.reserve_and_read_hashes(conn, dict(counts), list(outputs))
+            pending = [k for k in outputs if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
+            pending_set = set(pending)
+            skipped = {k for k in outputs if k not in pending_set}
             superseded = (
                 await store.supersede(conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending])
                 if pending
@@ -298,9 +300,7 @@ class Listener:
                 )
             await store.insert_events(conn, rows)
             await store.link_superseded(conn, [r["id"] for r in superseded])
-            await store.remember_hashes(conn, [(k[0], k[1], k[2], hashes[k]) for k in pending])
-            await store.delete_pending(conn, [k[0] for k in done], [k[1] for k in done])
             not_done = [d.key for d in due if d.key not in done and d.key in versions]
-            await store.release_claims(conn, [k[0] for k in not_done], [k[1] for k in not_done])
-            if pending:
-                await store.notify(conn, store.EVENTS_CHANNEL)
+            await store.finish_enqueue(
+                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), not_done, bool(pending)
+            )

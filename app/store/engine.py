@@ -125,39 +125,12 @@ async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[i
         )
 
 
-async def last_hashes(
-    conn: asyncpg.Connection, webhook_ids: list[int], types: list[str], ids: list[int]
-) -> dict[tuple[int, str, int], bytes | None]:
-    rows = await conn.fetch(
-        "SELECT s.webhook_id, s.entity_type, s.entity_id, s.last_payload_hash FROM webhook_entity_state s "
-        "JOIN unnest($1::bigint[], $2::text[], $3::bigint[]) u(w, t, i) "
-        "ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i",
-        webhook_ids,
-        types,
-        ids,
-    )
-    return {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["last_payload_hash"] for r in rows}
-
-
 async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> None:
     """Lock webhook rows in id order. Every transaction that updates both webhooks and their
     events (enqueueing, recording outcomes) takes these first, so they cannot deadlock."""
     if webhook_ids:
         await conn.execute(
             "SELECT 1 FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", webhook_ids)
-
-
-async def reserve_sequences(conn: asyncpg.Connection, counts: dict[int, int]) -> dict[int, int]:
-    """Reserve n sequence numbers per webhook; returns the first of each range."""
-    if not counts:
-        return {}
-    rows = await conn.fetch(
-        "UPDATE webhooks w SET last_sequence = w.last_sequence + c.n FROM unnest($1::bigint[], $2::int[]) c(id, n) "
-        "WHERE w.id = c.id RETURNING w.id, w.last_sequence - c.n + 1 AS first",
-        list(counts),
-        list(counts.values()),
-    )
-    return {r["id"]: r["first"] for r in rows}
 
 
 async def supersede(
@@ -207,15 +180,61 @@ async def link_superseded(conn: asyncpg.Connection, old_ids: list[int]) -> None:
         )
 
 
-async def remember_hashes(conn: asyncpg.Connection, rows: list[tuple[int, str, int, bytes]]) -> None:
-    if not rows:
-        return
-    cols = [list(c) for c in zip(*rows, strict=True)]
+async def reserve_and_read_hashes(
+    conn: asyncpg.Connection, counts: dict[int, int], keys: list[tuple[int, str, int]]
+) -> tuple[dict[int, int], dict[tuple[int, str, int], bytes | None]]:
+    """Reserve `counts[w]` sequence numbers per webhook (returns the first of each range) and read
+    the last enqueued payload hash of these (webhook, entity) keys, in one round trip. Call after
+    `lock_webhooks`: this statement's snapshot then sees every hash a recorder reset before."""
+    rows = await conn.fetch(
+        "WITH seq AS (UPDATE webhooks w SET last_sequence = w.last_sequence + c.n "
+        "             FROM unnest($1::bigint[], $2::int[]) c(id, n) WHERE w.id = c.id "
+        "             RETURNING w.id, w.last_sequence - c.n + 1 AS first) "
+        "SELECT id AS webhook_id, NULL::text AS entity_type, NULL::bigint AS entity_id, first, NULL::bytea AS hash "
+        "FROM seq UNION ALL "
+        "SELECT s.webhook_id, s.entity_type, s.entity_id, NULL, s.last_payload_hash FROM webhook_entity_state s "
+        "JOIN unnest($3::bigint[], $4::text[], $5::bigint[]) u(w, t, i) "
+        "ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i",
+        list(counts),
+        list(counts.values()),
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    firsts = {r["webhook_id"]: r["first"] for r in rows if r["entity_type"] is None}
+    hashes = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["hash"] for r in rows if r["entity_type"]}
+    return firsts, hashes
+
+
+async def finish_enqueue(
+    conn: asyncpg.Connection,
+    hashes: list[tuple[int, str, int, bytes]],
+    done: list[tuple[str, int]],
+    not_done: list[tuple[str, int]],
+    announce: bool,
+) -> None:
+    """Remember the hashes of the payloads enqueued, delete the entities evaluated, release the
+    claims of those changed meanwhile, and wake dispatchers, in one round trip (disjoint rows)."""
     await conn.execute(
-        "INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
-        "ON CONFLICT (webhook_id, entity_type, entity_id) DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash",
-        *cols,
+        "WITH h AS (INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
+        "           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
+        "           ON CONFLICT (webhook_id, entity_type, entity_id) "
+        "           DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash), "
+        "d AS (DELETE FROM pending_entities WHERE (entity_type, entity_id) IN "
+        "      (SELECT * FROM unnest($5::text[], $6::bigint[]))), "
+        "r AS (UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) IN "
+        "      (SELECT * FROM unnest($7::text[], $8::bigint[]))) "
+        "SELECT CASE WHEN $9 THEN pg_notify($10, '') END",
+        [h[0] for h in hashes],
+        [h[1] for h in hashes],
+        [h[2] for h in hashes],
+        [h[3] for h in hashes],
+        [k[0] for k in done],
+        [k[1] for k in done],
+        [k[0] for k in not_done],
+        [k[1] for k in not_done],
+        announce,
+        EVENTS_CHANNEL,
     )
 
 
