@@ -65,6 +65,7 @@ class Listener:
         self.make_context = make_context
         self.wakeups = wakeups
         self._stopping = asyncio.Event()
+        self._ingested = asyncio.Event()  # set by the ingest loop, waited on by the evaluate loop
         # Adapted to the executions per entity last seen; the first batch is small because nothing
         # is known yet about how many webhooks each entity fans out to.
         self._batch_size = FIRST_BATCH
@@ -74,32 +75,54 @@ class Listener:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Ingesting and evaluating, as two loops: neither waits for the other's round trips, so
+        an entity due now is not held up by the folding of the changes that keep arriving."""
+        await asyncio.gather(self._ingest_loop(), self._evaluate_loop())
+
+    async def _ingest_loop(self) -> None:
         # Ingest when a change was announced, when the last ingest left more, and on every sweep
-        # (a lost notification); waking up for a due entity needs no ingest (4 statements).
+        # (a lost notification).
         ingest_wanted, last_ingest = True, 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
-                ingested = 0
                 if ingest_wanted or loop.time() - last_ingest >= SWEEP_INTERVAL_S:
                     ingest_wanted, last_ingest = False, loop.time()
                     ingested = await self.ingest_once()
                     ingest_wanted = ingested == INGEST_BATCH
-                evaluated = await self.evaluate_once()
+                    # New due times (here, or folded by another process's ingester): the
+                    # evaluator recomputes when to wake.
+                    self._ingested.set()
             except store.DB_UNAVAILABLE as exc:
                 log.warning("listener: database unavailable (%s); retrying", exc)
                 ingest_wanted = True
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
-            except Exception:  # a bug or a poison entity must not stop every delivery; claims expire
-                log.exception("listener: batch failed; retrying")
+            except Exception:  # a bug must not stop every delivery: the changes stay in their table
+                log.exception("listener: ingest failed; retrying")
                 ingest_wanted = True
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
-            if ingest_wanted or (evaluated and evaluated == self._last_claim_size):
+            if ingest_wanted:
                 continue  # more is waiting
-            woken = await wait_any([self.wakeups.changes, self._stopping], await self._sleep_s())
+            woken = await wait_any([self.wakeups.changes, self._stopping], SWEEP_INTERVAL_S)
             ingest_wanted = self.wakeups.changes in woken
+
+    async def _evaluate_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                evaluated = await self.evaluate_once()
+            except store.DB_UNAVAILABLE as exc:
+                log.warning("listener: database unavailable (%s); retrying", exc)
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            except Exception:  # a bug or a poison entity must not stop every delivery; claims expire
+                log.exception("listener: batch failed; retrying")
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                continue
+            if evaluated and evaluated == self._last_claim_size:
+                continue  # more is waiting
+            await wait_any([self._ingested, self._stopping], await self._sleep_s())
 
     async def _sleep_s(self) -> float:
         try:
