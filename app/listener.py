@@ -31,6 +31,9 @@ EVALUATE_BATCH = 500  # at most this many entities evaluated together (DataLoade
 # ...and at most about this many events per batch: with many webhooks per entity a batch is cut
 # smaller, so deliveries start flowing sooner and a batch's payloads stay few in memory.
 EVENTS_PER_BATCH = 2000
+# ...and at most about this many GraphQL executions (one per entity per type × visibility group):
+# a batch is CPU-bound while it evaluates, so its size is the pause it puts into delivery.
+EXECUTIONS_PER_BATCH = 200
 FIRST_BATCH = 20
 CLAIM_LEASE_S = 15.0  # an entity claimed by a crashed process is retried after this (a batch takes ~0.1-2 s)
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
@@ -258,8 +261,16 @@ class Listener:
                 for hook in hooks:
                     for d in wanted[hook["id"]]:
                         out[(hook["id"], *d.key)] = by_entity[d.key]
-        per_entity = max(1.0, len(out) / len(due))
-        self._batch_size = max(1, min(EVALUATE_BATCH, int(EVENTS_PER_BATCH / per_entity)))
+        events_per_entity = max(1.0, len(out) / len(due))
+        executions_per_entity = max(1.0, sum(len(members) for _, members, _ in group_list) / len(due))
+        self._batch_size = max(
+            1,
+            min(
+                EVALUATE_BATCH,
+                int(EVENTS_PER_BATCH / events_per_entity),
+                int(EXECUTIONS_PER_BATCH / executions_per_entity),
+            ),
+        )
         return out
 
     async def _enqueue(
@@ -270,10 +281,14 @@ class Listener:
         async with self.pool.acquire() as conn, conn.transaction():
             current = await store.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             versions = {(r["entity_type"], r["entity_id"]): r["version"] for r in current}
-            # Only entities unchanged since their claim: a newer fold is evaluated again later, a
-            # fold to nothing (created+deleted) means there is nothing to say.
+            # Entities unchanged since their claim are done. Those changed meanwhile are enqueued
+            # too — the payload was read after the claim, so it is at least as new as what was
+            # claimed — and stay pending for the newer changes (evaluated again, superseding this
+            # one if it is not out yet). Dropping them instead made a busy marketplace redo most of
+            # its evaluations. A fold to nothing (created+deleted) means there is nothing to say.
             done = {d.key for d in due if versions.get(d.key) == d.version}
-            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done}
+            moved = {d.key for d in due if d.key in versions and versions[d.key] != d.version}
+            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done or (k[1], k[2]) in moved}
             await store.lock_webhooks(conn, sorted({k[0] for k in outputs}))
             # Webhooks sharing a query share one payload object: encode and hash each once.
             encoded: dict[int, tuple[PayloadJSON, bytes]] = {}
@@ -323,7 +338,6 @@ class Listener:
                 )
             await store.insert_events(conn, rows)
             await store.link_superseded(conn, [r["id"] for r in superseded])
-            not_done = [d.key for d in due if d.key not in done and d.key in versions]
             await store.finish_enqueue(
-                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), not_done, bool(pending)
+                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), list(moved), bool(pending)
             )

@@ -194,3 +194,43 @@ async def test_each_receiver_gets_its_own_querys_result_in_its_key_order(fixture
     assert all(list(item) == ["quantity", "id"] for item in node_a["lineItems"])
     assert list(node_b) == ["currency", "total", "status"] and list(node_b["total"]) == ["formatted", "amount"]
     assert b'"payload":{"data":{"invoice":{"status":"PAID","currency":' in a.body
+
+
+async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_again(
+    fixture_database_url: str, fixture_pool: asyncpg.Pool
+) -> None:
+    # given a webhook and an invoice created, folded and due
+    from app.api.context import make_context
+    from app.api.schema import schema
+    from app.listener import Due, Listener
+    from app.models import Action, EntityType
+    from app.store import engine as store
+    from app.wakeups import Wakeups
+
+    pool = fixture_pool
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)
+    listener = Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(fixture_database_url))
+    invoice = await pool.fetchval(
+        "INSERT INTO invoices (order_id, seller_id, status) VALUES (1, 1, 'pending') RETURNING id"
+    )
+    await listener.ingest_once()
+    async with pool.acquire() as conn:
+        claimed = await store.claim_due_entities(conn, 10, 60)
+        webhooks = await store.enabled_webhooks(conn, ["invoice"])
+    due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
+               r["last_change_at"], r["version"]) for r in claimed]
+    # when it is changed (and the change folded) between its evaluation and its enqueueing
+    payloads = await listener._evaluate(due, webhooks)
+    await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
+    await listener.ingest_once()
+    await listener._enqueue(due, webhooks, payloads)
+    # then the evaluated state is enqueued at once, and the entity stays pending, as an update
+    [first] = await events(pool, hook)
+    assert first["event"] == "invoice.created"
+    assert first["payload"]["data"]["invoice"]["status"] == "PENDING"
+    left = await pool.fetchrow("SELECT action, claimed_until FROM pending_entities WHERE entity_id = $1", invoice)
+    assert left["action"] == "updated" and left["claimed_until"] is None
+    # and its next evaluation carries the newer state
+    assert await listener.evaluate_once() == 1
+    second = (await events(pool, hook))[-1]
+    assert second["event"] == "invoice.updated" and second["payload"]["data"]["invoice"]["status"] == "PAID"

@@ -210,11 +210,12 @@ async def finish_enqueue(
     conn: asyncpg.Connection,
     hashes: list[tuple[int, str, int, bytes]],
     done: list[tuple[str, int]],
-    not_done: list[tuple[str, int]],
+    moved: list[tuple[str, int]],
     announce: bool,
 ) -> None:
     """Remember the hashes of the payloads enqueued, delete the entities evaluated, release the
-    claims of those changed meanwhile, and wake dispatchers, in one round trip (disjoint rows)."""
+    claims of those changed meanwhile (`moved`, enqueued too; still pending for their newer
+    changes), and wake dispatchers, in one round trip (disjoint rows)."""
     await conn.execute(
         "WITH h AS (INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
         "           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
@@ -222,8 +223,10 @@ async def finish_enqueue(
         "           DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash), "
         "d AS (DELETE FROM pending_entities WHERE (entity_type, entity_id) IN "
         "      (SELECT * FROM unnest($5::text[], $6::bigint[]))), "
-        "r AS (UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) IN "
-        "      (SELECT * FROM unnest($7::text[], $8::bigint[]))) "
+        # what is left to say of an entity whose creation was just enqueued is an update
+        "r AS (UPDATE pending_entities SET claimed_until = NULL, "
+        "      action = CASE WHEN action = 'created' THEN 'updated' ELSE action END "
+        "      WHERE (entity_type, entity_id) IN (SELECT * FROM unnest($7::text[], $8::bigint[]))) "
         "SELECT CASE WHEN $9 THEN pg_notify($10, '') END",
         [h[0] for h in hashes],
         [h[1] for h in hashes],
@@ -231,8 +234,8 @@ async def finish_enqueue(
         [h[3] for h in hashes],
         [k[0] for k in done],
         [k[1] for k in done],
-        [k[0] for k in not_done],
-        [k[1] for k in not_done],
+        [k[0] for k in moved],
+        [k[1] for k in moved],
         announce,
         EVENTS_CHANNEL,
     )
