@@ -33,7 +33,7 @@ EVALUATE_BATCH = 500  # at most this many entities evaluated together (DataLoade
 EVENTS_PER_BATCH = 2000
 # ...and at most about this many GraphQL executions (one per entity per type × visibility group):
 # a batch is CPU-bound while it evaluates, so its size is the pause it puts into delivery.
-EXECUTIONS_PER_BATCH = 200
+EXECUTIONS_PER_BATCH = 500
 FIRST_BATCH = 20
 CLAIM_LEASE_S = 15.0  # an entity claimed by a crashed process is retried after this (a batch takes ~0.1-2 s)
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
