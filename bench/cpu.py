@@ -43,7 +43,7 @@ class CpuShares:
             try:
                 master = psutil.Process(self.postmaster_pid)
                 pids["postgresql"] = [master.pid, *(c.pid for c in master.children())]
-            except psutil.NoSuchProcess:
+            except psutil.Error:
                 pids["postgresql"] = []
         return pids
 

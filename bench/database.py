@@ -65,12 +65,12 @@ class BenchDatabases:
         conn = await asyncpg.connect(self.server_url)
         try:
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
-        finally:
-            await conn.close()
-        try:
+            # asked while the backend lives: it exits with the connection
             return psutil.Process(backend).ppid()
         except psutil.Error:  # a remote server: its CPU is not ours to count
             return None
+        finally:
+            await conn.close()
 
     async def _admin(self, sql: str) -> None:
         conn = await asyncpg.connect(self.server_url)
