@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,6 +24,7 @@ import asyncpg
 
 from app.config import Settings
 from app.envelope import PayloadJSON, build_body, global_id
+from app.lanes import Lanes
 from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
@@ -39,9 +39,9 @@ attempt_log = logging.getLogger("hookql.delivery")
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
 CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
-RENEW_EVERY_S = 5.0  # held leases (waiting, sending, unrecorded) are extended this often …
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
-LEASE_S = 20.0  # … to this long from now: a crashed process's events are claimable again within it
+LEASE_S = 20.0  # a claim's lease: a crashed process's events are claimable again within this
+RENEW_EVERY_S = 5.0  # held leases (waiting, sending, unrecorded) are extended to LEASE_S this often
 RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
 CLAIM_LINGER_S = 0.002
@@ -84,15 +84,6 @@ def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outg
     )
 
 
-@dataclass
-class _Lane:
-    """One webhook's attempts in this process: at most `limit` sending, the rest waiting."""
-
-    limit: int
-    sending: int = 0
-    waiting: deque[asyncpg.Record] = field(default_factory=deque)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -111,9 +102,7 @@ class Dispatcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
         self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
-        self._lanes: dict[int, _Lane] = {}  # webhook id → its attempts held here
-        self._sending_count = 0
-        self._blocked: dict[int, None] = {}  # webhooks with attempts held back by MAX_IN_FLIGHT
+        self._lanes = Lanes(MAX_IN_FLIGHT)  # the held attempts, per webhook (app.lanes)
         self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
         self.renew_every_s = RENEW_EVERY_S
         self._slot_freed = asyncio.Event()
@@ -127,7 +116,7 @@ class Dispatcher:
             # slow claiming down, or held rows (payloads included) would grow without bound.
             free = MAX_HELD - len(self._unrecorded)
             claimed: list[asyncpg.Record] = []
-            if free > 0 and self._sending_count < MAX_IN_FLIGHT:
+            if free > 0 and self._lanes.sending < MAX_IN_FLIGHT:
                 try:
                     async with self.pool.acquire() as conn:
                         claimed = await store.claim_events(
@@ -147,13 +136,9 @@ class Dispatcher:
                     # hold it, and the lease is ours again.
                     continue
                 self._unrecorded[row["id"]] = row
-                lane = self._lanes.get(row["webhook_id"])
-                if lane is None:
-                    lane = self._lanes[row["webhook_id"]] = _Lane(row["live_concurrency"])
-                lane.limit = row["live_concurrency"]
-                lane.waiting.append(row)
+                self._lanes.add(row, row["live_concurrency"])
             for webhook_id in {row["webhook_id"] for row in claimed}:
-                self._pump(webhook_id)
+                self._start(self._lanes.take(webhook_id))
             if claimed and len(claimed) == free:
                 continue
             # With attempts held, their outcomes wake us (slot freed, NOTIFY); with none, the next
@@ -162,66 +147,38 @@ class Dispatcher:
             await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s)
             await asyncio.sleep(CLAIM_LINGER_S)
 
-    def _pump(self, webhook_id: int) -> None:
-        """Start the webhook's waiting attempts its lane (and the process) has room for."""
-        lane = self._lanes.get(webhook_id)
-        if lane is None:
-            return
-        while lane.waiting and lane.sending < lane.limit:
-            if self._sending_count >= MAX_IN_FLIGHT:
-                if webhook_id not in self._blocked:
-                    self._blocked[webhook_id] = None  # resumed, in order, when a send finishes
-                return
-            row = lane.waiting.popleft()
-            lane.sending += 1
-            self._sending_count += 1
-            task = asyncio.create_task(self._send(row, lane), name=f"send-{row['public_id']}")
+    def _start(self, rows: list[Any]) -> None:
+        for row in rows:
+            task = asyncio.create_task(self._send(row), name=f"send-{row['public_id']}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
-        if not lane.waiting and not lane.sending:
-            del self._lanes[webhook_id]
 
-    async def _send(self, row: asyncpg.Record, lane: _Lane) -> None:
+    async def _send(self, row: asyncpg.Record) -> None:
+        webhook_id = row["webhook_id"]
         try:
             result = await self.transport.send(outgoing_for(row, self.settings, datetime.now(UTC)))
         finally:
-            lane.sending -= 1
-            self._sending_count -= 1
+            self._lanes.done(webhook_id)
         # The webhook's other waiting attempts follow this outcome at once, before it is recorded.
         outcome = classify(result)
         if outcome is Outcome.GONE:
-            self._unsent.extend(self._drop_waiting(webhooks={row["webhook_id"]}))
+            self._forget(self._lanes.drop(webhooks={webhook_id}))
         elif outcome is Outcome.RATE_LIMITED:
-            lane.limit = max(1, lane.limit // 2)
+            self._lanes.halve(webhook_id)
         self._finished.add(row["id"])
         # Claim again only when this lane is down to its last round: topping it up after every
         # attempt would cost a claim (4 statements) per attempt.
-        if len(lane.waiting) < lane.limit:
+        if self._lanes.waiting(webhook_id) < max(1, self._lanes.limit(webhook_id)):
             self._slot_freed.set()
         await self._results.put((row, result))
-        self._pump(row["webhook_id"])
-        while self._blocked and self._sending_count < MAX_IN_FLIGHT:
-            webhook_id = next(iter(self._blocked))
-            del self._blocked[webhook_id]
-            self._pump(webhook_id)
+        self._start(self._lanes.take(webhook_id))
+        self._start(self._lanes.take_blocked())
 
-    def _drop_waiting(self, *, webhooks: Collection[int] = (), events: Collection[int] = ()) -> list[int]:
-        """Forget waiting (not yet started) attempts of these webhooks, or these events; returns
-        the event ids, whose leases the caller gives back."""
-        dropped: list[int] = []
-        for webhook_id, lane in list(self._lanes.items()):
-            if webhook_id in webhooks:
-                dropped.extend(row["id"] for row in lane.waiting)
-                lane.waiting.clear()
-            elif events:
-                kept = deque(row for row in lane.waiting if row["id"] not in events)
-                dropped.extend(row["id"] for row in lane.waiting if row["id"] in events)
-                lane.waiting = kept
-            if not lane.waiting and not lane.sending:
-                del self._lanes[webhook_id]
-        for event_id in dropped:
+    def _forget(self, event_ids: list[int]) -> None:
+        """Held events dropped unsent: no longer ours; the recorder gives back their leases."""
+        for event_id in event_ids:
             self._unrecorded.pop(event_id, None)
-        return dropped
+        self._unsent.extend(event_ids)
 
     async def renew_loop(self) -> None:
         """Keep the leases of held events alive while they wait for their turn or their recording;
@@ -238,7 +195,7 @@ class Dispatcher:
                 log.warning("dispatcher: renewing %d leases failed (%s)", len(held), exc)
                 continue
             # Events no longer claimable (cancelled, webhook disabled or deleted): do not send them.
-            self._unsent.extend(self._drop_waiting(events=set(gone)))
+            self._forget(self._lanes.drop(events=set(gone)))
             await self._give_back_unsent()
 
     async def _give_back_unsent(self) -> None:
@@ -374,10 +331,10 @@ class Dispatcher:
         for webhook_id, enabled, live_concurrency in states:
             if not enabled:
                 disabled.add(webhook_id)
-            elif (lane := self._lanes.get(webhook_id)) is not None:
-                lane.limit = live_concurrency
-                self._pump(webhook_id)
-        self._unsent.extend(self._drop_waiting(webhooks=disabled))
+            else:
+                self._lanes.set_limit(webhook_id, live_concurrency)
+                self._start(self._lanes.take(webhook_id))
+        self._forget(self._lanes.drop(webhooks=disabled))
         await self._give_back_unsent()
 
     # -- housekeeping and shutdown -------------------------------------------------------------
@@ -396,8 +353,7 @@ class Dispatcher:
         """Stop claiming; let attempts in flight finish (up to `timeout_s`) and record them; give
         back the leases of any cut short, so another process sends them without waiting."""
         self._stopping.set()
-        for lane in self._lanes.values():
-            lane.waiting.clear()  # their leases are given back below, with those cut short
+        self._lanes.clear_waiting()  # their leases are given back below, with those cut short
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=timeout_s)
         for task in list(self._sending):
