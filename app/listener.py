@@ -281,14 +281,20 @@ class Listener:
         async with self.pool.acquire() as conn, conn.transaction():
             current = await store.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             versions = {(r["entity_type"], r["entity_id"]): r["version"] for r in current}
-            # Entities unchanged since their claim are done. Those changed meanwhile are enqueued
-            # too — the payload was read after the claim, so it is at least as new as what was
-            # claimed — and stay pending for the newer changes (evaluated again, superseding this
-            # one if it is not out yet). Dropping them instead made a busy marketplace redo most of
-            # its evaluations. A fold to nothing (created+deleted) means there is nothing to say.
+            actions = {(r["entity_type"], r["entity_id"]): r["action"] for r in current}
+            # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
+            # pending for the newer changes; a created or updated one is enqueued too — its payload
+            # was read after the claim, so it is at least as new as what was claimed — instead of
+            # being evaluated all over again (under load, most evaluations were being thrown away).
+            # Not when a delete is involved: a payload read around a delete or a re-creation may
+            # not match its event name, so that entity is simply evaluated again. A fold to nothing
+            # (created+deleted) means there is nothing to say.
             done = {d.key for d in due if versions.get(d.key) == d.version}
             moved = {d.key for d in due if d.key in versions and versions[d.key] != d.version}
-            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in done or (k[1], k[2]) in moved}
+            sendable = done | {
+                k for k in moved if by_key[k].action is not Action.DELETED and actions[k] != Action.DELETED.value
+            }
+            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
             await store.lock_webhooks(conn, sorted({k[0] for k in outputs}))
             # Webhooks sharing a query share one payload object: encode and hash each once.
             encoded: dict[int, tuple[PayloadJSON, bytes]] = {}

@@ -234,3 +234,36 @@ async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_aga
     assert await listener.evaluate_once() == 1
     second = (await events(pool, hook))[-1]
     assert second["event"] == "invoice.updated" and second["payload"]["data"]["invoice"]["status"] == "PAID"
+
+
+async def test_an_entity_deleted_while_it_is_evaluated_is_only_announced_as_deleted(
+    fixture_database_url: str, fixture_pool: asyncpg.Pool
+) -> None:
+    # given a webhook and an updated invoice, folded and due
+    from app.api.context import make_context
+    from app.api.schema import schema
+    from app.listener import Due, Listener
+    from app.models import Action, EntityType
+    from app.store import engine as store
+    from app.wakeups import Wakeups
+
+    pool = fixture_pool
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)
+    listener = Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(fixture_database_url))
+    await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 5")
+    await listener.ingest_once()
+    async with pool.acquire() as conn:
+        claimed = await store.claim_due_entities(conn, 10, 60)
+        webhooks = await store.enabled_webhooks(conn, ["invoice"])
+    due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
+               r["last_change_at"], r["version"]) for r in claimed]
+    # when it is deleted (and the delete folded) between its evaluation and its enqueueing
+    payloads = await listener._evaluate(due, webhooks)
+    await pool.execute("DELETE FROM invoices WHERE id = 5")
+    await listener.ingest_once()
+    await listener._enqueue(due, webhooks, payloads)
+    # then no `updated` event goes out for it; its next evaluation announces the deletion
+    assert await events(pool, hook) == []
+    assert await listener.evaluate_once() == 1
+    [only] = await events(pool, hook)
+    assert only["event"] == "invoice.deleted" and only["payload"] == {"data": {"invoice": None}}

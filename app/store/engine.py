@@ -35,7 +35,7 @@ async def lock_pending(conn: asyncpg.Connection, types: list[str], ids: list[int
     return list(
         await conn.fetch(
             "SELECT * FROM pending_entities WHERE (entity_type, entity_id) IN "
-            "(SELECT * FROM unnest($1::text[], $2::bigint[])) FOR UPDATE",
+            "(SELECT * FROM unnest($1::text[], $2::bigint[])) ORDER BY entity_type, entity_id FOR UPDATE",
             types,
             ids,
         )
@@ -104,11 +104,12 @@ async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[a
 
 async def current_versions(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> list[asyncpg.Record]:
     """The claimed rows, locked for the rest of the transaction (an ingest waits, then sees the
-    outcome: a row removed here is re-created by the newer change)."""
+    outcome: a row removed here is re-created by the newer change). Locked in key order, as
+    `lock_pending` locks them: the ingest and evaluate loops run concurrently."""
     return list(
         await conn.fetch(
-            "SELECT entity_type, entity_id, version FROM pending_entities WHERE (entity_type, entity_id) IN "
-            "(SELECT * FROM unnest($1::text[], $2::bigint[])) FOR UPDATE",
+            "SELECT entity_type, entity_id, version, action FROM pending_entities WHERE (entity_type, entity_id) IN "
+            "(SELECT * FROM unnest($1::text[], $2::bigint[])) ORDER BY entity_type, entity_id FOR UPDATE",
             types,
             ids,
         )
