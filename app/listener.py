@@ -344,6 +344,14 @@ class Listener:
                 )
             await store.insert_events(conn, rows)
             await store.link_superseded(conn, [r["id"] for r in superseded])
+            # A moved entity's remaining changes all came after the state claimed: its max delay
+            # counts from there, or a steadily changing entity would be due again at once, forever.
+            lasts = {(r["entity_type"], r["entity_id"]): r["last_change_at"] for r in current}
+            restarted = [
+                (*k, by_key[k].last_change_at, due_at(by_key[k].last_change_at, lasts[k],
+                                                      self.settings.debounce_ms, self.settings.max_delay_ms))
+                for k in moved
+            ]
             await store.finish_enqueue(
-                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), list(moved), bool(pending)
+                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), restarted, bool(pending)
             )

@@ -5,6 +5,12 @@ import json
 
 import asyncpg
 
+from app.api.context import make_context
+from app.api.schema import schema
+from app.listener import Due, Listener
+from app.models import Action, EntityType
+from app.store import engine as store
+from app.wakeups import Wakeups
 from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
 from tests.receivers import Receiver
 
@@ -196,29 +202,33 @@ async def test_each_receiver_gets_its_own_querys_result_in_its_key_order(fixture
     assert b'"payload":{"data":{"invoice":{"status":"PAID","currency":' in a.body
 
 
-async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_again(
-    fixture_database_url: str, fixture_pool: asyncpg.Pool
-) -> None:
-    # given a webhook and an invoice created, folded and due
-    from app.api.context import make_context
-    from app.api.schema import schema
-    from app.listener import Due, Listener
-    from app.models import Action, EntityType
-    from app.store import engine as store
-    from app.wakeups import Wakeups
-
-    pool = fixture_pool
+async def _webhook_and_listener(database_url: str, pool: asyncpg.Pool) -> tuple[int, Listener]:
+    """A status webhook that never skips, and a listener driven step by step (no loops running)."""
     hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)
-    listener = Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(fixture_database_url))
-    invoice = await pool.fetchval(
-        "INSERT INTO invoices (order_id, seller_id, status) VALUES (1, 1, 'pending') RETURNING id"
-    )
+    return hook, Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(database_url))
+
+
+async def _fold_and_claim(listener: Listener, pool: asyncpg.Pool) -> tuple[list[Due], list[asyncpg.Record]]:
+    """Fold the changes and claim what is due, as `evaluate_once` does before evaluating."""
     await listener.ingest_once()
     async with pool.acquire() as conn:
         claimed = await store.claim_due_entities(conn, 10, 60)
         webhooks = await store.enabled_webhooks(conn, ["invoice"])
     due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
                r["last_change_at"], r["version"]) for r in claimed]
+    return due, webhooks
+
+
+async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_again(
+    fixture_database_url: str, fixture_pool: asyncpg.Pool
+) -> None:
+    # given a webhook and an invoice created, folded and due
+    pool = fixture_pool
+    hook, listener = await _webhook_and_listener(fixture_database_url, pool)
+    invoice = await pool.fetchval(
+        "INSERT INTO invoices (order_id, seller_id, status) VALUES (1, 1, 'pending') RETURNING id"
+    )
+    due, webhooks = await _fold_and_claim(listener, pool)
     # when it is changed (and the change folded) between its evaluation and its enqueueing
     payloads = await listener._evaluate(due, webhooks)
     await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
@@ -240,23 +250,10 @@ async def test_an_entity_deleted_while_it_is_evaluated_is_only_announced_as_dele
     fixture_database_url: str, fixture_pool: asyncpg.Pool
 ) -> None:
     # given a webhook and an updated invoice, folded and due
-    from app.api.context import make_context
-    from app.api.schema import schema
-    from app.listener import Due, Listener
-    from app.models import Action, EntityType
-    from app.store import engine as store
-    from app.wakeups import Wakeups
-
     pool = fixture_pool
-    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)
-    listener = Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(fixture_database_url))
+    hook, listener = await _webhook_and_listener(fixture_database_url, pool)
     await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 5")
-    await listener.ingest_once()
-    async with pool.acquire() as conn:
-        claimed = await store.claim_due_entities(conn, 10, 60)
-        webhooks = await store.enabled_webhooks(conn, ["invoice"])
-    due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
-               r["last_change_at"], r["version"]) for r in claimed]
+    due, webhooks = await _fold_and_claim(listener, pool)
     # when it is deleted (and the delete folded) between its evaluation and its enqueueing
     payloads = await listener._evaluate(due, webhooks)
     await pool.execute("DELETE FROM invoices WHERE id = 5")

@@ -3,6 +3,7 @@ outcomes. Set-based (unnest arrays), so a batch costs a fixed number of statemen
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -108,7 +109,8 @@ async def current_versions(conn: asyncpg.Connection, types: list[str], ids: list
     `lock_pending` locks them: the ingest and evaluate loops run concurrently."""
     return list(
         await conn.fetch(
-            "SELECT entity_type, entity_id, version, action FROM pending_entities WHERE (entity_type, entity_id) IN "
+            "SELECT entity_type, entity_id, version, action, last_change_at FROM pending_entities "
+            "WHERE (entity_type, entity_id) IN "
             "(SELECT * FROM unnest($1::text[], $2::bigint[])) ORDER BY entity_type, entity_id FOR UPDATE",
             types,
             ids,
@@ -211,12 +213,13 @@ async def finish_enqueue(
     conn: asyncpg.Connection,
     hashes: list[tuple[int, str, int, bytes]],
     done: list[tuple[str, int]],
-    moved: list[tuple[str, int]],
+    moved: list[tuple[str, int, datetime, datetime]],
     announce: bool,
 ) -> None:
     """Remember the hashes of the payloads enqueued, delete the entities evaluated, release the
-    claims of those changed meanwhile (`moved`, enqueued too; still pending for their newer
-    changes), and wake dispatchers, in one round trip (disjoint rows)."""
+    claims of those changed meanwhile (`moved`: type, id, new first change time, new due time;
+    still pending for their newer changes), and wake dispatchers, in one round trip (disjoint
+    rows)."""
     await conn.execute(
         "WITH h AS (INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
         "           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
@@ -224,10 +227,13 @@ async def finish_enqueue(
         "           DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash), "
         "d AS (DELETE FROM pending_entities WHERE (entity_type, entity_id) IN "
         "      (SELECT * FROM unnest($5::text[], $6::bigint[]))), "
-        # what is left to say of an entity whose creation was just enqueued is an update
-        "r AS (UPDATE pending_entities SET claimed_until = NULL, "
-        "      action = CASE WHEN action = 'created' THEN 'updated' ELSE action END "
-        "      WHERE (entity_type, entity_id) IN (SELECT * FROM unnest($7::text[], $8::bigint[]))) "
+        # What is left of a moved entity is the changes after its claim: an update if its creation
+        # was just enqueued, first changed after what was claimed, due by that (coalesce.due_at).
+        "r AS (UPDATE pending_entities p SET claimed_until = NULL, "
+        "      action = CASE WHEN p.action = 'created' THEN 'updated' ELSE p.action END, "
+        "      first_change_at = m.f, due_at = m.d "
+        "      FROM unnest($7::text[], $8::bigint[], $11::timestamptz[], $12::timestamptz[]) m(t, i, f, d) "
+        "      WHERE p.entity_type = m.t AND p.entity_id = m.i) "
         "SELECT CASE WHEN $9 THEN pg_notify($10, '') END",
         [h[0] for h in hashes],
         [h[1] for h in hashes],
@@ -239,6 +245,8 @@ async def finish_enqueue(
         [k[1] for k in moved],
         announce,
         EVENTS_CHANNEL,
+        [k[2] for k in moved],
+        [k[3] for k in moved],
     )
 
 
