@@ -16,7 +16,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ import asyncpg
 
 from app.config import Settings
 from app.envelope import PayloadJSON, build_body, global_id
-from app.lanes import Lanes
+from app.lanes import Lanes, handoff_budget
 from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
@@ -38,6 +38,9 @@ attempt_log = logging.getLogger("hookql.delivery")
 
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
+# Events handed over by the listener as it enqueues them fill at most this many of those: claims
+# always have room left, so a backlog of older events is never starved by fresh ones.
+HANDOFF_HELD = MAX_HELD // 2
 CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
 CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
 LEASE_S = 20.0  # a claim's lease: a crashed process's events are claimable again within this
@@ -108,6 +111,39 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
 
+    # -- hand-off from the listener (app.listener.Handoff) ---------------------------------------
+
+    lease_s = LEASE_S
+
+    def capacity(self) -> int:
+        return 0 if self._stopping.is_set() else max(0, HANDOFF_HELD - len(self._unrecorded))
+
+    def budget(self, webhook: Mapping[str, Any]) -> int:
+        return handoff_budget(
+            webhook["live_concurrency"], webhook["leased"], webhook["failing_since"] is not None, CLAIM_AHEAD
+        )
+
+    def accept(self, rows: list[dict[str, Any]]) -> None:
+        """Events the listener committed leased to this process: sent like claimed ones."""
+        if self._stopping.is_set():  # too late to send: give their leases back
+            self._unsent.extend(row["id"] for row in rows)
+            task = asyncio.create_task(self._give_back_unsent(), name="hookql-give-back")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+            return
+        self._hold(rows)
+
+    def _hold(self, rows: list[Any]) -> None:
+        for row in rows:
+            if row["id"] in self._unrecorded:
+                # Its lease ran out while we held it (renewals failed: database away); we still
+                # hold it, and the lease is ours again.
+                continue
+            self._unrecorded[row["id"]] = row
+            self._lanes.add(row, row["live_concurrency"])
+        for webhook_id in {row["webhook_id"] for row in rows}:
+            self._start(self._lanes.take(webhook_id))
+
     # -- claiming and sending ------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -130,15 +166,7 @@ class Dispatcher:
                     log.exception("dispatcher: claim failed; retrying")
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
-            for row in claimed:
-                if row["id"] in self._unrecorded:
-                    # Its lease ran out while we held it (renewals failed: database away); we still
-                    # hold it, and the lease is ours again.
-                    continue
-                self._unrecorded[row["id"]] = row
-                self._lanes.add(row, row["live_concurrency"])
-            for webhook_id in {row["webhook_id"] for row in claimed}:
-                self._start(self._lanes.take(webhook_id))
+            self._hold(claimed)
             if claimed and len(claimed) == free:
                 continue
             # With attempts held, their outcomes wake us (slot freed, NOTIFY); with none, the next

@@ -36,8 +36,9 @@ class Engine:
     ) -> None:
         self.transport = transport
         self.wakeups = Wakeups(database_url)
-        self.listener = Listener(pool, settings, schema, make_context, self.wakeups)
         self.dispatcher = Dispatcher(pool, settings, transport, self.wakeups)
+        # Fresh events go straight to this process's dispatcher (app.listener.Handoff).
+        self.listener = Listener(pool, settings, schema, make_context, self.wakeups, handoff=self.dispatcher)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -17,6 +17,14 @@ class _Lane:
     waiting: deque[Mapping[str, Any]] = field(default_factory=deque)
 
 
+def handoff_budget(live_concurrency: int, leased: int, failing: bool, ahead: int) -> int:
+    """How many fresh events of a webhook may be leased to this process as they are enqueued:
+    what a claim would lease it (`ahead` rounds of its live concurrency, less the events leased
+    anywhere), and none while it is failing — a failing webhook's attempts go one claimed round
+    at a time, each with its configuration read afresh."""
+    return 0 if failing else max(0, live_concurrency * ahead - leased)
+
+
 class Lanes:
     """Rows are mappings with an `id` (the event) and a `webhook_id`."""
 

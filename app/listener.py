@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -40,6 +40,25 @@ SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lo
 ERROR_BACKOFF_S = 1.0
 
 
+class Handoff(Protocol):
+    """Where freshly enqueued events go to be sent at once, skipping the NOTIFY and the claim
+    round trips: this process's dispatcher. Events are inserted already leased to it."""
+
+    lease_s: float
+
+    def capacity(self) -> int:
+        """Events it takes now (0 while stopping)."""
+        ...
+
+    def budget(self, webhook: Mapping[str, Any]) -> int:
+        """Events of this webhook (`lock_webhooks_for_handoff` row) it may be leased now."""
+        ...
+
+    def accept(self, rows: list[dict[str, Any]]) -> None:
+        """Committed, leased events to send: rows shaped as a claim returns them."""
+        ...
+
+
 @dataclass(frozen=True)
 class Due:
     entity_type: EntityType
@@ -60,9 +79,16 @@ class Due:
 
 class Listener:
     def __init__(
-        self, pool: asyncpg.Pool, settings: Settings, schema: Any, make_context: Callable[..., Any], wakeups: Wakeups
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        schema: Any,
+        make_context: Callable[..., Any],
+        wakeups: Wakeups,
+        handoff: Handoff | None = None,
     ) -> None:
         self.pool = pool
+        self.handoff = handoff
         self.settings = settings
         self.schema = schema
         self.make_context = make_context
@@ -295,7 +321,13 @@ class Listener:
                 k for k in moved if by_key[k].action is not Action.DELETED and actions[k] != Action.DELETED.value
             }
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
-            await store.lock_webhooks(conn, sorted({k[0] for k in outputs}))
+            webhook_ids = sorted({k[0] for k in outputs})
+            handoff = self.handoff
+            config: dict[int, asyncpg.Record] = {}
+            if handoff is not None:
+                config = {r["id"]: r for r in await store.lock_webhooks_for_handoff(conn, webhook_ids)}
+            else:
+                await store.lock_webhooks(conn, webhook_ids)
             # Webhooks sharing a query share one payload object: encode and hash each once.
             encoded: dict[int, tuple[PayloadJSON, bytes]] = {}
             for p in outputs.values():
@@ -317,6 +349,11 @@ class Listener:
                 else []
             )
             clocks = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r for r in superseded}
+            # Events this process may send at once (handoff): within the webhook's claim-ahead
+            # budget and the dispatcher's room, and not in a retry backoff inherited from the
+            # event they supersede (that one failed: its clock decides when to try again).
+            room = {w: handoff.budget(r) for w, r in config.items() if r["enabled"]} if handoff else {}
+            capacity = handoff.capacity() if handoff else 0
             rows: list[tuple[Any, ...]] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
@@ -325,9 +362,15 @@ class Listener:
                 next_seq[k[0]] = seq + 1
                 clock = clocks.get(k)
                 is_skipped = k in skipped
+                public_id = new_event_id()
+                fresh_clock = clock is None or clock["attempts"] == 0
+                leased = not is_skipped and fresh_clock and capacity > 0 and room.get(k[0], 0) > 0
+                if leased:
+                    capacity -= 1
+                    room[k[0]] -= 1
                 rows.append(
                     (
-                        new_event_id(),
+                        public_id,
                         k[0],
                         k[1],
                         k[2],
@@ -340,9 +383,11 @@ class Listener:
                         clock["attempts"] if clock else 0,
                         clock["next_attempt_at"] if clock else None,
                         is_skipped,
+                        leased,
                     )
                 )
-            await store.insert_events(conn, rows)
+            leased_ids = await store.insert_events(conn, rows, handoff.lease_s if handoff else 0.0)
+            handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
             await store.link_superseded(conn, [r["id"] for r in superseded])
             # A moved entity's remaining changes all came after the state claimed: its max delay
             # counts from there, or a steadily changing entity would be due again at once, forever.
@@ -352,6 +397,28 @@ class Listener:
                                                       self.settings.debounce_ms, self.settings.max_delay_ms))
                 for k in moved
             ]
+            # Dispatchers are woken only for events left to a claim.
             await store.finish_enqueue(
-                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), restarted, bool(pending)
+                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), restarted,
+                len(pending) > len(handed),
             )
+        if handed and handoff is not None:  # committed: theirs to send
+            handoff.accept(handed)
+
+
+def _delivery_row(row: tuple[Any, ...], event_id: int, webhook: asyncpg.Record) -> dict[str, Any]:
+    """An event inserted leased, shaped as `claim_events` returns one (see `insert_events`)."""
+    (public_id, webhook_id, entity_type, entity_id, event, sequence, _, payload, _, changed_at, attempts) = row[:11]
+    return {
+        "id": event_id,
+        "public_id": public_id,
+        "webhook_id": webhook_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "event": event,
+        "sequence": sequence,
+        "payload": payload,
+        "changed_at": changed_at,
+        "attempts": attempts,
+        **{c: webhook[c] for c in store.DELIVERY_WEBHOOK_COLUMNS},
+    }

@@ -1,9 +1,19 @@
 """Latency: at half the peak delivery rate one `serve` sustained, commit→receipt per delivery
 (producer's clock after COMMIT, receiver's clock on arrival, matched by the marker the body
-carries), reported beyond the configured DEBOUNCE_MS."""
+carries), reported beyond the configured DEBOUNCE_MS.
+
+The debounce counts from an entity's last change (SPEC §5), so the commit a delivery is timed
+from is the last one that changed the delivered entity before the delivery could go: commit
+m (the marker's), or a later one coalesced into the same event. The producer's round-robin
+updates a shipment of invoice N and then refund request N, which belongs to invoice N, a few
+milliseconds apart: timed from the first commit, every such invoice delivery would count the
+second commit's legitimate debounce as engine latency. The figures timed from the marker's own
+commit are kept in the JSON (`from_marker_commit`)."""
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from typing import Any
 
 from bench import dataset
@@ -52,7 +62,13 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
     run = window.producer
     counted_from = window.counted_from
     names = {s.name: s.entity_type for s in specs}
+    debounce_s = plan.debounce_ms / 1000
+    changes: dict[tuple[str, int], list[float]] = defaultdict(list)  # entity → its commit times
+    for marker, at in sorted(run.commits.items(), key=lambda kv: kv[1]):
+        for key in run.targets[marker].changes:
+            changes[key].append(at)
     samples_ms: list[float] = []
+    raw_ms: list[float] = []
     seen: set[tuple[int, str]] = set()
     for marker, name, received_at in receipts:
         committed_at = run.commits.get(marker)
@@ -64,7 +80,12 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         if names.get(name) != run.targets[marker].entity_type:
             continue
         seen.add((marker, name))
-        samples_ms.append((received_at - committed_at) * 1000 - plan.debounce_ms)
+        target = run.targets[marker]
+        times = changes[(target.entity_type, target.entity_id)]
+        # The last commit to this entity that a delivery at `received_at` can have waited out.
+        last = times[bisect.bisect_right(times, received_at - debounce_s) - 1] if times else committed_at
+        samples_ms.append((received_at - max(committed_at, last)) * 1000 - plan.debounce_ms)
+        raw_ms.append((received_at - committed_at) * 1000 - plan.debounce_ms)
     if not samples_ms:
         raise RuntimeError("no delivery carried a marker committed in the window")
     details: dict[str, Any] = {
@@ -77,6 +98,8 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         "min_ms": round(min(samples_ms), 1),
         "max_ms": round(max(samples_ms), 1),
         "cpu_cores": window.cpu_cores,
+        "timed_from": "the last commit that changed the delivered entity (see bench/latency.py)",
+        "from_marker_commit": {f"p{p}_ms": round(percentile(raw_ms, p), 1) for p in (50, 95, 99)},
     }
     bench.details["latency"] = details
     for pct in (50, 95, 99):
@@ -84,5 +107,7 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         fig.value = round(percentile(samples_ms, pct), 1)
         fig.note = (
             f"{len(samples_ms):,} deliveries at {window.deliveries_per_s:,.0f}/s "
-            f"(half of {bench.peak_deliveries_per_s:,.0f}); debounce {plan.debounce_ms} ms subtracted"
+            f"(half of {bench.peak_deliveries_per_s:,.0f}); from the entity's last commit, debounce "
+            f"{plan.debounce_ms} ms subtracted; from the marker's own commit p{pct} "
+            f"{details['from_marker_commit'][f'p{pct}_ms']} ms"
         )

@@ -31,6 +31,13 @@ class Target:
     row_id: int  # the row the UPDATE writes (a shipment for an invoice)
     entity_id: int
     seller_id: int  # the entity's owner: which sellers' webhooks hear about it
+    # other webhook entities the same UPDATE changes: a refund request's invoice (it owns it)
+    also: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def changes(self) -> tuple[tuple[str, int], ...]:
+        """Every (webhook entity type, id) whose state this commit changes."""
+        return ((self.entity_type, self.entity_id), *self.also)
 
 
 @dataclass
@@ -61,13 +68,14 @@ async def load_targets(conn: asyncpg.Connection, per_type: int) -> list[Target]:
         per_type,
     )
     refunds = await conn.fetch(
-        "SELECT r.id, i.seller_id FROM refund_requests r JOIN invoices i ON i.id = r.invoice_id ORDER BY r.id LIMIT $1",
+        "SELECT r.id, r.invoice_id, i.seller_id FROM refund_requests r JOIN invoices i ON i.id = r.invoice_id"
+        " ORDER BY r.id LIMIT $1",
         per_type,
     )
     lanes = [
         [Target("variant", r["id"], r["id"], r["seller_id"]) for r in variants],
         [Target("invoice", r["id"], r["invoice_id"], r["seller_id"]) for r in invoices],
-        [Target("refund_request", r["id"], r["id"], r["seller_id"]) for r in refunds],
+        [Target("refund_request", r["id"], r["id"], r["seller_id"], (("invoice", r["invoice_id"]),)) for r in refunds],
     ]
     return [t for group in itertools.zip_longest(*lanes) for t in group if t is not None]
 

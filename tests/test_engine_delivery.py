@@ -5,9 +5,11 @@ import asyncio
 import json
 
 import asyncpg
+import pytest
 
+from app.envelope import global_id
 from app.store import engine as store
-from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
+from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, wait_until
 from tests.receivers import Receiver
 
 
@@ -96,10 +98,13 @@ async def test_429_halves_live_concurrency_and_successes_restore_it(fixture_data
             await wait_until(lambda: _has(run.pool, hook, "delivered"))
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 10 AND 20")
             await wait_until(lambda: _has(run.pool, hook, "delivered", 12))
+            # Health is recorded just after the outcomes: +1 per success, never above `concurrency`.
+            await wait_until(lambda: run.pool.fetchval("SELECT live_concurrency = 8 FROM webhooks WHERE id = $1", hook))
+            await asyncio.sleep(0.2)
             live = await run.pool.fetchval("SELECT live_concurrency FROM webhooks WHERE id = $1", hook)
     finally:
         await receiver.stop()
-    assert live == 8  # +1 per success, never above `concurrency`
+    assert live == 8
 
 
 async def test_concurrency_per_webhook_is_respected(fixture_database_url: str) -> None:
@@ -287,13 +292,17 @@ async def test_an_event_cancelled_while_waiting_in_the_process_is_not_sent(fixtu
             hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 5")
             await receiver.wait_for(1)
-            # when the last event, claimed and waiting its turn, is cancelled
+            # when an event held and waiting its turn (not the one being sent) is cancelled
+            first = json.loads(receiver.received[0].body)["id"]
             cancelled = await run.pool.fetchval(
                 "UPDATE webhook_events SET status = 'cancelled', finished_at = now() WHERE id = "
-                "(SELECT max(id) FROM webhook_events WHERE webhook_id = $1 AND status = 'pending') "
+                "(SELECT max(id) FROM webhook_events WHERE webhook_id = $1 AND status = 'pending' "
+                " AND public_id <> $2 AND leased_until IS NOT NULL) "
                 "RETURNING public_id",
                 hook,
+                first,
             )
+            assert cancelled is not None
             await wait_until(lambda: _has(run.pool, hook, "delivered", 4))
             await asyncio.sleep(0.3)
     finally:
@@ -301,3 +310,51 @@ async def test_an_event_cancelled_while_waiting_in_the_process_is_not_sent(fixtu
     # then the other four arrive and the cancelled one never does
     sent = [json.loads(r.body)["id"] for r in receiver.received]
     assert cancelled not in sent and len(sent) == 4
+
+
+async def test_fresh_events_are_handed_to_the_local_dispatcher_without_a_claim(
+    fixture_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an engine whose dispatcher can claim nothing
+    claims: list[int] = []
+
+    async def claim_nothing(*args: object, **kwargs: object) -> list[asyncpg.Record]:
+        claims.append(1)
+        return []
+
+    monkeypatch.setattr(store, "claim_events", claim_nothing)
+    receiver = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url)
+            # when invoices change
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 3")
+            # then the listener's dispatcher sends them as they are enqueued
+            await wait_until(lambda: _has(run.pool, hook, "delivered", 3))
+    finally:
+        await receiver.stop()
+    assert claims  # the claim loop did run, and found nothing to claim
+    assert sorted(b["payload"]["data"]["node"]["id"] for b in bodies(receiver.received)) == sorted(
+        global_id("Invoice", i) for i in (1, 2, 3)
+    )
+
+
+async def test_a_change_made_while_the_previous_state_is_in_flight_waits_for_it(fixture_database_url: str) -> None:
+    # given an invoice's event in flight to a slow receiver
+    receiver = await Receiver(delay_s=0.4).start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url)
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 5")
+            await receiver.wait_for(1)
+            # when it changes again meanwhile
+            await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE id = 5")
+            await receiver.wait_for(2)
+            await wait_until(lambda: _none_leased(run.pool, hook))
+    finally:
+        await receiver.stop()
+    # then the newer state is not sent beside the older one (it is not handed over while that
+    # is leased) and arrives after it
+    assert receiver.max_in_flight == 1
+    states = [b["payload"]["data"]["node"]["status"] for b in bodies(receiver.received)]
+    assert states == ["PAID", "REFUNDED"]

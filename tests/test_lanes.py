@@ -1,6 +1,6 @@
 """Per-webhook lanes: pure bookkeeping, no database, no network, no clock."""
 
-from app.lanes import Lanes
+from app.lanes import Lanes, handoff_budget
 
 
 def row(event_id: int, webhook_id: int) -> dict[str, int]:
@@ -78,3 +78,12 @@ def test_idle_lanes_are_forgotten() -> None:
     lanes.add(row(2, 6), limit=1)
     lanes.clear_waiting()
     assert len(lanes) == 0
+
+
+def test_a_handoff_gets_what_a_claim_would_lease_and_nothing_while_failing() -> None:
+    # a healthy webhook: its claim-ahead rounds, less what is leased anywhere
+    assert handoff_budget(live_concurrency=10, leased=0, failing=False, ahead=25) == 250
+    assert handoff_budget(live_concurrency=10, leased=240, failing=False, ahead=25) == 10
+    assert handoff_budget(live_concurrency=2, leased=80, failing=False, ahead=25) == 0  # after a 429 halving
+    # a failing one goes claimed round by round
+    assert handoff_budget(live_concurrency=10, leased=0, failing=True, ahead=25) == 0

@@ -128,12 +128,40 @@ async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[i
         )
 
 
+# What a delivery attempt needs of its webhook: read with the event by a claim, and by enqueueing
+# when it hands fresh events straight to this process's dispatcher (`lock_webhooks_for_handoff`).
+DELIVERY_WEBHOOK_COLUMNS = (
+    "url", "method", "format", "headers", "secret", "previous_secret", "previous_secret_expires_at",
+    "timeout_seconds", "max_attempts", "concurrency", "live_concurrency", "failing_since",
+)
+
+
+def _webhook_columns(alias: str) -> str:
+    return ", ".join(f"{alias}.{c}" for c in DELIVERY_WEBHOOK_COLUMNS)
+
+
 async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> None:
     """Lock webhook rows in id order. Every transaction that updates both webhooks and their
     events (enqueueing, recording outcomes) takes these first, so they cannot deadlock."""
     if webhook_ids:
         await conn.execute(
             "SELECT 1 FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", webhook_ids)
+
+
+async def lock_webhooks_for_handoff(conn: asyncpg.Connection, webhook_ids: list[int]) -> list[asyncpg.Record]:
+    """`lock_webhooks`, returning what a hand-off needs: each webhook's delivery configuration,
+    whether it is enabled, and how many of its events are leased (held by some process)."""
+    if not webhook_ids:
+        return []
+    return list(
+        await conn.fetch(
+            "WITH w AS (SELECT * FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) "
+            f"SELECT w.id, w.enabled, {_webhook_columns('w')}, "
+            "(SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()) AS leased "
+            "FROM w",
+            webhook_ids,
+        )
+    )
 
 
 async def supersede(
@@ -156,21 +184,33 @@ async def supersede(
     )
 
 
-async def insert_events(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+async def insert_events(conn: asyncpg.Connection, rows: list[tuple[Any, ...]], lease_s: float) -> dict[str, int]:
     """rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload JSON
-    text, payload_hash, changed_at, attempts, next_attempt_at, finished)."""
+    text, payload_hash, changed_at, attempts, next_attempt_at, finished, lease). An event with
+    `lease` set is inserted leased for `lease_s`, for this process to send without claiming it —
+    unless an older event of its (webhook, entity) is still leased (in flight, or waiting in
+    some process): one at a time per pair, so it is left to a claim. Call after `supersede`,
+    which locked the pair's pending event: no new lease on the pair can appear until commit.
+    Returns the events inserted leased: public id → id."""
     if not rows:
-        return
+        return {}
     cols = [list(c) for c in zip(*rows, strict=True)]
-    await conn.execute(
-        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status, "
-        "payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at) "
+    leased = await conn.fetch(
+        "WITH ins AS (INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, "
+        "status, payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at, leased_until) "
         "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()), "
-        "CASE WHEN u.f THEN now() END FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
+        "CASE WHEN u.f THEN now() END, "
+        "CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w "
+        "     AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now()) "
+        "     THEN now() + make_interval(secs => $15) END "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
         "$6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
-        "$13::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f)",
+        "$13::bool[], $14::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l) "
+        "RETURNING id, public_id, leased_until) SELECT id, public_id FROM ins WHERE leased_until IS NOT NULL",
         *cols,
+        lease_s,
     )
+    return {r["public_id"]: r["id"] for r in leased}
 
 
 async def link_superseded(conn: asyncpg.Connection, old_ids: list[int]) -> None:
@@ -286,12 +326,11 @@ WITH leased AS (
 UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => $2)
 FROM chosen c, webhooks w
-WHERE e.id = c.id AND w.id = e.webhook_id
+-- status is checked again on the row as it is when locked: an event superseded by an enqueue
+-- that committed while this claim waited for the row must not be sent
+WHERE e.id = c.id AND w.id = e.webhook_id AND e.status = 'pending'
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload::text AS payload,
-          e.changed_at, e.attempts, w.url, w.method, w.format, w.headers, w.secret, w.previous_secret,
-          w.previous_secret_expires_at, w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency,
-          w.failing_since
-"""
+          e.changed_at, e.attempts, """ + _webhook_columns("w")
 
 
 async def claim_events(
