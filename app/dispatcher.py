@@ -108,7 +108,14 @@ class Dispatcher:
         self._lanes = Lanes(MAX_IN_FLIGHT)  # the held attempts, per webhook (app.lanes)
         self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
         self.renew_every_s = RENEW_EVERY_S
+        # When to claim again. A claim finds everything due that it may lease, so another one is
+        # worth its 4 statements only when something changed: events announced (NOTIFY: enqueued
+        # and not handed off, or made claimable by a recorded outcome), a lane that took its full
+        # claim-ahead budget down to its last round (`_more`: it may have more due), a claim put
+        # off because this process was full (`_claim_put_off`), or a retry newly scheduled.
         self._slot_freed = asyncio.Event()
+        self._more: set[int] = set()
+        self._claim_put_off = False
         self._stopping = asyncio.Event()
 
     # -- hand-off from the listener (app.listener.Handoff) ---------------------------------------
@@ -152,7 +159,8 @@ class Dispatcher:
             # slow claiming down, or held rows (payloads included) would grow without bound.
             free = MAX_HELD - len(self._unrecorded)
             claimed: list[asyncpg.Record] = []
-            if free > 0 and self._lanes.sending < MAX_IN_FLIGHT:
+            self._claim_put_off = not (free > 0 and self._lanes.sending < MAX_IN_FLIGHT)
+            if not self._claim_put_off:
                 try:
                     async with self.pool.acquire() as conn:
                         claimed = await store.claim_events(
@@ -167,9 +175,13 @@ class Dispatcher:
                     await asyncio.sleep(ERROR_BACKOFF_S)
                     continue
             self._hold(claimed)
+            self._more = {
+                w for w in self._more | {row["webhook_id"] for row in claimed}
+                if self._lanes.held(w) >= self._lanes.limit(w) * CLAIM_AHEAD
+            }
             if claimed and len(claimed) == free:
                 continue
-            # With attempts held, their outcomes wake us (slot freed, NOTIFY); with none, the next
+            # With attempts held, their outcomes wake us (see `_slot_freed`); with none, the next
             # retry's due time bounds the sleep.
             sleep_s = POLL_INTERVAL_S if self._unrecorded else await self._sleep_s()
             await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s)
@@ -194,9 +206,11 @@ class Dispatcher:
         elif outcome is Outcome.RATE_LIMITED:
             self._lanes.halve(webhook_id)
         self._finished.add(row["id"])
-        # Claim again only when this lane is down to its last round: topping it up after every
+        # Top a lane up only when it is down to its last round: topping it up after every
         # attempt would cost a claim (4 statements) per attempt.
-        if self._lanes.waiting(webhook_id) < max(1, self._lanes.limit(webhook_id)):
+        if self._claim_put_off or (
+            webhook_id in self._more and self._lanes.waiting(webhook_id) < max(1, self._lanes.limit(webhook_id))
+        ):
             self._slot_freed.set()
         await self._results.put((row, result))
         self._start(self._lanes.take(webhook_id))
@@ -256,8 +270,11 @@ class Dispatcher:
             await asyncio.sleep(RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            await self._record(batch)
-            self._slot_freed.set()
+            retrying = await self._record(batch)
+            # Room freed for a claim put off, or a retry scheduled: the claim loop recomputes
+            # when to wake (other outcomes wake it by NOTIFY when they leave events claimable).
+            if self._claim_put_off or retrying:
+                self._slot_freed.set()
 
     async def _until_done(self, what: str, op: Callable[[], Awaitable[T]], retry: bool) -> T:
         """Run one recording transaction, again and again until it commits (`retry`): outcomes are
@@ -275,8 +292,10 @@ class Dispatcher:
                 log.exception("dispatcher: recording %s failed; retrying", what)
             await asyncio.sleep(ERROR_BACKOFF_S)
 
-    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]], *, retry: bool = True) -> None:
+    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]], *, retry: bool = True) -> bool:
+        """Record a batch of outcomes; True when it scheduled a retry."""
         now = datetime.now(UTC)
+        retrying = False
         attempts: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         failed_pairs: list[tuple[int, str, int]] = []
@@ -297,7 +316,7 @@ class Dispatcher:
                 if should_fail(made, row["max_attempts"]):
                     status = "failed"
                 else:
-                    status = "pending"
+                    status, retrying = "pending", True
                     delay_ms = next_delay_ms(
                         result, made, self.settings.retry_base_ms, self.settings.retry_max_ms, self.rand
                     )
@@ -364,6 +383,7 @@ class Dispatcher:
                 self._start(self._lanes.take(webhook_id))
         self._forget(self._lanes.drop(webhooks=disabled))
         await self._give_back_unsent()
+        return retrying
 
     # -- housekeeping and shutdown -------------------------------------------------------------
 

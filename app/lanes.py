@@ -58,6 +58,11 @@ class Lanes:
         lane = self._lanes.get(webhook_id)
         return len(lane.waiting) if lane else 0
 
+    def held(self, webhook_id: int) -> int:
+        """Its attempts waiting or sending."""
+        lane = self._lanes.get(webhook_id)
+        return len(lane.waiting) + lane.sending if lane else 0
+
     def limit(self, webhook_id: int) -> int:
         lane = self._lanes.get(webhook_id)
         return lane.limit if lane else 0

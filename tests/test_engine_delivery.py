@@ -292,6 +292,8 @@ async def test_an_event_cancelled_while_waiting_in_the_process_is_not_sent(fixtu
             hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 5")
             await receiver.wait_for(1)
+            await wait_until(lambda: run.pool.fetchval(
+                "SELECT count(*) = 5 FROM webhook_events WHERE webhook_id = $1 AND leased_until > now()", hook))
             # when an event held and waiting its turn (not the one being sent) is cancelled
             first = json.loads(receiver.received[0].body)["id"]
             cancelled = await run.pool.fetchval(

@@ -411,7 +411,16 @@ async def record_attempts(
             "WHERE e.id = u.id",
             *cols,
         )
-    await conn.execute("SELECT pg_notify($1, '')", EVENTS_CHANNEL)
+    # Wake claimers only when these outcomes left events of these webhooks claimable: a newer
+    # state that waited for the one in flight, or events held back by the concurrency the
+    # released leases took. An outcome with nothing behind it wakes nobody.
+    await conn.execute(
+        "SELECT pg_notify($1, '') WHERE EXISTS (SELECT 1 FROM webhook_events e "
+        "WHERE e.webhook_id = ANY($2::bigint[]) AND e.status = 'pending' AND e.next_attempt_at <= now() "
+        "AND (e.leased_until IS NULL OR e.leased_until <= now()))",
+        EVENTS_CHANNEL,
+        webhook_ids,
+    )
 
 
 async def record_webhook_health(
