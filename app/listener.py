@@ -386,9 +386,6 @@ class Listener:
                         leased,
                     )
                 )
-            leased_ids = await store.insert_events(conn, rows, handoff.lease_s if handoff else 0.0)
-            handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
-            await store.link_superseded(conn, [r["id"] for r in superseded])
             # A moved entity's remaining changes all came after the state claimed: its max delay
             # counts from there, or a steadily changing entity would be due again at once, forever.
             lasts = {(r["entity_type"], r["entity_id"]): r["last_change_at"] for r in current}
@@ -397,17 +394,22 @@ class Listener:
                                                       self.settings.debounce_ms, self.settings.max_delay_ms))
                 for k in moved
             ]
-            # Dispatchers are woken only for events left to a claim.
-            await store.finish_enqueue(
-                conn, [(k[0], k[1], k[2], hashes[k]) for k in pending], list(done), restarted,
-                len(pending) > len(handed),
+            leased_ids = await store.finish_enqueue(
+                conn,
+                rows,
+                handoff.lease_s if handoff else 0.0,
+                [r["id"] for r in superseded],
+                [(k[0], k[1], k[2], hashes[k]) for k in pending],
+                list(done),
+                restarted,
             )
+            handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
         if handed and handoff is not None:  # committed: theirs to send
             handoff.accept(handed)
 
 
 def _delivery_row(row: tuple[Any, ...], event_id: int, webhook: asyncpg.Record) -> dict[str, Any]:
-    """An event inserted leased, shaped as `claim_events` returns one (see `insert_events`)."""
+    """An event inserted leased, shaped as `claim_events` returns one (see `finish_enqueue`)."""
     (public_id, webhook_id, entity_type, entity_id, event, sequence, _, payload, _, changed_at, attempts) = row[:11]
     return {
         "id": event_id,

@@ -184,45 +184,6 @@ async def supersede(
     )
 
 
-async def insert_events(conn: asyncpg.Connection, rows: list[tuple[Any, ...]], lease_s: float) -> dict[str, int]:
-    """rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload JSON
-    text, payload_hash, changed_at, attempts, next_attempt_at, finished, lease). An event with
-    `lease` set is inserted leased for `lease_s`, for this process to send without claiming it —
-    unless an older event of its (webhook, entity) is still leased (in flight, or waiting in
-    some process): one at a time per pair, so it is left to a claim. Call after `supersede`,
-    which locked the pair's pending event: no new lease on the pair can appear until commit.
-    Returns the events inserted leased: public id → id."""
-    if not rows:
-        return {}
-    cols = [list(c) for c in zip(*rows, strict=True)]
-    leased = await conn.fetch(
-        "WITH ins AS (INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, "
-        "status, payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at, leased_until) "
-        "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()), "
-        "CASE WHEN u.f THEN now() END, "
-        "CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w "
-        "     AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now()) "
-        "     THEN now() + make_interval(secs => $15) END "
-        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
-        "$6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
-        "$13::bool[], $14::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l) "
-        "RETURNING id, public_id, leased_until) SELECT id, public_id FROM ins WHERE leased_until IS NOT NULL",
-        *cols,
-        lease_s,
-    )
-    return {r["public_id"]: r["id"] for r in leased}
-
-
-async def link_superseded(conn: asyncpg.Connection, old_ids: list[int]) -> None:
-    if old_ids:
-        await conn.execute(
-            "UPDATE webhook_events o SET superseded_by = n.id FROM webhook_events n "
-            "WHERE o.id = ANY($1::bigint[]) AND n.status = 'pending' AND n.webhook_id = o.webhook_id "
-            "AND n.entity_type = o.entity_type AND n.entity_id = o.entity_id",
-            old_ids,
-        )
-
-
 async def reserve_and_read_hashes(
     conn: asyncpg.Connection, counts: dict[int, int], keys: list[tuple[int, str, int]]
 ) -> tuple[dict[int, int], dict[tuple[int, str, int], bytes | None]]:
@@ -251,30 +212,62 @@ async def reserve_and_read_hashes(
 
 async def finish_enqueue(
     conn: asyncpg.Connection,
+    rows: list[tuple[Any, ...]],
+    lease_s: float,
+    superseded: list[int],
     hashes: list[tuple[int, str, int, bytes]],
     done: list[tuple[str, int]],
     moved: list[tuple[str, int, datetime, datetime]],
-    announce: bool,
-) -> None:
-    """Remember the hashes of the payloads enqueued, delete the entities evaluated, release the
+) -> dict[str, int]:
+    """The rest of an enqueue, in one round trip (its parts write disjoint rows): insert the
+    events, link the events they `superseded` to them, remember the `hashes` of the payloads
+    enqueued (webhook, type, id, hash), delete the entities evaluated (`done`), release the
     claims of those changed meanwhile (`moved`: type, id, new first change time, new due time;
-    still pending for their newer changes), and wake dispatchers, in one round trip (disjoint
-    rows)."""
-    await conn.execute(
-        "WITH h AS (INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
-        "           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[]) "
-        "           ON CONFLICT (webhook_id, entity_type, entity_id) "
-        "           DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash), "
+    still pending for their newer changes), and wake dispatchers if an event is left to a claim.
+
+    rows: (public_id, webhook_id, entity_type, entity_id, event, sequence, status, payload JSON
+    text, payload_hash, changed_at, attempts, next_attempt_at, finished, lease). An event with
+    `lease` set is inserted leased for `lease_s`, for this process to send without claiming it —
+    unless an older event of its (webhook, entity) is still leased (in flight, or waiting in
+    some process): one at a time per pair, so it is left to a claim. Call after `supersede`,
+    which locked the pair's pending event: no new lease on the pair can appear until commit.
+    Returns the events inserted leased: public id → id."""
+    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(14)]
+    leased = await conn.fetch(
+        "WITH ins AS (INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, "
+        "status, payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at, leased_until) "
+        "SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()), "
+        "CASE WHEN u.f THEN now() END, "
+        "CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w "
+        "     AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now()) "
+        "     THEN now() + make_interval(secs => $15) END "
+        "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], "
+        "$6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::timestamptz[], $11::int[], $12::timestamptz[], "
+        "$13::bool[], $14::bool[]) u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l) "
+        "RETURNING id, public_id, webhook_id, entity_type, entity_id, status, leased_until), "
+        "link AS (UPDATE webhook_events o SET superseded_by = n.id FROM ins n "
+        "         WHERE o.id = ANY($16::bigint[]) AND n.status = 'pending' AND n.webhook_id = o.webhook_id "
+        "         AND n.entity_type = o.entity_type AND n.entity_id = o.entity_id), "
+        "h AS (INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash) "
+        "      SELECT * FROM unnest($17::bigint[], $18::text[], $19::bigint[], $20::bytea[]) "
+        "      ON CONFLICT (webhook_id, entity_type, entity_id) "
+        "      DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash), "
         "d AS (DELETE FROM pending_entities WHERE (entity_type, entity_id) IN "
-        "      (SELECT * FROM unnest($5::text[], $6::bigint[]))), "
+        "      (SELECT * FROM unnest($21::text[], $22::bigint[]))), "
         # What is left of a moved entity is the changes after its claim: an update if its creation
         # was just enqueued, first changed after what was claimed, due by that (coalesce.due_at).
         "r AS (UPDATE pending_entities p SET claimed_until = NULL, "
         "      action = CASE WHEN p.action = 'created' THEN 'updated' ELSE p.action END, "
         "      first_change_at = m.f, due_at = m.d "
-        "      FROM unnest($7::text[], $8::bigint[], $11::timestamptz[], $12::timestamptz[]) m(t, i, f, d) "
-        "      WHERE p.entity_type = m.t AND p.entity_id = m.i) "
-        "SELECT CASE WHEN $9 THEN pg_notify($10, '') END",
+        "      FROM unnest($23::text[], $24::bigint[], $25::timestamptz[], $26::timestamptz[]) m(t, i, f, d) "
+        "      WHERE p.entity_type = m.t AND p.entity_id = m.i), "
+        "wake AS (SELECT pg_notify($27, '') FROM (SELECT 1 FROM ins WHERE status = 'pending' "
+        "         AND leased_until IS NULL LIMIT 1) x) "
+        "SELECT id, public_id FROM ins WHERE leased_until IS NOT NULL "
+        "UNION ALL SELECT NULL, NULL FROM wake",
+        *cols,
+        lease_s,
+        superseded,
         [h[0] for h in hashes],
         [h[1] for h in hashes],
         [h[2] for h in hashes],
@@ -283,11 +276,11 @@ async def finish_enqueue(
         [k[1] for k in done],
         [k[0] for k in moved],
         [k[1] for k in moved],
-        announce,
-        EVENTS_CHANNEL,
         [k[2] for k in moved],
         [k[3] for k in moved],
+        EVENTS_CHANNEL,
     )
+    return {r["public_id"]: r["id"] for r in leased if r["id"] is not None}
 
 
 async def notify(conn: asyncpg.Connection, channel: str) -> None:
