@@ -7,7 +7,11 @@ of the rest alive (renew_loop) until their turn. Leases held count against the w
 concurrency in every process's claim, so the limit holds across processes, and a busy webhook
 costs one claim per CLAIM_AHEAD rounds of attempts instead of one per round. Only healthy
 webhooks are claimed ahead: a failing one gets one round at a time, so a fixed URL is used by
-its very next attempt. Attempts waiting in a lane use the configuration read at their claim."""
+its very next attempt. Attempts waiting in a lane use the configuration read at their claim.
+
+Events this process's listener just enqueued skip the claim: they are inserted leased to this
+process and handed over (`accept`, app.listener.Handoff) within the same budget, so a claim is
+needed only for what was left to one — announced by NOTIFY."""
 
 from __future__ import annotations
 
