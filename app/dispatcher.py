@@ -181,7 +181,7 @@ class Dispatcher:
             self._hold(claimed)
             self._more = {
                 w for w in self._more | {row["webhook_id"] for row in claimed}
-                if self._lanes.held(w) >= self._lanes.limit(w) * CLAIM_AHEAD
+                if self._lanes.limit(w) and self._lanes.held(w) >= self._lanes.limit(w) * CLAIM_AHEAD
             }
             if claimed and len(claimed) == free:
                 continue

@@ -360,3 +360,19 @@ async def test_a_change_made_while_the_previous_state_is_in_flight_waits_for_it(
     assert receiver.max_in_flight == 1
     states = [b["payload"]["data"]["node"]["status"] for b in bodies(receiver.received)]
     assert states == ["PAID", "REFUNDED"]
+
+
+async def test_events_beyond_the_handoff_budget_are_claimed_as_room_frees(fixture_database_url: str) -> None:
+    # given a webhook sending one at a time: 25 events may be handed over or claimed ahead
+    receiver = await Receiver(delay_s=0.01).start()
+    try:
+        async with running_engine(fixture_database_url) as run:
+            hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
+            # when 40 invoices change at once
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id BETWEEN 1 AND 40")
+            # then the 15 left to claims follow as recorded outcomes free the budget
+            await wait_until(lambda: _has(run.pool, hook, "delivered", 40), timeout_s=30)
+    finally:
+        await receiver.stop()
+    assert receiver.max_in_flight == 1
+    assert len({b["payload"]["data"]["node"]["id"] for b in bodies(receiver.received)}) == 40
