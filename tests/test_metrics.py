@@ -179,3 +179,9 @@ async def test_label_cardinality_is_bounded(pool: asyncpg.Pool) -> None:
     label_names = {name for _, labels in samples for name, _ in labels}
     assert label_names <= {"status", "state", "status_class", "le"}
     assert len(samples) < 60
+
+
+async def test_latency_buckets_are_upper_inclusive_like_prometheus_le(pool: asyncpg.Pool) -> None:
+    cases = {0.0: "0.1", 0.1: "0.1", 0.1001: "0.25", 2.5: "2.5", 2.51: "5", 86400.0: "86400", 86400.5: "+Inf"}
+    got = {s: await pool.fetchval("SELECT hookql_latency_bucket($1::float8)", s) for s in cases}
+    assert got == cases
