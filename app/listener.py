@@ -37,6 +37,7 @@ EXECUTIONS_PER_BATCH = 500
 FIRST_BATCH = 20
 CLAIM_LEASE_S = 15.0  # an entity claimed by a crashed process is retried after this (a batch takes ~0.1-2 s)
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
+DUE_PAD_S = 0.001  # wake this long after a due time, so the database's now() has passed it
 ERROR_BACKOFF_S = 1.0
 
 
@@ -99,6 +100,12 @@ class Listener:
         # is known yet about how many webhooks each entity fans out to.
         self._batch_size = FIRST_BATCH
         self._last_claim_size = FIRST_BATCH
+        # What the last ingest folded, for the evaluator's sleep: seconds until the earliest due
+        # time it wrote (inf: nothing new comes due), or None when it folded nothing here — then
+        # another process may have, and the evaluator asks the database.
+        self._fold_due_in_s: float | None = None
+        self._due_hint: float | None = None  # loop time the folds since the evaluator slept come due
+        self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
 
     def stop(self) -> None:
         self._stopping.set()
@@ -120,7 +127,13 @@ class Listener:
                     ingested = await self.ingest_once()
                     ingest_wanted = ingested == INGEST_BATCH
                     # New due times (here, or folded by another process's ingester): the
-                    # evaluator recomputes when to wake.
+                    # evaluator recomputes when to wake — from what was folded here when it
+                    # can, without a claim and a query that would only find nothing due yet.
+                    if self._fold_due_in_s is None:
+                        self._due_unknown = True
+                    else:
+                        hint = loop.time() + self._fold_due_in_s
+                        self._due_hint = hint if self._due_hint is None else min(self._due_hint, hint)
                     self._ingested.set()
             except store.DB_UNAVAILABLE as exc:
                 log.warning("listener: database unavailable (%s); retrying", exc)
@@ -151,7 +164,24 @@ class Listener:
                 continue
             if evaluated and evaluated == self._last_claim_size:
                 continue  # more is waiting
-            await wait_any([self._ingested, self._stopping], await self._sleep_s())
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        """Sleep until the next entity is due: the database says when, and folds done here
+        meanwhile can only bring that earlier (they say by how much); any other wake-up — a fold
+        elsewhere, a sweep — means looking again."""
+        loop = asyncio.get_running_loop()
+        self._due_hint, self._due_unknown = None, False
+        wake_at = loop.time() + await self._sleep_s()
+        while not self._stopping.is_set():
+            woken = await wait_any([self._ingested, self._stopping], wake_at - loop.time())
+            if self._ingested not in woken or self._due_unknown:
+                return
+            if self._due_hint is not None:
+                wake_at = min(wake_at, self._due_hint + DUE_PAD_S)
+                self._due_hint = None
+            if wake_at <= loop.time():
+                return
 
     async def _sleep_s(self) -> float:
         try:
@@ -161,10 +191,11 @@ class Listener:
             return ERROR_BACKOFF_S
         if due is None:
             return SWEEP_INTERVAL_S
-        return min(SWEEP_INTERVAL_S, max(0.0, float(due)) + 0.001)
+        return min(SWEEP_INTERVAL_S, max(0.0, float(due)) + DUE_PAD_S)
 
     async def ingest_once(self) -> int:
         """Fold up to INGEST_BATCH changes into pending_entities; one ingester at a time."""
+        self._fold_due_in_s = None
         async with self.pool.acquire() as conn, conn.transaction():
             if not await store.try_ingest_lock(conn):
                 return 0
@@ -209,7 +240,9 @@ class Listener:
                 )
             await store.upsert_pending(conn, upserts)
             await store.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
-            return len(changes)
+        taken_at = changes[0]["taken_at"]
+        self._fold_due_in_s = min(((u[6] - taken_at).total_seconds() for u in upserts), default=float("inf"))
+        return len(changes)
 
     async def evaluate_once(self) -> int:
         async with self.pool.acquire() as conn:

@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+from typing import Any
 
 import asyncpg
+import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
@@ -264,3 +266,39 @@ async def test_an_entity_deleted_while_it_is_evaluated_is_only_announced_as_dele
     assert await listener.evaluate_once() == 1
     [only] = await events(pool, hook)
     assert only["event"] == "invoice.deleted" and only["payload"] == {"data": {"invoice": None}}
+
+
+async def test_changes_inside_the_debounce_do_not_make_the_evaluator_look_in_vain(
+    fixture_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an engine whose evaluator claims are counted, and a 400 ms debounce
+    claims: list[int] = []
+    claim = store.claim_due_entities
+
+    async def counting(*args: Any, **kwargs: Any) -> list[asyncpg.Record]:
+        rows = await claim(*args, **kwargs)
+        claims.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(store, "claim_due_entities", counting)
+    receiver = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url, fast(debounce_ms=400, max_delay_ms=5000)) as run:
+            await add_webhook(run.pool, receiver.url, query=STATUS_QUERY)
+            await asyncio.sleep(0.3)
+            claims.clear()
+            # when an invoice changes six times, 50 ms apart: six folds, each one not due yet
+            loop = asyncio.get_running_loop()
+            for status in ["paid", "cancelled"] * 3:
+                await run.pool.execute("UPDATE invoices SET status = $1 WHERE id = 7", status)
+                last_change = loop.time()
+                await asyncio.sleep(0.05)
+            await receiver.wait_for(1)
+            delivered_after = loop.time() - last_change
+    finally:
+        await receiver.stop()
+    # then the evaluator claimed when the entity came due, not once per fold
+    assert sum(1 for n in claims if n == 0) <= 2, claims
+    assert claims.count(1) == 1
+    # … and still only after the debounce since the last change
+    assert delivered_after >= 0.4

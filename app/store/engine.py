@@ -26,7 +26,7 @@ async def take_changes(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Rec
     return list(
         await conn.fetch(
             "DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT $1) "
-            "RETURNING id, entity_type, entity_id, action, seller_id, changed_at",
+            "RETURNING id, entity_type, entity_id, action, seller_id, changed_at, statement_timestamp() AS taken_at",
             limit,
         )
     )
