@@ -7,8 +7,9 @@ visible exactly when the (already visible) parent is."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 from strawberry.dataloader import DataLoader
@@ -69,6 +70,25 @@ def page_sql(table: str) -> str:
     return f"SELECT t.* FROM {source} WHERE t.id > $1 AND ($2::bigint IS NULL OR {seller} = $2) ORDER BY t.id LIMIT $3"
 
 
+V = TypeVar("V")
+
+
+class _OnDemand(dict[str, V]):
+    """Loaders made on first use: the engine makes a set per batch and visibility, and a query
+    touches a few of the tables; making all of them up front was a visible share of its CPU."""
+
+    def __init__(self, names: Iterable[str], make: Callable[[str], V]) -> None:
+        super().__init__()
+        self._names = frozenset(names)
+        self._make = make
+
+    def __missing__(self, name: str) -> V:
+        if name not in self._names:
+            raise KeyError(name)
+        loader = self[name] = self._make(name)
+        return loader
+
+
 @dataclass
 class Loaders:
     """One set per request (or per engine batch and visibility): batching and caching live here."""
@@ -80,8 +100,8 @@ class Loaders:
     children: dict[str, DataLoader[int, list[asyncpg.Record]]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_id = {t: DataLoader(load_fn=self._by_id_loader(t)) for t in TABLES}
-        self.children = {name: DataLoader(load_fn=self._children_loader(*spec)) for name, spec in _CHILDREN.items()}
+        self.by_id = _OnDemand(TABLES, lambda t: DataLoader(load_fn=self._by_id_loader(t)))
+        self.children = _OnDemand(_CHILDREN, lambda name: DataLoader(load_fn=self._children_loader(*_CHILDREN[name])))
 
     def _by_id_loader(self, table: str):  # type: ignore[no-untyped-def]
         sql = _by_id_sql(table)
@@ -123,7 +143,7 @@ class Loaders:
     def _prime(self, table: str, rows: list[asyncpg.Record]) -> None:
         """Rows already fetched answer later by-id lookups (a line item's invoice, a shipment
         item's line item) without another statement. Children of a visible parent are visible."""
-        loader = self.by_id.get(table)
-        if loader is not None:
+        if table in TABLES:
+            loader = self.by_id[table]
             for row in rows:
                 loader.prime(row["id"], row)
