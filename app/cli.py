@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from app import __version__, db, runtime
-from app.config import Settings, SettingsError, parse_duration_s
+from app.config import POSITIVE_SETTINGS, Settings, SettingsError, parse_duration_s
 
 if TYPE_CHECKING:
     from app.engine import Engine
@@ -45,6 +45,12 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         dest="delivery_retention_s",
         help="how long delivered/skipped events are kept, e.g. 3d, 12h (3d)",
     )
+    limits = parser.add_argument_group("limits, budgets and quotas (README: Settings)")
+    defaults = Settings()
+    for name in POSITIVE_SETTINGS:
+        limits.add_argument(
+            "--" + name.replace("_", "-"), type=_positive_int, metavar="N", help=f"({getattr(defaults, name)})"
+        )
 
 
 def _non_negative_int(text: str) -> int:
@@ -54,6 +60,13 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
 
 
@@ -126,6 +139,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "retry_max_ms",
             "allow_private_targets",
             "delivery_retention_s",
+            *POSITIVE_SETTINGS,
         )
     }
     return settings.with_overrides(**overrides)

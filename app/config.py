@@ -25,6 +25,31 @@ class Settings:
     allow_private_targets: bool = False
     delivery_retention_s: int = 3 * 24 * 3600
     log_level: str = "warning"
+    # -- tenant isolation: every limit, budget and quota (README "Settings") ------------------------
+    # Static cost of a GraphQL document, checked before it runs (app/cost.py): API requests and
+    # webhook queries alike. A seller key's limits are lower than an operator key's.
+    seller_max_depth: int = 8  # levels of nested fields
+    operator_max_depth: int = 12
+    seller_max_aliases: int = 30  # aliased fields in one document
+    operator_max_aliases: int = 100
+    seller_max_cost: int = 5_000  # estimated objects and values returned (list fan-out included)
+    operator_max_cost: int = 50_000
+    # Runtime budgets.
+    request_timeout_ms: int = 10_000  # one GraphQL request (HTTP or one subscription's set-up)
+    max_response_bytes: int = 5 * 1024 * 1024  # one GraphQL response over HTTP
+    evaluation_timeout_ms: int = 1_000  # one webhook query's evaluation of one entity batch
+    max_payload_bytes: int = 256 * 1024  # one webhook payload (the query's result as JSON)
+    budget_breaches_to_disable: int = 5  # consecutive breaches that disable a webhook
+    # Delivery fairness: of the process's send slots, at most this many per owner (a seller, or
+    # the operator) at once.
+    owner_max_sending: int = 64
+    # Quotas.
+    seller_max_webhooks: int = 25
+    key_requests_per_s: int = 20  # per API key and serve process; bursts up to twice this
+    key_max_concurrent_requests: int = 8  # GraphQL requests of one key running at once
+    key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
+    ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
+    shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,11 +82,36 @@ class Settings:
         for name in ("debounce_ms", "max_delay_ms", "retry_base_ms", "retry_max_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
+        for name in POSITIVE_SETTINGS:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_delay_ms < self.debounce_ms:
             raise SettingsError("max_delay_ms must be at least debounce_ms")
         if self.retry_max_ms < self.retry_base_ms:
             raise SettingsError("retry_max_ms must be at least retry_base_ms")
 
+
+# Limits, budgets and quotas: zero would refuse everything, so each is at least 1.
+POSITIVE_SETTINGS = (
+    "seller_max_depth",
+    "operator_max_depth",
+    "seller_max_aliases",
+    "operator_max_aliases",
+    "seller_max_cost",
+    "operator_max_cost",
+    "request_timeout_ms",
+    "max_response_bytes",
+    "evaluation_timeout_ms",
+    "max_payload_bytes",
+    "budget_breaches_to_disable",
+    "owner_max_sending",
+    "seller_max_webhooks",
+    "key_requests_per_s",
+    "key_max_concurrent_requests",
+    "key_max_subscriptions",
+    "ws_auth_timeout_s",
+    "shutdown_timeout_s",
+)
 
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
