@@ -117,14 +117,14 @@ class EngineProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def stop(self) -> int | None:
-        """SIGTERM (graceful), then SIGKILL after STOP_TIMEOUT_S; returns the exit status."""
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM (graceful), then SIGKILL after `timeout_s`; returns the exit status."""
         if self.process is None:
             return None
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(self.process.wait(), timeout_s)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
