@@ -322,6 +322,16 @@ class Neighbours:
         except TimeoutError:
             return None
 
+    async def time_graphql(self, key: str, query: str, seconds: float) -> list[Reply]:
+        """Another key's requests, one after another for `seconds`, timed from the side loop."""
+        assert self._session is not None
+        replies = []
+        stop_at = time.monotonic() + seconds
+        while time.monotonic() < stop_at:
+            replies.append(await post_graphql(self._session, self.base_url, key, query, timeout_s=10.0))
+            await asyncio.sleep(0.1)
+        return replies
+
     async def _poll_health(self, report: NeighbourReport, stop: asyncio.Event) -> None:
         assert self._session is not None
         while not stop.is_set():
@@ -396,8 +406,11 @@ async def post_graphql(
     variables: dict[str, Any] | None = None,
     *,
     timeout_s: float = GRAPHQL_TIMEOUT_S,
+    parse_ok: bool = True,
 ) -> Reply:
-    """One POST to /graphql, timed; the body is read whole."""
+    """One POST to /graphql, timed; the body is read whole, and parsed unless it is a 200 and
+    `parse_ok` is false (a flood's client has no use for the data, and parsing it costs the
+    test's own CPU)."""
     started = time.monotonic()
     async with session.post(
         base_url + "/graphql",
@@ -407,6 +420,8 @@ async def post_graphql(
     ) as resp:
         await resp.read()
         elapsed = time.monotonic() - started
+        if resp.status == 200 and not parse_ok:
+            return Reply(resp.status, dict(resp.headers), None, elapsed)
         try:
             body = await resp.json(content_type=None)
         except ValueError:
