@@ -203,9 +203,10 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
             await attack.stop()
         receipts = await _wait_for_markers(bench, set(quiet.commits) | set(loud.commits), plan.neighbour_drain_s)
         gave_up_at = time.monotonic()
-        # An engine the attack still holds may not answer SIGTERM soon: the figures are taken.
-        attack.summary["serve_exit"] = await procs[0].stop(timeout_s=STOP_TIMEOUT_S)
+        # Answer the held sends first, so a serve that drains them on SIGTERM can; one the attack
+        # still holds may not answer SIGTERM soon, and the figures are taken.
         attack.summary["hanging"] = await bench.receiver.release_hanging()
+        attack.summary["serve_exit"] = await procs[0].stop(timeout_s=STOP_TIMEOUT_S)
     details: dict[str, Any] = {"debounce_ms": plan.debounce_ms, "commits_per_s": NEIGHBOUR_COMMITS_PER_S,
                                "window_s": plan.neighbour_window_s, "attacker": attack.summary}
     bench.details["neighbour"] = details

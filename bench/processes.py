@@ -56,6 +56,7 @@ class EngineProcess:
         self.log_path = log_dir / f"{name}.log"
         self.port = free_port() if command == "serve" else 0
         self.process: asyncio.subprocess.Process | None = None
+        self.stopped = False
 
     async def start(self) -> None:
         env = {
@@ -75,6 +76,7 @@ class EngineProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
+                start_new_session=True,  # a process group of its own: a kill ends its children too
             )
         await self._wait_ready()
 
@@ -118,9 +120,13 @@ class EngineProcess:
         return self.process is not None and self.process.returncode is None
 
     async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM (graceful), then SIGKILL after `timeout_s`; returns the exit status."""
+        """SIGTERM (graceful), then SIGKILL after `timeout_s`; returns the exit status. Any process
+        it started (an engine child) that outlives it is killed too."""
         if self.process is None:
             return None
+        if self.stopped:
+            return self.process.returncode
+        self.stopped = True
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -128,6 +134,8 @@ class EngineProcess:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever it started and left behind
         return self.process.returncode
 
 
