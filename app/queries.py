@@ -1,6 +1,8 @@
 """Webhook queries: parsed and validated once, when registered; delivery reuses the result.
 
-Pure of I/O. The strawberry schema is passed in, so the delivery side never imports the API."""
+Pure of I/O. The strawberry schema is passed in, so the delivery side never imports the API.
+Besides SPEC §4's rules, a query registered or previewed is held to its owner's cost limits
+(app.cost), the same as that owner's API requests."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from graphql import (
     validate,
 )
 
+from app.cost import Cost, Limits, check, measure
 from app.models import EntityType
 
 MAX_DEPTH = 10
@@ -53,6 +56,7 @@ class CompiledQuery:
     # Equal text means an equal document; hashing the AST instead would walk every node (~0.5 ms
     # for a 500-field query) each time the engine groups webhooks by query.
     document: DocumentNode = dataclasses.field(compare=False, hash=False)
+    cost: Cost = dataclasses.field(compare=False, hash=False)  # a property of the text: checked per owner
 
 
 _CACHE: OrderedDict[tuple[Any, str, EntityType], CompiledQuery] = OrderedDict()
@@ -66,25 +70,32 @@ class QueryError:
 
 
 def compile_query(
-    schema: Any, text: str, entity_type: EntityType, *, remember: bool = True
+    schema: Any, text: str, entity_type: EntityType, *, limits: Limits | None = None, remember: bool = True
 ) -> CompiledQuery | QueryError:
-    """Check a webhook query against every rule of SPEC §4 and return its parsed document.
+    """Check a webhook query against every rule of SPEC §4, and against `limits` (its owner's
+    cost limits) when given, and return its parsed document. The engine passes no limits: the
+    stored queries it runs were checked when registered.
 
     Accepted queries are kept per (schema, text, entity type) in a bounded LRU, so the engine calls
-    this for every stored webhook without parsing or validating a query twice in a process.
-    Refusals are not kept (they are answers to API input, and would let junk crowd the cache);
-    neither are queries compiled with `remember=False` (one-off previews)."""
+    this for every stored webhook without parsing or validating a query twice in a process. The
+    cost is part of the kept result, so a cached query is still checked against each caller's
+    limits. Refusals are not kept (they are answers to API input, and would let junk crowd the
+    cache); neither are queries compiled with `remember=False` (one-off previews)."""
     key = (schema, text, entity_type)
-    cached = _CACHE.get(key)
-    if cached is not None:
+    compiled = _CACHE.get(key)
+    if compiled is not None:
         _CACHE.move_to_end(key)
-        return cached
-    compiled = _compile(schema, text, entity_type)
-    if remember and isinstance(compiled, CompiledQuery):
-        _CACHE[key] = compiled
-        if len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return compiled
+    else:
+        fresh = _compile(schema, text, entity_type)
+        if isinstance(fresh, QueryError):
+            return fresh
+        compiled = fresh
+        if remember:
+            _CACHE[key] = compiled
+            if len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    problem = check(compiled.cost, limits) if limits is not None else None
+    return QueryError(problem) if problem else compiled
 
 
 def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery | QueryError:
@@ -111,21 +122,24 @@ def _compile(schema: Any, text: str, entity_type: EntityType) -> CompiledQuery |
             found = f"${var.variable.name.value}: {print_ast(var.type)}"
             return QueryError(f"the only variable allowed is `$id: ID!`, found `{found}`")
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    # Size first: it is a cheap syntactic walk, while validation (overlapping-fields checks) grows
+    # Size first: it is a cheap bounded walk, while validation (overlapping-fields checks) grows
     # quadratically with the fields of one selection set.
-    depth, fields = _measure(op.selection_set, fragments, 0)
-    if depth > MAX_DEPTH:
-        return QueryError(f"query is nested {depth} levels deep; at most {MAX_DEPTH} are allowed")
-    if fields > MAX_FIELDS:
-        counted = f"more than {MAX_FIELDS * 4}" if fields > MAX_FIELDS * 4 else str(fields)  # counting stopped early
-        return QueryError(f"query selects {counted} fields after fragment expansion; at most {MAX_FIELDS}")
+    cost = measure(schema._schema, document, None, {}, max_work=MAX_FIELDS * 4)
+    if cost.depth > MAX_DEPTH:
+        return QueryError(f"query is nested {cost.depth} levels deep; at most {MAX_DEPTH} are allowed")
+    if not cost.complete:  # counting stopped early
+        return QueryError(
+            f"query expands to more than {MAX_FIELDS * 4} fields and fragments; at most {MAX_FIELDS} fields are allowed"
+        )
+    if cost.fields > MAX_FIELDS:
+        return QueryError(f"query selects {cost.fields} fields after fragment expansion; at most {MAX_FIELDS}")
     errors = validate(schema._schema, document)
     if errors:
         return QueryError("query is not valid against the schema: " + "; ".join(e.message for e in errors[:5]))
     problem = _selects_entity(op, fragments, entity_type)
     if problem:
         return QueryError(problem)
-    return CompiledQuery(text=text, entity_type=entity_type, document=document)
+    return CompiledQuery(text=text, entity_type=entity_type, document=document, cost=cost)
 
 
 def _top_fields(selection_set: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> list[FieldNode]:
@@ -174,29 +188,3 @@ def _selects_entity(
     if not selecting:
         return f"query must select the entity: `node(id: $id) {{ ... on {wanted} }}` or `{root}(id: $id)`"
     return None
-
-
-def _measure(
-    selection_set: SelectionSetNode | None,
-    fragments: dict[str, FragmentDefinitionNode],
-    depth: int,
-    seen: frozenset[str] = frozenset(),
-) -> tuple[int, int]:
-    """(max depth, number of fields) with fragments expanded."""
-    if selection_set is None:
-        return depth, 0
-    max_depth, count = depth, 0
-    for sel in selection_set.selections:
-        if isinstance(sel, FieldNode):
-            d, c = _measure(sel.selection_set, fragments, depth + 1, seen)
-            max_depth, count = max(max_depth, d), count + 1 + c
-        elif isinstance(sel, InlineFragmentNode):
-            d, c = _measure(sel.selection_set, fragments, depth, seen)
-            max_depth, count = max(max_depth, d), count + c
-        elif isinstance(sel, FragmentSpreadNode) and sel.name.value in fragments and sel.name.value not in seen:
-            frag = fragments[sel.name.value]
-            d, c = _measure(frag.selection_set, fragments, depth, seen | {sel.name.value})
-            max_depth, count = max(max_depth, d), count + c
-        if count > MAX_FIELDS * 4:  # stop expanding absurd documents early
-            break
-    return max_depth, count

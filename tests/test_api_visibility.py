@@ -10,9 +10,14 @@ from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.pagination import encode_cursor
 from app.api.schema import schema
+from app.config import Settings
 from app.models import OPERATOR, Visibility
 
 ME = Visibility(1)
+# Walking every relation of 100 objects per list, 9 levels deep, is estimated at ~190,000 objects
+# and values, over a seller's default limits: these tests are about what a seller sees, not what
+# it may ask.
+WALK_EVERYTHING = Settings(seller_max_cost=1_000_000, seller_max_depth=12)
 UNKNOWN_ID = 987_654_321
 
 # GraphQL type -> SQL selecting one row that belongs to seller 2 (never to seller 1)
@@ -37,8 +42,11 @@ FOREIGN = {
 }
 
 
-async def execute(pool: asyncpg.Pool, query: str, visibility: Visibility, **variables: Any) -> dict[str, Any]:
-    result = await schema.execute(query, variable_values=variables, context_value=make_context(pool, visibility))
+async def execute(
+    pool: asyncpg.Pool, query: str, visibility: Visibility, settings: Settings | None = None, **variables: Any
+) -> dict[str, Any]:
+    context = make_context(pool, visibility, settings)
+    result = await schema.execute(query, variable_values=variables, context_value=context)
     assert result.errors is None, result.errors
     assert result.data is not None
     return result.data
@@ -102,6 +110,7 @@ async def test_lists_and_reverse_relations_hold_only_own_objects(fixture_pool: a
             lineItems { invoiceLineItem { invoice { seller { legacyId } } } } } } }
         }""",
         ME,
+        WALK_EVERYTHING,
     )
     invoices = [e["node"] for e in data["invoices"]["edges"]]
 

@@ -6,8 +6,13 @@ import pytest
 from graphql import DocumentNode
 
 from app.api.schema import schema
+from app.config import Settings
+from app.cost import limits_for
 from app.models import EntityType
 from app.queries import DEFAULT_QUERY, MAX_DEPTH, MAX_FIELDS, CompiledQuery, QueryError, compile_query
+
+SELLER = limits_for(Settings(), operator=False)
+OPERATOR = limits_for(Settings(), operator=True)
 
 
 def nested(levels: int) -> str:
@@ -119,9 +124,44 @@ def test_oversized_documents_are_refused_before_the_expensive_validation() -> No
         + "".join(f"fragment F{i} on Invoice {{ " + f"...F{i + 1} " * 10 + "} " for i in range(9))
         + "fragment F9 on Invoice { id status }"
     )
-    for query in (flat, bomb):
+    # and one that expands to spreads only: no field at the bottom, an unknown fragment
+    empty_bomb = bomb.replace("fragment F9 on Invoice { id status }", "fragment F9 on Invoice { ...Nope }")
+    for query in (flat, bomb, empty_bomb):
         started = time.perf_counter()
         compiled = compile_query(schema, query, EntityType.INVOICE)
         # then each is refused for its size, at once
         assert isinstance(compiled, QueryError) and "at most 500" in compiled.message
         assert time.perf_counter() - started < 1.0
+
+
+def doubled(levels: int) -> str:
+    """The issue's webhook query: two aliased `products { legacyId seller { … } }` at each level."""
+    inner = "legacyId"
+    for _ in range(levels):
+        inner = f"a: products {{ legacyId seller {{ {inner} }} }} b: products {{ legacyId seller {{ {inner} }} }}"
+    return f"query($id: ID!) {{ invoice(id: $id) {{ seller {{ {inner} }} }} }}"
+
+
+def test_a_query_within_the_spec_rules_is_held_to_its_owners_cost_limits() -> None:
+    # given the issue's query, 3 levels deep: within SPEC §4's depth and field rules
+    query = doubled(3)
+    assert isinstance(compile_query(schema, query, EntityType.INVOICE), CompiledQuery)
+    # then an owner's limits refuse it, naming the limit and the cost measured
+    for limits in (SELLER, OPERATOR):
+        refused = compile_query(schema, query, EntityType.INVOICE, limits=limits)
+        assert isinstance(refused, QueryError)
+        assert f"query cost 260,922 exceeds the {limits.kind} limit of {limits.max_cost:,}" in refused.message
+
+
+def test_a_kept_query_is_still_held_to_each_callers_limits() -> None:
+    # given a query within the operator's limits but not a seller's, kept after an operator's use
+    heavy = (  # ~17,000 objects and values estimated
+        "query($id: ID!) { invoice(id: $id) { seller { products { variants { sku } "
+        "seller { products { variants { sku } } } } } } }"
+    )
+    kept = compile_query(schema, heavy, EntityType.INVOICE, limits=OPERATOR)
+    assert isinstance(kept, CompiledQuery)
+    # then a seller is refused it, and the engine (no limits) still finds it kept
+    refused = compile_query(schema, heavy, EntityType.INVOICE, limits=SELLER)
+    assert isinstance(refused, QueryError) and "exceeds the seller limit of 5,000" in refused.message
+    assert compile_query(schema, heavy, EntityType.INVOICE) is kept

@@ -1,8 +1,17 @@
-"""/graphql over HTTP and websockets: bearer-key authentication, GraphiQL, JSON errors."""
+"""/graphql over HTTP and websockets: bearer-key authentication, GraphiQL, JSON errors.
+
+An HTTP request of a valid key passes its key's quotas (app.quotas: rate and requests running at
+once, 429 with Retry-After past them), then reads its body (at most MAX_BODY_BYTES) and runs
+under `request_timeout_ms`: past the deadline, or once the client disconnects, the execution is
+cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. An answer
+larger than `max_response_bytes` is replaced by an error saying so."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -16,13 +25,22 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
 from app.api.schema import schema
-from app.apikeys import authenticate
+from app.apikeys import authenticate, hash_key
 from app.config import Settings
+from app.models import Visibility
+from app.quotas import KeyQuotas
 
 MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
+CANCEL_GRACE_S = 1.0  # a cancelled execution gets this long to unwind (cancel its SQL) before the answer
+
+log = logging.getLogger("hookql.api")
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
     pass
 
 
@@ -33,9 +51,13 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="hookql"'} if status == 401 else None
-    return JSONResponse({"errors": [{"message": message}]}, status_code=status, headers=headers)
+def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="hookql"'}
+    error: dict[str, Any] = {"message": message}
+    if code is not None:
+        error["extensions"] = {"code": code}
+    return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
 
 
 class HookqlGraphQL(GraphQL[Context, None]):
@@ -46,6 +68,7 @@ class HookqlGraphQL(GraphQL[Context, None]):
         self.pool = pool
         self.settings = settings
         self.extras = extras
+        self.quotas: KeyQuotas[bytes] = KeyQuotas(settings.key_requests_per_s, settings.key_max_concurrent_requests)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,27 +82,84 @@ class HookqlGraphQL(GraphQL[Context, None]):
         ):
             await (await self.render_graphql_ide(request))(scope, receive, send)  # GraphiQL needs no key
             return
-        response: Response
         key = _bearer(request.headers.get("authorization"))
         visibility = await authenticate(self.pool, key) if key else None
-        if visibility is None:
+        if key is None or visibility is None:
             message = "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
-            response = _error(401, message)
-        elif _declared_length(request) > MAX_BODY_BYTES:
-            response = _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-        else:
-            scope.setdefault("state", {})["visibility"] = visibility
-            try:
-                response = await self.run(Request(scope, _limited(receive, MAX_BODY_BYTES)))
-            except HTTPException as exc:
-                response = _error(exc.status_code, exc.reason)
-            except _BodyTooLarge:  # chunked bodies declare no length: counted while read
-                response = _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-            if response.status_code >= 400 and response.headers.get("content-type", "").startswith("text/plain"):
-                response = _error(response.status_code, bytes(response.body).decode())
-            elif response.status_code == 200 and _not_executed(_body(response)):
-                response.status_code = 400
-        await response(scope, receive, send)
+            await _error(401, message)(scope, receive, send)
+            return
+        if _declared_length(request) > MAX_BODY_BYTES:
+            await _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")(scope, receive, send)
+            return
+        key_id = hash_key(key)
+        refusal = self.quotas.admit(key_id, time.monotonic())
+        if refusal is not None:
+            retry_after = {"Retry-After": str(refusal.retry_after_s)}
+            await _error(429, refusal.message, "RATE_LIMITED", retry_after)(scope, receive, send)
+            return
+        try:
+            response = await self._execute(scope, receive, visibility)
+            if response is not None:  # None: the client has gone
+                await response(scope, receive, send)  # a streamed subscription holds its slot while it runs
+        finally:
+            self.quotas.release(key_id)
+
+    async def _execute(self, scope: Scope, receive: Receive, visibility: Visibility) -> Response | None:
+        """Read the body and run the request under the deadline; None once the client has gone."""
+        timeout_ms = self.settings.request_timeout_ms
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await _read_body(receive, MAX_BODY_BYTES)
+        except TimeoutError:
+            return _error(408, f"the request body did not arrive within the {timeout_ms} ms deadline")
+        except _BodyTooLarge:  # chunked bodies declare no length: counted while read
+            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        except _ClientGone:
+            return None
+        scope.setdefault("state", {})["visibility"] = visibility
+        # The body is read whole, so from here `receive` only reports the client going away.
+        work = asyncio.ensure_future(self.run(Request(scope, _replay(body))))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        remaining_s = deadline - asyncio.get_running_loop().time()
+        try:
+            done, _ = await asyncio.wait({work, gone}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                work.cancel()
+                work.add_done_callback(_retrieve)  # an error while unwinding is not "never retrieved"
+                await asyncio.wait({work}, timeout=CANCEL_GRACE_S)
+        if work not in done:
+            who = "operator" if visibility.is_operator else f"seller {visibility.seller_id}"
+            if gone in done:
+                log.info("GraphQL request of %s cancelled: the client disconnected", who)
+                return None
+            log.warning("GraphQL request of %s cancelled at its %d ms deadline", who, timeout_ms)
+            return _error(
+                503,
+                f"the request did not finish within its {timeout_ms:,} ms deadline (request_timeout_ms) "
+                "and was cancelled; ask for less (smaller pages, fewer nested lists)",
+                "DEADLINE_EXCEEDED",
+            )
+        try:
+            response = work.result()
+        except HTTPException as exc:
+            return _error(exc.status_code, exc.reason)
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("text/plain"):
+            return _error(response.status_code, bytes(response.body).decode())
+        size = len(_body(response))
+        if size > self.settings.max_response_bytes:
+            log.warning("GraphQL response of %d bytes refused (max_response_bytes)", size)
+            return _error(
+                400,
+                f"the response is {size:,} bytes, over the limit of {self.settings.max_response_bytes:,} "
+                "(max_response_bytes); ask for less (smaller pages, fewer fields)",
+                "RESPONSE_TOO_LARGE",
+            )
+        if response.status_code == 200 and _not_executed(_body(response)):
+            response.status_code = 400
+        return response
 
     def parse_json(self, data: str | bytes) -> Any:
         # strawberry assumes an object (or a batch list) and fails with a 500 on `5` or `"x"`.
@@ -117,20 +197,43 @@ def _declared_length(request: Request) -> int:
         return 0  # uvicorn refuses a malformed Content-Length before we see it
 
 
-def _limited(receive: Receive, max_bytes: int) -> Receive:
-    """`receive` that raises _BodyTooLarge once the body exceeds max_bytes, so an undeclared
+async def _read_body(receive: Receive, max_bytes: int) -> bytes:
+    """The whole request body; _BodyTooLarge as soon as it exceeds max_bytes, so an undeclared
     (chunked) body is never buffered whole."""
-    seen = 0
-
-    async def limited() -> Message:
-        nonlocal seen
+    chunks: list[bytes] = []
+    size = 0
+    while True:
         message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > max_bytes:
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
             raise _BodyTooLarge
-        return message
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
-    return limited
+
+def _replay(body: bytes) -> Receive:
+    """`receive` for a request whose body was read already: the body, then nothing more."""
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    return receive
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has gone (the server reports it after the body was read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _not_executed(body: bytes) -> bool:

@@ -9,6 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.tools import merge_types
 
+from app.api.cost_limit import CostLimit, DocumentTokens
 from app.api.marketplace import (
     Invoice,
     InvoiceAmendment,
@@ -60,6 +61,8 @@ schema = HookqlSchema(
         RefundRequest,
         RefundRequestLineItem,
     ],
+    # Per request: a bounded parse, then the document's cost against the key's limits.
+    extensions=[DocumentTokens, CostLimit],
 )
 
 

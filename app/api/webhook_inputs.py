@@ -10,6 +10,8 @@ import strawberry
 
 from app.api.ids import parse_id
 from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, WebhookEventType, WebhookType
+from app.config import Settings
+from app.cost import limits_for
 from app.models import Action, EntityType, Header, Visibility
 from app.netguard import check_host, validate_headers, validate_url
 from app.queries import DEFAULT_QUERY, QueryError, compile_query
@@ -73,6 +75,7 @@ async def clean(
     current: dict[str, Any] | None,
     viewer: Visibility,
     allow_private: bool,
+    settings: Settings,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """Validated column values for the fields given (all of them on create), or the errors."""
     errors: list[FieldError] = []
@@ -98,7 +101,15 @@ async def clean(
     if query is None and "entity_type" in values:
         query = (current or {}).get("query")  # a new type must still be selected by the stored query
     if query is not None:
-        compiled = compile_query(schema, query, entity_type)
+        # Held to the cost limits of the webhook's owner, whose visibility it runs with: an
+        # operator registering a seller's webhook gets the seller's limits.
+        if current is not None:
+            operator_owned = current["seller_id"] is None
+        elif viewer.is_operator and isinstance(given, WebhookCreateInput) and given.seller_id is not None:
+            operator_owned = parse_id(given.seller_id, "Seller") is None  # not a seller ID: refused below
+        else:
+            operator_owned = viewer.is_operator
+        compiled = compile_query(schema, query, entity_type, limits=limits_for(settings, operator=operator_owned))
         if isinstance(compiled, QueryError):
             fail("query", compiled.message)
         values["query"] = query

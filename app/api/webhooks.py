@@ -13,6 +13,7 @@ from app.api.ids import parse_id, to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
+from app.cost import limits_for
 from app.envelope import build_body, new_event_id, payload_hash
 from app.models import EntityType, Format, Header, Method, Outgoing
 from app.payloads import evaluate
@@ -111,6 +112,7 @@ class WebhookMutation:
             current=None,
             viewer=ctx.viewer,
             allow_private=ctx.settings.allow_private_targets,
+            settings=ctx.settings,
         )
         async with ctx.pool.acquire() as conn:
             seller = values.get("seller_id")
@@ -135,6 +137,7 @@ class WebhookMutation:
                 current=dict(current),
                 viewer=ctx.viewer,
                 allow_private=ctx.settings.allow_private_targets,
+                settings=ctx.settings,
             )
             if errors:
                 return WebhookPayload(errors=errors)
@@ -229,7 +232,8 @@ class WebhookMutation:
     ) -> WebhookPreviewPayload:
         ctx = info.context
         entity_type = EntityType(type)
-        compiled = compile_query(info.schema, query, entity_type, remember=False)  # a one-off: not cached
+        limits = limits_for(ctx.settings, operator=ctx.viewer.is_operator)  # it runs with the caller's visibility
+        compiled = compile_query(info.schema, query, entity_type, limits=limits, remember=False)  # a one-off
         if isinstance(compiled, QueryError):
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
         if parse_id(entity_id, entity_type.graphql_name) is None:
