@@ -18,6 +18,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +93,9 @@ def nested_invoice_query(invoice_gid: str, levels: int) -> str:
 
 
 def aliases_query(count: int) -> str:
-    fields = (f"a{i}: invoices {{ nodes {{ id status lineItems {{ quantity }} }} }}" for i in range(count))
+    # 8 tokens an alias: 1,000 of them stay within the parser's token bound, so the alias limit is
+    # what refuses them
+    fields = (f"a{i}: invoices {{ nodes {{ id }} }}" for i in range(count))
     return "query { " + " ".join(fields) + " }"
 
 
@@ -486,9 +489,10 @@ async def test_many_concurrent_slow_requests_stay_bounded_and_spare_other_keys(
     key's requests keep answering promptly."""
     key = await new_key(calm.database_url, SUBSCRIBER)
     base = calm.serve.base_url
+    # within the seller's cost limit (~4,400 of 5,000), so it runs: the seller's whole invoice list
     query = (
-        "{ invoices(first: 50) { nodes { id status total { amount } lineItems { quantity"
-        " variant { sku product { title variants { sku } } } } shipments { status } } } }"
+        "{ invoices(first: 35) { nodes { id status total { amount } lineItems { quantity"
+        " variant { sku product { title } } } } } }"
     )
     replies: list[Reply] = []
     seconds = 3.0
@@ -511,6 +515,7 @@ async def test_many_concurrent_slow_requests_stay_bounded_and_spare_other_keys(
             *(client() for _ in range(40)),
         )
     limit_s = LIMITS.request_timeout_ms / 1000 + 2.0
+    print("attacker's answers:", Counter(r.status for r in replies))
     for reply in replies:
         assert reply.status in (200, 400, 429, 503), reply.brief()
         assert reply.elapsed_s <= limit_s, reply.brief()
@@ -706,7 +711,7 @@ async def test_webhooks_beyond_the_seller_quota_are_refused(
 
 # -- runtime budgets of one request, with the static cost limits lifted -------------------------
 
-LOOSE_TIMEOUT_MS = 4_000
+LOOSE_TIMEOUT_MS = 3_000
 LOOSE_SETTINGS = {
     **SERVE_SETTINGS,
     "HOOKQL_SELLER_MAX_DEPTH": "1000",
@@ -714,9 +719,15 @@ LOOSE_SETTINGS = {
     "HOOKQL_SELLER_MAX_COST": "1000000000",
     "HOOKQL_REQUEST_TIMEOUT_MS": str(LOOSE_TIMEOUT_MS),
 }
-# Many times the deadline's worth of work without one (~8 ms of CPU per alias here), in small
-# asynchronous steps (a statement per alias), and little memory: what a deadline can cut.
-LOOSE_QUERY = aliases_query(3_000)
+# 1,300 aliased pages of invoices (7 tokens each: within the parser's bound), through a fragment:
+# over 15 s of serve's CPU here without a deadline, in short steps a deadline can cut. (A deeply
+# nested list is no good here: graphql-core completes each level's list without yielding, and a
+# cancellation lands only at the next await.)
+LOOSE_QUERY = (
+    "query { " + " ".join(f"a{i}: invoices {{ ...page }}" for i in range(1_300)) + " }"
+    " fragment page on InvoiceConnection { nodes { id status total { amount }"
+    " lineItems { quantity variant { sku } } shipments { status } } }"
+)
 IDLE_CPU_PER_S = 0.2  # serve's own process, idle: a fifth of a core at most
 
 
@@ -774,8 +785,8 @@ async def test_a_client_that_disconnects_mid_request_stops_its_cost(loose: Loose
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await request
-    # the session is closed: the connection is gone, well before the 4 s deadline would end the work
-    await _until_idle(loose.serve, within_s=1.5)
+    # the session is closed: the connection is gone, well before the 3 s deadline would end the work
+    await _until_idle(loose.serve, within_s=1.0)
 
 
 async def test_the_request_deadline_ends_a_costly_request(loose: Loose, session: aiohttp.ClientSession) -> None:
