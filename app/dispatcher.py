@@ -59,6 +59,7 @@ POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
 ERROR_BACKOFF_S = 1.0
+STOP_RECORD_GRACE_S = 1.0  # `stop` waits this much past its bound for outcomes being recorded
 _DB_ERRORS = store.DB_UNAVAILABLE
 
 
@@ -121,6 +122,7 @@ class Dispatcher:
         self._more: set[int] = set()
         self._claim_put_off = False
         self._stopping = asyncio.Event()
+        self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
 
     # -- hand-off from the listener (app.listener.Handoff) ---------------------------------------
 
@@ -189,6 +191,8 @@ class Dispatcher:
             # retry's due time bounds the sleep.
             sleep_s = POLL_INTERVAL_S if self._unrecorded else await self._sleep_s()
             await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s)
+            self.wakeups.events.clear()
+            self._slot_freed.clear()
             await asyncio.sleep(CLAIM_LINGER_S)
 
     def _start(self, rows: list[Any]) -> None:
@@ -275,6 +279,7 @@ class Dispatcher:
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
             retrying = await self._record(batch)
+            self._recorded.set()
             # Room freed for a claim put off, or a retry scheduled: the claim loop recomputes
             # when to wake (other outcomes wake it by NOTIFY when they leave events claimable).
             if self._claim_put_off or retrying:
@@ -401,15 +406,29 @@ class Dispatcher:
                 log.warning("dispatcher: pruning skipped (%s)", exc)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
+    def cut_short(self) -> None:
+        """Stop waiting for the attempts in flight (a `stop` under way returns soon): each is cut
+        off and its lease given back, as if its time had run out."""
+        for task in list(self._sending):
+            task.cancel()
+
     async def stop(self, timeout_s: float) -> None:
         """Stop claiming; let attempts in flight finish (up to `timeout_s`) and record them; give
         back the leases of any cut short, so another process sends them without waiting."""
         self._stopping.set()
         self._lanes.clear_waiting()  # their leases are given back below, with those cut short
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=timeout_s)
         for task in list(self._sending):
             task.cancel()
+        # Outcomes in the recorder's hands (it runs until the engine stops) are recorded by it:
+        # wait for that rather than give their leases back and send them again. A little past
+        # the bound: they are already sent.
+        while self._finished and loop.time() < deadline + STOP_RECORD_GRACE_S:
+            self._recorded.clear()
+            await wait_any([self._recorded], deadline + STOP_RECORD_GRACE_S - loop.time())
         batch: list[tuple[asyncpg.Record, SendResult]] = []
         while not self._results.empty():
             batch.append(self._results.get_nowait())

@@ -60,10 +60,20 @@ class Engine:
                 raise RuntimeError(f"engine loop {task.get_name()} died") from task.exception()
         raise RuntimeError(f"engine loop {next(iter(done)).get_name()} stopped unexpectedly")
 
-    async def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
-        """Stop taking work, finish or give back attempts in flight within `timeout_s`."""
+    async def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S, hurry: asyncio.Event | None = None) -> None:
+        """Stop taking work; within `timeout_s`, let the batch being evaluated be enqueued and the
+        attempts in flight finish and be recorded; give back the leases of the rest. Setting
+        `hurry` (a second signal) cuts the wait for attempts in flight short."""
         self.listener.stop()
-        await self.dispatcher.stop(timeout_s)
+        draining = asyncio.create_task(self._drain(timeout_s))
+        if hurry is not None:
+            hurried = asyncio.create_task(hurry.wait())
+            await asyncio.wait({draining, hurried}, return_when=asyncio.FIRST_COMPLETED)
+            hurried.cancel()
+            if not draining.done():
+                log.warning("cutting the drain short: attempts in flight are given back")
+                self.dispatcher.cut_short()
+        await draining
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -71,11 +81,36 @@ class Engine:
                 await task
         self._tasks = []
 
+    async def _drain(self, timeout_s: float) -> None:
+        # The listener ends by itself after its current round; cancelled mid-batch, it would
+        # leave its claimed entities to their claim's expiry.
+        listener = [t for t in self._tasks if t.get_name() == "hookql-listener"]
+        stopping = asyncio.create_task(self.dispatcher.stop(timeout_s))
+        if listener:
+            await asyncio.wait(listener, timeout=timeout_s)
+        await stopping
+
+
+async def run_until_stopped(*, pool: asyncpg.Pool, database_url: str, settings: Settings, schema: Any,
+                            make_context: Callable[..., Any], stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """Run an engine until `stop` is set, then drain it within `settings.shutdown_timeout_s`
+    (`hurry` cuts that short). Raises if an engine loop dies first."""
+    async with running_engine(pool=pool, database_url=database_url, settings=settings, schema=schema,
+                              make_context=make_context, stop_timeout_s=settings.shutdown_timeout_s,
+                              hurry=hurry) as engine:
+        dead = asyncio.create_task(engine.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({dead, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if dead.done():
+            dead.result()  # raises: which loop died, and why
+        dead.cancel()
+
 
 @asynccontextmanager
 async def running_engine(*, pool: asyncpg.Pool, database_url: str, settings: Settings, schema: Any,
-                         make_context: Callable[..., Any],
-                         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> AsyncIterator[Engine]:
+                         make_context: Callable[..., Any], stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+                         hurry: asyncio.Event | None = None) -> AsyncIterator[Engine]:
     """A started engine with its own transport, stopped (and the transport closed) on exit."""
     async with Transport() as transport:
         engine = Engine(pool=pool, database_url=database_url, settings=settings, schema=schema,
@@ -84,4 +119,4 @@ async def running_engine(*, pool: asyncpg.Pool, database_url: str, settings: Set
         try:
             yield engine
         finally:
-            await engine.stop(stop_timeout_s)
+            await engine.stop(stop_timeout_s, hurry)

@@ -149,6 +149,7 @@ class Listener:
                 continue  # more is waiting
             woken = await wait_any([self.wakeups.changes, self._stopping], SWEEP_INTERVAL_S)
             ingest_wanted = self.wakeups.changes in woken
+            self.wakeups.changes.clear()
 
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
@@ -175,6 +176,7 @@ class Listener:
         wake_at = loop.time() + await self._sleep_s()
         while not self._stopping.is_set():
             woken = await wait_any([self._ingested, self._stopping], wake_at - loop.time())
+            self._ingested.clear()
             if self._ingested not in woken or self._due_unknown:
                 return
             if self._due_hint is not None:

@@ -1,9 +1,16 @@
 """The Starlette application of `hookql serve`: the GraphQL API at /graphql, /healthz and
-/metrics. The CLI owns the database pool, the transport and the engine; this module only routes."""
+/metrics, and the uvicorn server that runs it. The CLI owns the database pool, the transport
+(the API's own, for `webhookTest`) and the engine process; this module only routes and serves."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
+from collections.abc import Iterator
+
 import asyncpg
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,3 +49,44 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
             Mount("/dashboard", dashboard_app(pool, settings)),
         ]
     )
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the CLI's handlers (app.runtime.StopSignals)
+    decide when it stops, by `should_exit` and `force_exit`. uvicorn's `capture_signals` would
+    re-raise the signal once `serve()` returns, killing the process (exit 143) before the
+    engine is drained, the pool closed and the embedded PostgreSQL stopped."""
+
+    def __init__(self, app: Starlette, settings: Settings) -> None:
+        super().__init__(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                log_level=settings.log_level,
+                access_log=False,
+                # Requests under way get this long to finish once stopping; websockets are closed.
+                timeout_graceful_shutdown=settings.shutdown_timeout_s,
+            )
+        )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), for `ApiServer.serve(sockets=...)`: bound before
+    anything else starts, so a busy port is one clear error. Raises OSError."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if hasattr(socket, "SO_REUSEADDR") and sys.platform != "win32":  # as uvicorn: restart despite TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock

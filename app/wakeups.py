@@ -58,8 +58,9 @@ class Wakeups:
 
 
 async def wait_any(events: list[asyncio.Event], timeout_s: float) -> list[asyncio.Event]:
-    """Sleep until one of `events` is set or `timeout_s` passes; clears them and returns those
-    that were set."""
+    """Sleep until one of `events` is set or `timeout_s` passes; returns those that are set.
+    It only waits: clearing a wake-up is the business of the loop that owns it (a stop flag,
+    for one, stays set)."""
     if not any(e.is_set() for e in events):
         waiters = [asyncio.ensure_future(e.wait()) for e in events]
         try:
@@ -67,7 +68,4 @@ async def wait_any(events: list[asyncio.Event], timeout_s: float) -> list[asynci
         finally:
             for w in waiters:
                 w.cancel()
-    woken = [e for e in events if e.is_set()]
-    for e in events:
-        e.clear()
-    return woken
+    return [e for e in events if e.is_set()]

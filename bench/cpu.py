@@ -7,6 +7,7 @@ that visible next to the rates."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,14 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _with_descendants(pids: list[int]) -> list[int]:
+    found = list(pids)
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.extend(c.pid for c in psutil.Process(pid).children(recursive=True))
+    return found
+
+
 @dataclass
 class CpuShares:
     """`start()` and `stop()` around a window; `cores()` is CPU-seconds per second per group."""
@@ -37,7 +46,9 @@ class CpuShares:
     result: dict[str, float] = field(default_factory=dict)
 
     def _pids(self) -> dict[str, list[int]]:
-        pids = {name: list(p) for name, p in self.groups.items()}
+        # Each group's processes with their descendants found live: serve's engine child
+        # (app.supervisor) is the engine's CPU too, even after a restart.
+        pids = {name: _with_descendants(p) for name, p in self.groups.items()}
         pids["bench (producer)"] = [os.getpid()]
         if self.postmaster_pid is not None:
             try:

@@ -1,5 +1,6 @@
 """`hookql serve` / `hookql worker` as real subprocesses on a bench database, the way an operator
-runs them: settings through HOOKQL_* variables, stopped with SIGTERM."""
+runs them: settings through HOOKQL_* variables, stopped with SIGTERM. `serve` is two processes,
+the API and its engine child (app.supervisor): memory and CPU figures count both."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import aiohttp
 import psutil
 
 START_TIMEOUT_S = 30.0  # imports + migrations check + webhook loading on a loaded 2-core machine
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 20.0  # above hookql's drain bound (shutdown_timeout_s, 10 s) plus its grace
 READY_POLL_S = 0.1
 LOG_TAIL_CHARS = 300
 # `hookql` as installed with this interpreter (the console script may not be on PATH).
@@ -90,10 +91,12 @@ class EngineProcess:
                         f"`hookql {self.command}` exited with {self.process.returncode}: {self.log_tail()}"
                     )
                 if self.command == "serve":
-                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with session.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
-                            if resp.status == 200:
-                                return
+                    # The API answers first; the engine child says when it runs.
+                    if b"engine running" in self.log_path.read_bytes():
+                        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                            async with session.get(f"http://127.0.0.1:{self.port}/healthz") as resp:
+                                if resp.status == 200:
+                                    return
                 elif b"worker running" in self.log_path.read_bytes():
                     return
                 await asyncio.sleep(READY_POLL_S)
@@ -113,8 +116,19 @@ class EngineProcess:
         assert self.process is not None
         return self.process.pid
 
+    def pids(self) -> list[int]:
+        """The process and its descendants (serve's engine child), as they are now."""
+        try:
+            return [self.pid, *(c.pid for c in psutil.Process(self.pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            return []
+
     def rss_bytes(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += psutil.Process(pid).memory_info().rss
+        return total
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
