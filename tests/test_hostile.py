@@ -70,6 +70,7 @@ NEIGHBOUR_MAX_S = DEBOUNCE_MS / 1000 + 1.0  # issue #11: within its debounce plu
 REFUSAL_MAX_S = 2.0  # a refusal comes before any work: generous for a loaded 2-core machine
 ATTACK_REQUEST_TIMEOUT_S = 15.0  # the client gives up on an attack request after this
 OPERATOR_API_MAX_S = 1.0  # another key's GraphQL request while a seller floods
+ENGINE_START_S = 30.0  # serve's engine child on a busy machine
 
 OPERATOR_QUERY = "query($id: ID!) { invoice(id: $id) { id amendments { reason } } }"
 CREATE_WEBHOOK = """mutation($input: WebhookCreateInput!) {
@@ -130,6 +131,13 @@ class World:
             return False
         took = self.side.call(self.neighbours.deliver_once(), timeout_s=10.0)
         return took is not None and took < 3.0
+
+    def wait_delivering(self) -> None:
+        """Until a neighbour delivery arrives: the API answers before serve's engine runs."""
+        self.neighbours.base_url = self.serve.base_url
+        deadline = time.monotonic() + ENGINE_START_S
+        while self.side.call(self.neighbours.deliver_once(), timeout_s=10.0) is None:
+            assert time.monotonic() < deadline, f"serve delivers nothing: {self.serve.log_tail()}"
 
 
 async def _admin(server_url: str, sql: str) -> None:
@@ -202,14 +210,15 @@ def world(server_url: str, templates: tuple[str, str], tmp_path_factory: pytest.
         assert len(invoices[ATTACKER]) == 34, "fixtures/ changed: the attacker should have 34 invoices"
         operator_key = asyncio.run(new_key(url, None))
         serve = ServeProcess(url, SERVE_SETTINGS, tmp_path_factory.mktemp("hostile") / "serve.log")
-        stack.callback(serve.stop)
-        serve.start()
         neighbours = Neighbours(side, url, invoices[NEIGHBOUR_SELLER][0])
         side.call(neighbours.start())
         stack.callback(lambda: side.call(neighbours.stop()))
-        neighbours.base_url = serve.base_url
+        stack.callback(serve.stop)
+        serve.start()
         asyncio.run(_create_operator_webhook(serve.base_url, operator_key, neighbours.receiver.url))
-        yield World(url, serve, side, neighbours, operator_key, invoices)
+        world = World(url, serve, side, neighbours, operator_key, invoices)
+        world.wait_delivering()
+        yield world
 
 
 @pytest.fixture
@@ -217,8 +226,7 @@ def calm(world: World) -> World:
     """The world as an attack should find it; restarted when an earlier attack left serve stuck."""
     if not world.is_calm():
         world.serve.restart()
-        world.neighbours.base_url = world.serve.base_url
-        assert world.is_calm(), f"serve restarted, the neighbour's delivery does not arrive: {world.serve.log_tail()}"
+        world.wait_delivering()
     return world
 
 
