@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,9 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
 from app.api.schema import schema
-from app.apikeys import authenticate
+from app.api.subscriptions import KeySubscriptions, SubscriptionQuota
+from app.api.ws_protocols import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
+from app.apikeys import authenticate, hash_key
 from app.config import Settings
 
 MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
@@ -41,11 +44,23 @@ def _error(status: int, message: str) -> JSONResponse:
 class HookqlGraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view with hookql's authentication and JSON error bodies."""
 
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = WebSocketAdapter
+
     def __init__(self, pool: asyncpg.Pool, settings: Settings, extras: dict[str, Any]) -> None:
-        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            keep_alive=True,
+            keep_alive_interval=15,
+            # Both subprotocols: a websocket that has not authenticated by then is closed.
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_auth_timeout_s),
+        )
         self.pool = pool
         self.settings = settings
         self.extras = extras
+        self.subscription_quota = SubscriptionQuota(settings.key_max_subscriptions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,9 +116,11 @@ class HookqlGraphQL(GraphQL[Context, None]):
         if key is None and context.request is not None:
             key = _bearer(context.request.headers.get("authorization"))
         visibility = await authenticate(self.pool, key) if key else None
-        if visibility is None:
+        if key is None or visibility is None:
             raise ConnectionRejectionError({"message": "missing or invalid API key"})
         context.authenticate_as(visibility)
+        # This connection's subscriptions count against its key (and only websockets run them).
+        context.subscriptions = KeySubscriptions(self.subscription_quota, hash_key(key))
         return await super().on_ws_connect(context)
 
     def encode_json(self, data: object) -> str:
