@@ -1,6 +1,6 @@
 """Where webhooks may point: URL shape, forbidden address ranges (SSRF), and custom headers.
 
-Registration runs `validate_url` + `check_host` + `validate_headers`; the transport runs
+Registration runs `parse_target` + `check_host` + `validate_headers`; the transport runs
 `is_forbidden_ip` again on the address it actually connects to, so a DNS answer that changed
 after registration (rebinding) cannot reach an internal service."""
 
@@ -11,7 +11,10 @@ import ipaddress
 import re
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from yarl import URL
 
 from app.models import Header
 
@@ -51,10 +54,14 @@ _FORBIDDEN: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = [
 ]
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
-# RFC 9110 token: 1*tchar
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 token: 1*tchar. Used with fullmatch: a `$` would also match before a final "\n".
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A DNS label after IDNA encoding; `_` is tolerated because real hosts use it (SRV-style names).
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+# A lone (unpaired) surrogate: not a character, so no encoder (UTF-8, PostgreSQL) can carry it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Control characters a header value cannot carry (RFC 9110 §5.5); horizontal tab is allowed.
+_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Headers the engine sets on every delivery (compared lower-case); `webhook-*` is reserved too.
 RESERVED_HEADERS = frozenset(
     {
@@ -68,6 +75,16 @@ RESERVED_HEADERS = frozenset(
         "webhook-sequence",
     }
 )
+# Hop-by-hop headers (RFC 9110 §7.6.1) and Expect: they steer the connection the engine owns,
+# not the message, so a webhook cannot set them either.
+CONNECTION_HEADERS = frozenset({"keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """True when `text` holds a surrogate code point outside a pair: JSON can spell one
+    (`"\\ud800"`), but UTF-8 cannot encode it."""
+    return _SURROGATE.search(text) is not None
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -118,14 +135,12 @@ def literal_ip(host: str) -> IPAddress | None:
 
 
 def _host_problem(host: str) -> str | None:
+    """Why `host` (yarl's `raw_host`: IDNA-encoded, an IPv6 literal without brackets) is no
+    receiver's name, or None."""
     if literal_ip(host) is not None:
         return None
-    try:
-        ascii_host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return f"URL host {host!r} is not a valid host name"
-    labels = ascii_host.removesuffix(".").split(".")
-    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+    labels = host.lower().removesuffix(".").split(".")
+    if len(host) > 253 or not host.isascii() or not all(_LABEL.fullmatch(label) for label in labels):
         return f"URL host {host!r} is not a valid host name"
     if labels[-1].isdigit():
         # No top-level domain is numeric: this is an IPv4 address in a shorthand (`127.1`,
@@ -134,26 +149,87 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
-def validate_url(url: str) -> str | None:
-    """The reason `url` cannot be a webhook target, or None. Absolute http/https, at most 2,048
-    characters, with a host; userinfo and query strings are kept (receivers authenticate so).
+@dataclass(frozen=True)
+class Target:
+    """Where a webhook URL sends, read as aiohttp reads it (yarl, the parse the transport uses)."""
+
+    scheme: str
+    host: str  # IDNA-encoded; an IPv6 literal without brackets
+    port: int
+    has_credentials: bool  # user:password@ in the URL: aiohttp sends them as Basic auth
+
+
+def parse_target(url: str) -> Target | str:
+    """The target of `url`, or the reason it cannot be a webhook's. Absolute http/https, at most
+    2,048 characters, with a host; userinfo and query strings are kept (receivers authenticate
+    so). The URL must mean the same to every parser: no backslash (browsers and some clients read
+    it as `/`, others as part of the userinfo), and urllib and yarl must agree on host and port.
     Addresses are judged separately by `check_host` (needs DNS)."""
     if len(url) > MAX_URL_LENGTH:
         return f"URL is longer than {MAX_URL_LENGTH} characters"
+    if has_lone_surrogate(url):
+        return "URL is not valid Unicode (it contains a lone surrogate)"
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         return "URL must not contain whitespace or control characters"
+    if "\\" in url:
+        return "URL must not contain a backslash: HTTP clients disagree about where its host ends"
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        split = urlsplit(url)
+        split_port = split.port
+        parsed = URL(url)
+        port = parsed.port
     except ValueError as exc:
         return f"URL is malformed: {exc}"
-    if parts.scheme not in ("http", "https"):
+    except IndexError:  # yarl 1.25 on an empty host after a bracketed userinfo (`https://[::1]@/`)
+        return "URL is malformed"
+    if parsed.scheme not in _DEFAULT_PORTS or split.scheme != parsed.scheme:
         return "URL must be absolute and use http or https"
-    if not parts.hostname:
+    if not parsed.raw_host or not split.hostname:
         return "URL has no host"
-    if port == 0:
+    if parsed.explicit_port == 0:
         return "URL port must be 1-65535"
-    return _host_problem(parts.hostname)
+    problem = _host_problem(parsed.raw_host)
+    if problem:
+        return problem
+    if _as_yarl_host(split.hostname) != parsed.raw_host or (split_port or _DEFAULT_PORTS[split.scheme]) != port:
+        return f"URL is ambiguous: HTTP clients disagree about its host ({split.hostname!r} or {parsed.raw_host!r})"
+    ip = literal_ip(parsed.raw_host)
+    if split.netloc.rpartition("@")[2].startswith("[") and not isinstance(ip, ipaddress.IPv6Address):
+        return "URL host in brackets must be an IPv6 address"
+    if ip is not None and literal_ip(split.hostname) != ip:
+        # e.g. full-width digits: an address only after Unicode normalisation, so it must be
+        # written as one
+        return f"URL host {split.hostname!r} must be written as the IP address {ip}"
+    if not _latin1((parsed.user or "") + (parsed.password or "")):
+        return "URL credentials (user:password@) must be Latin-1 characters: Basic auth cannot send others"
+    return Target(
+        scheme=parsed.scheme,
+        host=parsed.raw_host,
+        port=port or _DEFAULT_PORTS[parsed.scheme],
+        has_credentials=parsed.raw_user is not None or parsed.raw_password is not None,
+    )
+
+
+def _as_yarl_host(host: str) -> str | None:
+    """urllib's host, normalised as yarl normalises its own (IDNA, IPv6 compression)."""
+    try:
+        return URL.build(scheme="http", host=host).raw_host
+    except ValueError:
+        return None
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_url(url: str) -> str | None:
+    """The reason `url` cannot be a webhook target (see `parse_target`), or None."""
+    target = parse_target(url)
+    return target if isinstance(target, str) else None
 
 
 async def check_host(host: str, allow_private: bool) -> str | None:
@@ -184,26 +260,52 @@ async def check_host(host: str, allow_private: bool) -> str | None:
 def validate_headers(headers: Sequence[Header]) -> list[tuple[str, str]]:
     """(field, message) for every rule the custom headers break; empty when they are fine.
     At most 20; names are RFC 9110 tokens, not the engine's own (`Host`, `Content-Type`,
-    `webhook-*`, …, case-insensitive) and not repeated; values carry no CR/LF/NUL; 8 KiB in all."""
+    `webhook-*`, …, case-insensitive), not hop-by-hop and not repeated; values carry no CR, LF,
+    NUL or other control character (tab aside) and no lone surrogate; 8 KiB in all."""
     errors: list[tuple[str, str]] = []
     if len(headers) > MAX_HEADERS:
         errors.append(("headers", f"at most {MAX_HEADERS} headers are allowed, got {len(headers)}"))
     total = 0
     seen: set[str] = set()
     for i, h in enumerate(headers):
-        field = f"headers.{i}"
-        total += len(h.name.encode()) + len(h.value.encode())
-        lowered = h.name.lower()
-        if not _TOKEN.match(h.name):
-            errors.append((f"{field}.name", f"header name {h.name!r} is not a valid HTTP token"))
-        elif lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
-            errors.append((f"{field}.name", f"header {h.name!r} is set by hookql and cannot be overridden"))
-        elif lowered in seen:
-            # A repeated name would be sent once (the last value wins): say so instead.
-            errors.append((f"{field}.name", f"header {h.name!r} is given more than once"))
-        seen.add(lowered)
-        if any(c in h.value for c in "\r\n\0"):
-            errors.append((f"{field}.value", f"header {h.name!r} value must not contain CR, LF or NUL"))
+        # surrogatepass: a lone surrogate is counted here and refused by _value_problem, not raised on
+        total += len(h.name.encode("utf-8", "surrogatepass")) + len(h.value.encode("utf-8", "surrogatepass"))
+        if i >= MAX_HEADERS:
+            continue  # refused as a whole already: no message per header beyond the limit
+        problem = _name_problem(h.name, seen)
+        if problem:
+            errors.append((f"headers.{i}.name", f"header {problem}"))
+        seen.add(h.name.lower())
+        problem = _value_problem(h.value)
+        if problem:
+            errors.append((f"headers.{i}.value", f"header {_shown(h.name)} value {problem}"))
     if total > MAX_HEADER_BYTES:
         errors.append(("headers", f"headers exceed {MAX_HEADER_BYTES} bytes in all ({total})"))
     return errors
+
+
+def _name_problem(name: str, seen: set[str]) -> str | None:
+    lowered = name.lower()
+    if not _TOKEN.fullmatch(name):
+        return f"name {_shown(name)} is not a valid HTTP token"
+    if lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
+        return f"{name!r} is set by hookql and cannot be overridden"
+    if lowered in CONNECTION_HEADERS:
+        return f"{name!r} controls the connection hookql manages and cannot be set"
+    if lowered in seen:
+        # A repeated name would be sent once (the last value wins): say so instead.
+        return f"{_shown(name)} is given more than once"
+    return None
+
+
+def _shown(name: str, limit: int = 64) -> str:
+    """`name` quoted for a message, cut short: a message need not echo a huge input back."""
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + "…"
+
+
+def _value_problem(value: str) -> str | None:
+    if _VALUE_CONTROL.search(value):
+        return "must not contain CR, LF, NUL or other control characters"
+    if has_lone_surrogate(value):
+        return "is not valid Unicode (it contains a lone surrogate)"
+    return None

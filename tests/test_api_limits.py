@@ -26,6 +26,7 @@ from app.apikeys import create_key
 from app.config import Settings
 from app.models import OPERATOR, Visibility
 from tests.live_server import serving
+from tests.receivers import Receiver
 
 SELLER_ID = 1
 # The query: seller › products nested 5 levels deep, 221 characters.
@@ -320,3 +321,47 @@ async def test_webhook_queries_are_held_to_their_owners_limits(fixture_pool: asy
     assert cost_message in data["webhookPreview"]["errors"][0]["message"]
     data = await gql(fixture_pool, OPERATOR, PREVIEW, q=HEAVY_WEBHOOK_QUERY, e=invoice)
     assert data["webhookPreview"]["errors"] == [] and data["webhookPreview"]["body"]["payload"]["data"]["invoice"]
+
+
+async def test_a_ping_to_a_slow_receiver_outlasts_the_request_deadline(fixture_pool: asyncpg.Pool) -> None:
+    # given a receiver that answers after 1.5 s, a webhook with a 5 s timeout, and a 500 ms deadline
+    _, operator = await keys(fixture_pool)
+    receiver = await Receiver(delay_s=1.5).start()
+    settings = Settings(request_timeout_ms=500, allow_private_targets=True)
+    try:
+        async with api(fixture_pool, settings) as url:
+            _, _, created = await post(
+                url,
+                operator,
+                "mutation($to: String!) { webhookCreate(input: {name: \"slow\", url: $to, type: INVOICE,"
+                " timeoutSeconds: 5}) { webhook { id } errors { message } } }",
+                to=receiver.url + "/hook",
+            )
+            webhook_id = created["data"]["webhookCreate"]["webhook"]["id"]
+            # when the operator tests it
+            status, _, body = await post(
+                url,
+                operator,
+                "mutation($id: ID!) { webhookTest(id: $id) { attempt { statusCode } event { status } } }",
+                id=webhook_id,
+            )
+    finally:
+        await receiver.stop()
+    # then the ping's own timeout, not the request deadline, bounds the wait: it is answered
+    assert status == 200, body
+    assert body["data"]["webhookTest"] == {"attempt": {"statusCode": 200}, "event": {"status": "DELIVERED"}}
+
+
+async def test_a_subscription_over_plain_http_is_a_clear_400(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a seller's key
+    seller, _ = await keys_for_empty(pool)
+    async with api(pool, Settings()) as url:
+        # when a subscription is POSTed instead of sent over a websocket
+        status, _, body = await post(url, seller, "subscription { webhookEvents { eventId } }")
+    # then it is refused before it runs, and nothing is logged as a fault
+    assert status == 400
+    assert body["errors"][0]["extensions"]["code"] == "SUBSCRIPTION_NEEDS_WEBSOCKET"
+    assert "websocket" in body["errors"][0]["message"]
+    assert not [r for r in caplog.records if r.exc_info]

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from standardwebhooks import Webhook
 
+from app import db
 from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
@@ -101,7 +102,7 @@ WIDE = (
         ({"url": "http://localhost:8080/hook"}, "url", "resolves to 127.0.0.1"),
         ({"headers": [{"name": f"X-{i}", "value": "v"} for i in range(21)]}, "headers", "at most 20"),
         ({"headers": [{"name": "Bad Name", "value": "v"}]}, "headers.0.name", "not a valid HTTP token"),
-        ({"headers": [{"name": "X-A", "value": "a\r\nX-Injected: 1"}]}, "headers.0.value", "CR, LF or NUL"),
+        ({"headers": [{"name": "X-A", "value": "a\r\nX-Injected: 1"}]}, "headers.0.value", "CR, LF, NUL"),
         ({"headers": [{"name": "X-Big", "value": "v" * 9000}]}, "headers", "8192 bytes"),
         ({"headers": [{"name": "content-type", "value": "text/plain"}]}, "headers.0.name", "cannot be overridden"),
         ({"headers": [{"name": "Webhook-Signature", "value": "x"}]}, "headers.0.name", "cannot be overridden"),
@@ -117,6 +118,24 @@ WIDE = (
             "url",
             "keep one of them",
         ),
+        # hostile edges: each a field error, nothing stored (and, in-process, nothing raised)
+        ({"headers": [{"name": "X-A\n", "value": "v"}]}, "headers.0.name", "not a valid HTTP token"),
+        ({"headers": [{"name": "Host\n", "value": "v"}]}, "headers.0.name", "not a valid HTTP token"),
+        ({"headers": [{"name": "Upgrade", "value": "h2c"}]}, "headers.0.name", "controls the connection"),
+        ({"url": "http://127.0.0.1:9\\@93.184.216.34/"}, "url", "backslash"),
+        ({"url": "http://[::1/"}, "url", "URL is malformed: Invalid IPv6 URL"),
+        ({"name": "a\0b"}, "name", "name must not contain NUL characters"),
+        ({"url": "https://erp.example.com/\0"}, "url", "url must not contain NUL characters"),
+        ({"query": "query($id: ID!) { node(id: $id) { id } } # \0"}, "query", "NUL"),
+        ({"headers": [{"name": "X\0", "value": "v"}]}, "headers.0.name", "NUL"),
+        ({"headers": [{"name": "X-A", "value": "\0"}]}, "headers.0.value", "NUL"),
+        ({"name": "a\ud800"}, "name", "name is not valid Unicode (it contains a lone surrogate)"),
+        ({"url": "https://erp.example.com/\udfff"}, "url", "not valid Unicode"),
+        ({"query": 'query($id: ID!) { node(id: $id) { id } } # \ud800'}, "query", "not valid Unicode"),
+        ({"headers": [{"name": "X-A", "value": "a\ud800"}]}, "headers.0.value", "not valid Unicode"),
+        ({"sellerId": "\ud800"}, "sellerId", "not valid Unicode"),
+        ({"name": "n" * 100_001}, "name", "longer than 100000 characters"),
+        ({"query": "#" * 100_001}, "query", "longer than 100000 characters"),
     ],
 )
 async def test_each_rule_refuses_with_a_clear_message_and_stores_nothing(
@@ -352,7 +371,7 @@ async def test_a_webhook_deleted_while_its_ping_is_in_flight_is_not_found(fixtur
         ({"url": "http://169.254.1.1/hook"}, "url", "link-local"),
         ({"url": "http://2130706433/hook"}, "url", "canonical IP address"),  # 127.0.0.1 as one integer
         ({"url": "https://erp.example.com/a b"}, "url", "whitespace"),
-        ({"headers": [{"name": "X-A", "value": "a\nb"}]}, "headers.0.value", "CR, LF or NUL"),
+        ({"headers": [{"name": "X-A", "value": "a\nb"}]}, "headers.0.value", "CR, LF, NUL or other control characters"),
         ({"headers": [{"name": "X:A", "value": "v"}]}, "headers.0.name", "not a valid HTTP token"),
         (
             {"headers": [{"name": f"X-{i}", "value": "v" * 500} for i in range(17)]},  # 17 fine ones, 8.5 KiB
@@ -505,13 +524,19 @@ async def test_update_with_an_empty_input_changes_nothing(fixture_pool: asyncpg.
         ({"url": "http://10.1.2.3/"}, "url", "private"),
         ({"url": "http://localhost/"}, "url", "resolves to 127.0.0.1"),
         ({"headers": [{"name": "Webhook-Id", "value": "x"}]}, "headers.0.name", "cannot be overridden"),
-        ({"headers": [{"name": "X-A", "value": "\r\n"}]}, "headers.0.value", "CR, LF or NUL"),
+        ({"headers": [{"name": "X-A", "value": "\r\n"}]}, "headers.0.value", "CR, LF, NUL or other control characters"),
         ({"maxAttempts": 51}, "maxAttempts", "between 1 and 50"),
         ({"timeoutSeconds": 0}, "timeoutSeconds", "between 1 and 30"),
         ({"concurrency": 0}, "concurrency", "between 1 and 100"),
         ({"events": []}, "events", "at least one"),
         ({"name": ""}, "name", "1-200 characters"),
         ({"name": "ok", "maxAttempts": 0}, "maxAttempts", "between 1 and 50"),  # a valid field is not applied either
+        ({"headers": [{"name": "X-A\n", "value": "v"}]}, "headers.0.name", "not a valid HTTP token"),
+        ({"url": "http://127.0.0.1:9\\@93.184.216.34/"}, "url", "backslash"),
+        ({"url": "http://[::1/"}, "url", "Invalid IPv6 URL"),
+        ({"name": "a\0"}, "name", "NUL"),
+        ({"query": "query($id: ID!) { invoice(id: $id) { status } } #\0"}, "query", "NUL"),
+        ({"name": "\udc00"}, "name", "not valid Unicode"),
     ],
 )
 async def test_update_validates_and_stores_nothing_on_failure(
@@ -806,3 +831,55 @@ async def test_preview_refuses_bad_queries_and_entity_ids(
     out = data["webhookPreview"]
     assert out["body"] is None
     assert any(err["field"] == field and message in err["message"] for err in out["errors"]), out["errors"]
+
+
+QUOTA = Settings(allow_private_targets=True, seller_max_webhooks=2)
+QUOTA_MESSAGE = "webhook quota reached: this seller has 2 webhooks and may have at most 2 (HOOKQL_SELLER_MAX_WEBHOOKS)"
+
+
+async def test_a_seller_may_own_at_most_seller_max_webhooks_however_they_are_created(
+    fixture_pool: asyncpg.Pool,
+) -> None:
+    seller = Visibility(1)
+    for _ in range(2):
+        assert (await create(fixture_pool, seller, QUOTA))["errors"] == []
+
+    # the seller's own key, then an operator key creating for that seller: both refused
+    own = await create(fixture_pool, seller, QUOTA)
+    for_seller = await create(fixture_pool, OPERATOR, QUOTA, sellerId=to_global_id("Seller", 1))
+    for out in (own, for_seller):
+        assert out["webhook"] is None and out["secret"] is None
+        [error] = out["errors"]
+        assert error["field"] == "sellerId" and error["message"].startswith(QUOTA_MESSAGE), error
+    assert await fixture_pool.fetchval("SELECT count(*) FROM webhooks WHERE seller_id = 1") == 2
+
+    # another seller and the operator's own webhooks are not counted against it (the operator has no quota)
+    assert (await create(fixture_pool, Visibility(2), QUOTA))["errors"] == []
+    for _ in range(3):
+        assert (await create(fixture_pool, OPERATOR, QUOTA))["errors"] == []
+
+    # deleting one makes room for one
+    first = await fixture_pool.fetchval("SELECT min(id) FROM webhooks WHERE seller_id = 1")
+    await gql(fixture_pool, "mutation($id: ID!) { webhookDelete(id: $id) { deletedId } }", seller,
+              id=to_global_id("Webhook", first))
+    assert (await create(fixture_pool, seller, QUOTA))["errors"] == []
+    assert (await create(fixture_pool, seller, QUOTA))["errors"][0]["message"].startswith(QUOTA_MESSAGE)
+
+
+async def test_concurrent_creates_cannot_pass_the_quota_together(fixture_database_url: str) -> None:
+    # given: a pool wide enough that every create has a connection of its own at once
+    settings = Settings(allow_private_targets=True, seller_max_webhooks=3)
+    pool = await db.create_pool(fixture_database_url, min_size=12, max_size=12)
+    seller_key = {"visibility": Visibility(1)}
+    operator_key = {"visibility": OPERATOR, "sellerId": to_global_id("Seller", 1)}
+    try:
+        # when: 12 creates for one seller race, half through its key, half through an operator's
+        outs = await asyncio.gather(
+            *(create(pool, settings=settings, **(seller_key if i % 2 else operator_key)) for i in range(12))
+        )
+        # then: exactly the quota is stored, and every other create says why
+        assert sum(out["errors"] == [] for out in outs) == 3
+        assert all("webhook quota reached" in out["errors"][0]["message"] for out in outs if out["errors"])
+        assert await pool.fetchval("SELECT count(*) FROM webhooks WHERE seller_id = 1") == 3
+    finally:
+        await pool.close()

@@ -1,25 +1,32 @@
-"""The `webhookEvents` subscription over graphql-transport-ws: a real websocket client against the
-served GraphQL app, while rows change through another connection (as a worker process would)."""
+"""The `webhookEvents` subscription over both websocket subprotocols (graphql-transport-ws and the
+older graphql-ws): a real websocket client against the served GraphQL app, while rows change
+through another connection (as a worker process would). Also the websocket hygiene: a deadline to
+authenticate, malformed messages, and the open-subscription quota per key."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import pytest
 import websockets
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app import db
-from app.api.asgi import graphql_app
-from app.apikeys import create_key
+from app.api.asgi import HookqlGraphQL, graphql_app
+from app.api.subscriptions import SubscriptionQuota, SubscriptionQuotaReached
+from app.apikeys import create_key, hash_key
 from app.config import Settings
 from tests.live_server import serving
+from tests.logs import no_tracebacks
 
 SUBSCRIPTION = """
 subscription($webhookId: ID) {
@@ -98,10 +105,13 @@ async def insert_event(conn: asyncpg.Connection, webhook_id: int, entity_id: int
     )
 
 
-def app(pool: asyncpg.Pool) -> Starlette:
+def app(pool: asyncpg.Pool, settings: Settings | None = None) -> Starlette:
+    return app_of(graphql_app(pool, settings or Settings()))
+
+
+def app_of(graphql: HookqlGraphQL) -> Starlette:
     # Routes, not Mount("/graphql"): a Mount only matches "/graphql/…", and a websocket cannot follow
     # the redirect that HTTP requests get from "/graphql" to "/graphql/".
-    graphql = graphql_app(pool, Settings())
     return Starlette(routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)])
 
 
@@ -219,3 +229,282 @@ async def test_a_bad_key_is_refused_at_connection_init(pool: asyncpg.Pool) -> No
                 assert closed.rcvd is not None and closed.rcvd.code in (4401, 4403)
             else:
                 raise AssertionError(f"expected the connection to be closed, got {message}")
+
+
+# -- websocket hygiene ------------------------------------------------------------------------------
+
+PROTOCOLS = ["graphql-transport-ws", "graphql-ws"]
+
+
+@dataclass
+class Client:
+    """A websocket speaking one of the two subprotocols, reduced to what these tests do."""
+
+    ws: websockets.ClientConnection
+    protocol: str
+
+    @property
+    def legacy(self) -> bool:
+        return self.protocol == "graphql-ws"
+
+    async def send(self, message: Any) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def init(self, key: str) -> None:
+        await self.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}})
+        assert (await self.receive())["type"] == "connection_ack"
+
+    async def subscribe(self, op_id: str, variables: dict[str, Any] | None = None) -> None:
+        payload = {"query": SUBSCRIPTION, "variables": variables or {}}
+        await self.send({"id": op_id, "type": "start" if self.legacy else "subscribe", "payload": payload})
+
+    async def complete(self, op_id: str) -> None:
+        await self.send({"id": op_id, "type": "stop" if self.legacy else "complete"})
+
+    async def receive(self, timeout_s: float = 5) -> dict[str, Any]:
+        """The next message that is not a keep-alive."""
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout_s))
+            if message["type"] not in ("ka", "ping", "pong"):
+                return dict(message)
+
+    async def until_done(self, op_id: str) -> list[dict[str, Any]]:
+        """The messages for one operation, up to its last (`complete`, or `error`)."""
+        messages = [await self.receive()]
+        while messages[-1]["type"] not in ("complete", "error"):
+            messages.append(await self.receive())
+        assert {m["id"] for m in messages} == {op_id}, messages
+        return messages
+
+    async def closed_with(self, timeout_s: float = 10) -> int:
+        """The close code, once the server closes the connection."""
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), timeout_s)
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None, "the server closed without a close frame"
+            return closed.rcvd.code
+
+
+@asynccontextmanager
+async def connected(base_url: str, protocol: str, key: str | None = None) -> AsyncIterator[Client]:
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol(protocol)]) as ws:
+        client = Client(ws, protocol)
+        if key is not None:
+            await client.init(key)
+        yield client
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the condition never held")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_websocket_that_never_authenticates_is_closed_at_the_deadline(
+    pool: asyncpg.Pool, protocol: str
+) -> None:
+    async with serving(app(pool, Settings(ws_auth_timeout_s=1))) as base_url, connected(base_url, protocol) as idle:
+        opened = time.monotonic()
+        code = await idle.closed_with()
+        waited_s = time.monotonic() - opened
+    assert code == 4408
+    assert 0.9 <= waited_s < 4  # the deadline is 1 s: closed then, not at some later sweep
+
+
+async def test_an_authenticated_graphql_ws_connection_outlives_the_deadline(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    async with pool.acquire() as conn:
+        world = await given_world(conn)
+        key = await create_key(conn, seller_id=world["acme_seller"], name="acme")
+    async with (
+        serving(app(pool, Settings(ws_auth_timeout_s=1))) as base_url,
+        connected(base_url, "graphql-ws", key) as live,
+        connected(base_url, "graphql-ws") as idle,
+    ):
+        await live.subscribe("1")
+        # the idle connection, opened after the live one, is closed at its deadline ...
+        assert await idle.closed_with() == 4408
+        # ... by when the live one's has passed too: it still streams
+        await until_listening(pool)
+        async with pool.acquire() as conn:
+            event_id = await insert_event(conn, world["acme_hook"], 7, 1)
+        message = await live.receive()
+        assert message["type"] == "data" and message["id"] == "1", message
+        assert message["payload"]["data"]["webhookEvents"]["id"] == gid("WebhookEvent", event_id)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_no_operation_runs_before_the_connection_is_authenticated(
+    pool: asyncpg.Pool, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with no_tracebacks(caplog):
+        async with serving(app(pool)) as base_url, connected(base_url, protocol) as client:
+            await client.subscribe("1")
+            assert await client.closed_with() == 4401
+
+
+async def test_graphql_ws_takes_one_connection_init_only(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        first = await create_key(conn, seller_id=None, name="first")
+        second = await create_key(conn, seller_id=None, name="second")
+    async with serving(app(pool)) as base_url, connected(base_url, "graphql-ws", first) as client:
+        await client.send({"type": "connection_init", "payload": {"Authorization": f"Bearer {second}"}})
+        assert await client.closed_with() == 4429
+
+
+MALFORMED = [
+    5,
+    [],
+    "connection_init",
+    None,
+    {"no": "type"},
+    {"type": 5},
+    {"type": "x" * 200},  # strawberry would echo it in a close reason, which holds 123 bytes at most
+    {"type": "é" * 70, "id": "1"},
+    {"type": "subscribe", "payload": {"query": "subscription { webhookEvents { id } }"}},  # no id
+    {"type": "start", "id": 1, "payload": {"query": "subscription { webhookEvents { id } }"}},
+    {"type": "subscribe", "id": "x" * 10_000, "payload": {"query": "subscription { webhookEvents { id } }"}},
+    {"type": "subscribe", "id": "1"},
+    {"type": "start", "id": "1", "payload": 5},
+    {"type": "subscribe", "id": "1", "payload": {"query": 5}},
+    {"type": "start", "id": "1", "payload": {"query": "subscription { webhookEvents { id } }", "variables": [1]}},
+    {"type": "subscribe", "id": "1", "payload": {"query": "subscription { webhookEvents { id } }", "operationName": 5}},
+    {"type": "complete"},
+    {"type": "stop", "id": {"a": 1}},
+]
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": "subscription { " + "x" * 300 + " "},  # a syntax error that quotes the token
+        {"query": "subscription A { webhookEvents { id } }", "operationName": "B" * 300},
+        {"query": "subscription { \ud800" + "é" * 100},
+    ],
+)
+async def test_a_close_reason_that_quotes_the_client_is_cut_to_fit(
+    pool: asyncpg.Pool, protocol: str, payload: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with pool.acquire() as conn:
+        key = await create_key(conn, seller_id=None, name="ops")
+    with no_tracebacks(caplog):
+        async with serving(app(pool)) as base_url, connected(base_url, protocol, key) as client:
+            await client.send({"id": "1", "type": "subscribe", "payload": payload})
+            try:
+                answer = await client.until_done("1")  # an operation error is an answer too
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4400
+                assert len(closed.rcvd.reason.encode()) <= 123
+            else:
+                assert answer[-1]["type"] in ("error", "complete")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("message", MALFORMED, ids=[json.dumps(m)[:40] for m in MALFORMED])
+async def test_a_malformed_message_closes_the_connection_with_a_reason_and_no_traceback(
+    pool: asyncpg.Pool, protocol: str, message: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with pool.acquire() as conn:
+        key = await create_key(conn, seller_id=None, name="ops")
+    with no_tracebacks(caplog):
+        async with serving(app(pool)) as base_url, connected(base_url, protocol, key) as client:
+            await client.send(message)
+            assert await client.closed_with() == 4400
+
+
+async def test_webhook_ids_that_are_not_webhook_ids_are_not_found(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        key = await create_key(conn, seller_id=None, name="ops")
+    garbage = [
+        base64.b64encode("Webhook:1²".encode()).decode(),  # a digit to str.isdigit(), not to int()
+        "\0",
+        "\ud800",
+        "V2ViaG9vazox" * 1000,
+        gid("Invoice", 1),
+    ]
+    async with serving(app(pool)) as base_url, connected(base_url, "graphql-transport-ws", key) as client:
+        for i, webhook_id in enumerate(garbage):
+            await client.subscribe(str(i), {"webhookId": webhook_id})
+            answer = await client.until_done(str(i))
+            assert "webhook not found" in json.dumps(answer), answer
+
+
+async def test_a_key_holds_at_most_its_quota_of_subscriptions_across_connections(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with pool.acquire() as conn:
+        world = await given_world(conn)
+        key = await create_key(conn, seller_id=world["acme_seller"], name="acme")
+        other_key = await create_key(conn, seller_id=world["acme_seller"], name="acme too")
+    graphql = graphql_app(pool, Settings(key_max_subscriptions=2))
+
+    def held(k: str) -> int:
+        return graphql.subscription_quota.open_for(hash_key(k))
+
+    with no_tracebacks(caplog):
+        async with serving(app_of(graphql)) as base_url:
+            async with (
+                connected(base_url, "graphql-transport-ws", key) as first,
+                connected(base_url, "graphql-ws", key) as second,
+                connected(base_url, "graphql-transport-ws", other_key) as other,
+            ):
+                # given: the key holds its quota, on one connection
+                await first.subscribe("a")
+                await first.subscribe("b")
+                await until(lambda: held(key) == 2)
+
+                # when: it asks for one more there, and one on its other connection
+                await first.subscribe("c")
+                await second.subscribe("d")
+                # then: each is refused with a clear error
+                for client, op_id in ((first, "c"), (second, "d")):
+                    refusal = json.dumps(await client.until_done(op_id))
+                    assert "subscription quota reached: this API key has 2 subscriptions open" in refusal, refusal
+                    assert "at most 2 (HOOKQL_KEY_MAX_SUBSCRIPTIONS)" in refusal
+                # and another key of the same seller is not held back
+                await other.subscribe("e")
+                await until(lambda: held(other_key) == 1)
+                assert held(key) == 2
+
+                # and the subscriptions held keep running
+                await until_listening(pool)
+                async with pool.acquire() as conn:
+                    event_id = await insert_event(conn, world["acme_hook"], 7, 1)
+                updates = [await first.receive(), await first.receive(), await other.receive()]
+                assert sorted(u["id"] for u in updates) == ["a", "b", "e"]
+                assert {u["payload"]["data"]["webhookEvents"]["id"] for u in updates} == {gid("WebhookEvent", event_id)}
+
+                # when: one ends, its slot is free for the key's next subscription, on any connection
+                await first.complete("a")
+                await until(lambda: held(key) == 1)
+                await second.subscribe("f")
+                await until(lambda: held(key) == 2)
+
+            # when the connections close, every slot they held is given back (nothing leaks) ...
+            await until(lambda: held(key) == 0 and held(other_key) == 0)
+            # ... and the key may open its whole quota again
+            async with connected(base_url, "graphql-transport-ws", key) as again:
+                await again.subscribe("g")
+                await again.subscribe("h")
+                await until(lambda: held(key) == 2)
+
+
+def test_a_slot_is_given_back_however_the_subscription_ends() -> None:
+    quota = SubscriptionQuota(per_key=1)
+    with quota.hold(b"k"):
+        assert quota.open_for(b"k") == 1
+        with pytest.raises(SubscriptionQuotaReached, match="at most 1"), quota.hold(b"k"):
+            pass
+        with quota.hold(b"other"):
+            assert quota.open_for(b"other") == 1
+    assert quota.open_for(b"k") == 0
+    with pytest.raises(RuntimeError), quota.hold(b"k"):
+        raise RuntimeError("the stream failed")
+    assert quota.open_for(b"k") == 0

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,8 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
 from app.api.schema import schema
+from app.api.subscriptions import KeySubscriptions, SubscriptionQuota
+from app.api.ws_protocols import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
 from app.apikeys import authenticate, hash_key
 from app.config import Settings
 from app.models import Visibility
@@ -34,6 +37,17 @@ MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond a
 CANCEL_GRACE_S = 1.0  # a cancelled execution gets this long to unwind (cancel its SQL) before the answer
 
 log = logging.getLogger("hookql.api")
+
+
+class Deadline:
+    """When a request's execution is cancelled (event-loop time). Resolvers find it in
+    `request.scope["state"]["deadline"]`; `extend_to` only ever moves it later."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def extend_to(self, at: float) -> None:
+        self.at = max(self.at, at)
 
 
 class _BodyTooLarge(Exception):
@@ -63,12 +77,24 @@ def _error(status: int, message: str, code: str | None = None, headers: dict[str
 class HookqlGraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view with hookql's authentication and JSON error bodies."""
 
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+    websocket_adapter_class = WebSocketAdapter
+
     def __init__(self, pool: asyncpg.Pool, settings: Settings, extras: dict[str, Any]) -> None:
-        super().__init__(schema, graphql_ide="graphiql", keep_alive=True, keep_alive_interval=15)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            keep_alive=True,
+            keep_alive_interval=15,
+            # Both subprotocols: a websocket that has not authenticated by then is closed.
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_auth_timeout_s),
+        )
         self.pool = pool
         self.settings = settings
         self.extras = extras
         self.quotas: KeyQuotas[bytes] = KeyQuotas(settings.key_requests_per_s, settings.key_max_concurrent_requests)
+        self.subscription_quota = SubscriptionQuota(settings.key_max_subscriptions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,13 +143,21 @@ class HookqlGraphQL(GraphQL[Context, None]):
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         except _ClientGone:
             return None
-        scope.setdefault("state", {})["visibility"] = visibility
+        state = scope.setdefault("state", {})
+        state["visibility"] = visibility
+        state["deadline"] = request_deadline = Deadline(deadline)
         # The body is read whole, so from here `receive` only reports the client going away.
         work = asyncio.ensure_future(self.run(Request(scope, _replay(body))))
         gone = asyncio.ensure_future(_disconnected(receive))
-        remaining_s = deadline - asyncio.get_running_loop().time()
+        done: set[asyncio.Future[Any]] = set()
         try:
-            done, _ = await asyncio.wait({work, gone}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
+            # A resolver may move the deadline later (webhookTest waits for its receiver): wait
+            # again until the work is done, the client is gone, or the deadline as it now stands.
+            while not done:
+                remaining_s = request_deadline.at - asyncio.get_running_loop().time()
+                if remaining_s <= 0:
+                    break
+                done, _ = await asyncio.wait({work, gone}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
             if not work.done():
@@ -181,9 +215,11 @@ class HookqlGraphQL(GraphQL[Context, None]):
         if key is None and context.request is not None:
             key = _bearer(context.request.headers.get("authorization"))
         visibility = await authenticate(self.pool, key) if key else None
-        if visibility is None:
+        if key is None or visibility is None:
             raise ConnectionRejectionError({"message": "missing or invalid API key"})
         context.authenticate_as(visibility)
+        # This connection's subscriptions count against its key (and only websockets run them).
+        context.subscriptions = KeySubscriptions(self.subscription_quota, hash_key(key))
         return await super().on_ws_connect(context)
 
     def encode_json(self, data: object) -> str:

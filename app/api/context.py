@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from strawberry.types import Info as _Info
@@ -11,6 +11,9 @@ from strawberry.types import Info as _Info
 from app.api.loaders import Loaders
 from app.config import Settings
 from app.models import Visibility
+
+if TYPE_CHECKING:
+    from app.api.subscriptions import KeySubscriptions
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     request: Any = None
     response: Any = None
+    subscriptions: KeySubscriptions | None = None  # the key's open-subscription slots; the GraphQL view sets it
 
     @property
     def viewer(self) -> Visibility:

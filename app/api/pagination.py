@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Generic, TypeVar
 
 import strawberry
+
+from app.api.ids import from_global_id, to_global_id
 
 T = TypeVar("T")
 DEFAULT_PAGE = 20
@@ -40,19 +40,19 @@ class PaginationError(ValueError):
 
 
 def encode_cursor(id_: int) -> str:
-    return base64.b64encode(f"cursor:{id_}".encode()).decode()
+    return to_global_id("cursor", id_)
 
 
 def decode_cursor(cursor: str | None) -> int:
+    """The id after which a page starts. A cursor is shaped like a global ID (app.api.ids parses
+    both, NUL, lone surrogates and absurd lengths included)."""
     if cursor is None:
         return 0
-    try:
-        kind, _, raw = base64.b64decode(cursor, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        kind, raw = "", ""
-    if kind != "cursor" or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        raise PaginationError(f"`after` is not a cursor from this API: {cursor!r}")
-    return int(raw)
+    parsed = from_global_id(cursor)
+    if parsed is None or parsed[0] != "cursor":
+        shown = repr(cursor) if len(cursor) <= 64 else repr(cursor[:64]) + "…"
+        raise PaginationError(f"`after` is not a cursor from this API: {shown}")
+    return parsed[1]
 
 
 def check_first(first: int | None) -> int:

@@ -7,9 +7,11 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.tools import merge_types
 
 from app.api.cost_limit import CostLimit, DocumentTokens
+from app.api.http_operations import SubscriptionsOverWebsocket
 from app.api.marketplace import (
     Invoice,
     InvoiceAmendment,
@@ -39,7 +41,9 @@ class HookqlSchema(strawberry.Schema):
         # server faults: only unexpected exceptions inside resolvers are logged as errors.
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, ValueError | PermissionError | GraphQLError):
+            # (CannotGetOperationTypeError: an operationName the document lacks, over a websocket.)
+            expected = ValueError | PermissionError | GraphQLError | CannotGetOperationTypeError
+            if original is not None and not isinstance(original, expected):
                 log.error("resolver failed at %s", error.path, exc_info=original)
 
 
@@ -62,7 +66,7 @@ schema = HookqlSchema(
         RefundRequestLineItem,
     ],
     # Per request: a bounded parse, then the document's cost against the key's limits.
-    extensions=[DocumentTokens, CostLimit],
+    extensions=[DocumentTokens, CostLimit, SubscriptionsOverWebsocket],
 )
 
 

@@ -1,34 +1,73 @@
 """`subscription { webhookEvents(webhookId: ID) { … } }`: each event of the key's webhooks (all, or
-one) as it is recorded and after each attempt, over graphql-transport-ws. Fed through PostgreSQL
-(app.events_feed), so it shows what every engine process does, workers included."""
+one) as it is recorded and after each attempt, over a websocket (graphql-transport-ws, or the older
+graphql-ws). Fed through PostgreSQL (app.events_feed), so it shows what every engine process does,
+workers included. A key holds at most `key_max_subscriptions` of them open in one process."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import AsyncGenerator
+from collections import Counter
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from app.api.ids import parse_id, to_global_id
 from app.events_feed import AttemptUpdate, EventUpdate, watch
 from app.models import EntityType, EventStatus, Visibility
+from app.store import webhooks as store
 
 WebhookEventStatusEnum = strawberry.enum(EventStatus, name="WebhookEventStatus")
 
 
-def _global_id(type_name: str, id_: int) -> strawberry.ID:
-    return strawberry.ID(base64.b64encode(f"{type_name}:{id_}".encode()).decode())
+class SubscriptionQuotaReached(ValueError):
+    """A key asked for one subscription more than it may hold open (an answer, not a fault)."""
 
 
-def _parse_global_id(value: str, type_name: str) -> int | None:
-    try:
-        kind, _, raw = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return int(raw) if kind == type_name and raw.isdigit() else None
+class SubscriptionQuota:
+    """Open subscriptions per API key in this process, across all its websocket connections.
+    In-process by design: a subscription lives on one process's connection, and so does its
+    slot. One event loop, so counting needs no lock."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: Counter[bytes] = Counter()
+
+    def open_for(self, key_hash: bytes) -> int:
+        return self._open[key_hash]
+
+    @contextmanager
+    def hold(self, key_hash: bytes) -> Iterator[None]:
+        """A slot for the life of one subscription; SubscriptionQuotaReached when none is left.
+        The slot is given back however the subscription ends: completed, stopped, failed, or its
+        connection closed (the generator holding it is then closed or cancelled)."""
+        if self._open[key_hash] >= self.per_key:
+            raise SubscriptionQuotaReached(
+                f"subscription quota reached: this API key has {self._open[key_hash]} subscriptions open and may"
+                f" have at most {self.per_key} (HOOKQL_KEY_MAX_SUBSCRIPTIONS); end one to start another"
+            )
+        self._open[key_hash] += 1
+        try:
+            yield
+        finally:
+            self._open[key_hash] -= 1
+            if not self._open[key_hash]:
+                del self._open[key_hash]  # no entry is left behind for a key that holds nothing
+
+
+@dataclass(frozen=True)
+class KeySubscriptions:
+    """One API key's share of a SubscriptionQuota: what a request's context carries."""
+
+    quota: SubscriptionQuota
+    key_hash: bytes  # as api_keys stores it (app.apikeys.hash_key)
+
+    def hold(self) -> AbstractContextManager[None]:
+        return self.quota.hold(self.key_hash)
 
 
 @strawberry.type(description="One try at delivering an event, as the stream reports it.")
@@ -73,14 +112,14 @@ class WebhookEventUpdate:
     def from_update(cls, u: EventUpdate) -> WebhookEventUpdate:
         entity_name = EntityType(u.entity_type).graphql_name if u.entity_type else None
         return cls(
-            id=_global_id("WebhookEvent", u.id),
+            id=to_global_id("WebhookEvent", u.id),
             event_id=u.public_id,
-            webhook_id=_global_id("Webhook", u.webhook_id),
+            webhook_id=to_global_id("Webhook", u.webhook_id),
             event=u.event,
             status=EventStatus(u.status),
             sequence=u.sequence,
             entity_type=entity_name,
-            entity_id=_global_id(entity_name, u.entity_id) if entity_name and u.entity_id else None,
+            entity_id=to_global_id(entity_name, u.entity_id) if entity_name and u.entity_id else None,
             payload=JSON(u.payload),
             attempts=u.attempts,
             created_at=u.created_at,
@@ -88,9 +127,6 @@ class WebhookEventUpdate:
             next_attempt_at=u.next_attempt_at if u.status == EventStatus.PENDING.value else None,
             latest_attempt=WebhookStreamAttempt.from_update(u.latest_attempt) if u.latest_attempt else None,
         )
-
-
-_WEBHOOK_VISIBLE_SQL = "SELECT 1 FROM webhooks WHERE id = $1 AND ($2::bigint IS NULL OR seller_id = $2)"
 
 
 @strawberry.type
@@ -103,12 +139,21 @@ class WebhookSubscription:
         self, info: Info, webhook_id: strawberry.ID | None = None
     ) -> AsyncGenerator[WebhookEventUpdate, None]:
         pool = info.context.pool
-        visibility: Visibility = info.context.visibility
-        only: int | None = None
-        if webhook_id is not None:
-            only = _parse_global_id(str(webhook_id), "Webhook")
-            # Another seller's webhook is as missing as one that never existed.
-            if only is None or not await pool.fetchval(_WEBHOOK_VISIBLE_SQL, only, visibility.seller_id):
-                raise ValueError("webhook not found")
-        async for update in watch(pool, visibility, only):
-            yield WebhookEventUpdate.from_update(update)
+        visibility: Visibility = info.context.viewer
+        slots: KeySubscriptions | None = info.context.subscriptions
+        if slots is None:  # the view gives slots to each authenticated websocket
+            raise ValueError("subscriptions are served over websockets only (graphql-transport-ws or graphql-ws)")
+        with slots.hold():  # from the first update asked for until the stream is closed, however it ends
+            only: int | None = None
+            if webhook_id is not None:
+                only = parse_id(str(webhook_id), "Webhook")
+                # Another seller's webhook is as missing as one that never existed.
+                if only is None or not await _visible(pool, only, visibility):
+                    raise ValueError("webhook not found")
+            async for update in watch(pool, visibility, only):
+                yield WebhookEventUpdate.from_update(update)
+
+
+async def _visible(pool: asyncpg.Pool, webhook_id: int, visibility: Visibility) -> bool:
+    async with pool.acquire() as conn:
+        return await store.get_webhook(conn, webhook_id, visibility.seller_id) is not None

@@ -3,8 +3,8 @@ failure becomes a (field, message) pair."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-from urllib.parse import urlsplit
 
 import strawberry
 
@@ -13,10 +13,14 @@ from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, Webhook
 from app.config import Settings
 from app.cost import limits_for
 from app.models import Action, EntityType, Header, Visibility
-from app.netguard import check_host, validate_headers, validate_url
+from app.netguard import Target, check_host, has_lone_surrogate, parse_target, validate_headers
 from app.queries import DEFAULT_QUERY, QueryError, compile_query
 
 MAX_NAME_LENGTH = 200
+# Any one string of an input, whatever its own rule: far above every real value (URLs stop at
+# 2,048, headers at 8 KiB in all), so only an absurd input meets it, before any parser does.
+MAX_TEXT_LENGTH = 100_000
+MAX_TEXT_ERRORS = 20  # reported of those: 5,000 bad headers need not get 5,000 messages
 RANGES = {"max_attempts": (1, 50), "timeout_seconds": (1, 30), "concurrency": (1, 100)}
 
 
@@ -62,10 +66,35 @@ class WebhookUpdateInput:
 
 
 async def check_url(url: str, allow_private: bool) -> str | None:
-    problem = validate_url(url)
-    if problem is None:
-        problem = await check_host(urlsplit(url).hostname or "", allow_private)
-    return problem
+    """Why `url` cannot be a webhook's target (shape, then the addresses its host stands for)."""
+    target = parse_target(url)
+    if isinstance(target, str):
+        return target
+    return await check_host(target.host, allow_private)
+
+
+def text_problems(value: object, field: str = "") -> list[FieldError]:
+    """A field error for every string inside an input (nested inputs and lists included) that no
+    field could accept: a NUL (PostgreSQL text cannot hold one), a lone surrogate (not Unicode:
+    nothing can encode it) or more than MAX_TEXT_LENGTH characters. The generic guard that runs
+    before any field's own rules, so no parser, encoder or statement meets such a string."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT_LENGTH:
+            return [FieldError(field=field, message=f"{field} is longer than {MAX_TEXT_LENGTH} characters")]
+        if "\0" in value:
+            return [FieldError(field=field, message=f"{field} must not contain NUL characters")]
+        if has_lone_surrogate(value):
+            return [FieldError(field=field, message=f"{field} is not valid Unicode (it contains a lone surrogate)")]
+        return []
+    if isinstance(value, list):
+        return [e for i, item in enumerate(value) for e in text_problems(item, f"{field}.{i}")]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a strawberry input
+        return [
+            e
+            for f in dataclasses.fields(value)
+            for e in text_problems(getattr(value, f.name), f"{field}.{_camel(f.name)}" if field else _camel(f.name))
+        ]
+    return []
 
 
 async def clean(
@@ -78,7 +107,9 @@ async def clean(
     settings: Settings,
 ) -> tuple[dict[str, Any], list[FieldError]]:
     """Validated column values for the fields given (all of them on create), or the errors."""
-    errors: list[FieldError] = []
+    errors = text_problems(given)[:MAX_TEXT_ERRORS]
+    if errors:
+        return {}, errors  # the fields' own rules (and their parsers) never see such strings
     values: dict[str, Any] = {}
 
     def fail(field: str, message: str) -> None:
@@ -121,9 +152,9 @@ async def clean(
     if "url" in values or "headers" in values:
         # aiohttp refuses a request that has both (it cannot tell which credentials to send), and
         # a receiver would see only one of them: say so now rather than fail every attempt.
-        url = values.get("url") or (current or {}).get("url") or ""
+        target = parse_target(values.get("url") or (current or {}).get("url") or "")
         names = [h["name"] for h in values.get("headers") or (current or {}).get("headers") or []]
-        if urlsplit(url).username is not None and any(n.lower() == "authorization" for n in names):
+        if _has_credentials(target) and any(n.lower() == "authorization" for n in names):
             fail("url" if "url" in values else "headers",
                  "the URL carries credentials (user:password@) and the headers set Authorization; keep one of them")
     if given.events is not None:
@@ -153,6 +184,10 @@ async def clean(
     elif current is None:
         values["seller_id"] = viewer.seller_id
     return values, errors
+
+
+def _has_credentials(target: Target | str) -> bool:
+    return isinstance(target, Target) and target.has_credentials  # a bad URL has its own error
 
 
 def _camel(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from strawberry.scalars import JSON
 
 from app.api.context import Context, Info, make_context
 from app.api.ids import parse_id, to_global_id
-from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean
+from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean, text_problems
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
 from app.cost import limits_for
@@ -23,6 +24,23 @@ from app.store import webhooks as store
 from app.transport import Transport
 
 TEST_FAILED_REASON = "test failed"
+TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
+
+
+async def _seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
+    """Why the seller cannot own one more webhook: missing, or at its quota. Holds the seller's
+    row lock until the caller's transaction ends, so concurrent creates are counted one after the
+    other. (Reported on `sellerId`, given by an operator key or implied by a seller key. The
+    operator's own webhooks have no quota: operator keys are the marketplace's, not a tenant's.)"""
+    count = await store.lock_seller_webhooks(conn, seller_id)
+    if count is None:
+        return f"seller {to_global_id('Seller', seller_id)} does not exist"
+    if count >= max_webhooks:
+        return (
+            f"webhook quota reached: this seller has {count} webhooks and may have at most {max_webhooks}"
+            " (HOOKQL_SELLER_MAX_WEBHOOKS); delete one to create another"
+        )
+    return None
 
 
 def _not_found(field: str = "id") -> list[FieldError]:
@@ -114,12 +132,14 @@ class WebhookMutation:
             allow_private=ctx.settings.allow_private_targets,
             settings=ctx.settings,
         )
-        async with ctx.pool.acquire() as conn:
-            seller = values.get("seller_id")
-            if not errors and seller is not None and not await store.seller_exists(conn, seller):
-                errors.append(FieldError(field="sellerId", message=f"seller {input.seller_id} does not exist"))
-            if errors:
-                return WebhookSecretPayload(errors=errors)
+        if errors:
+            return WebhookSecretPayload(errors=errors)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            seller, problem = values.get("seller_id"), None
+            if seller is not None:
+                problem = await _seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+            if problem:
+                return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
             secret = new_secret()
             row = await store.insert_webhook(conn, values, secret)
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
@@ -195,6 +215,12 @@ class WebhookMutation:
             timeout_s=float(hook["timeout_seconds"]),
             allow_private_targets=ctx.settings.allow_private_targets,
         )
+        # The ping may wait its whole timeout for the receiver, which can be longer than the
+        # request's deadline (request_timeout_ms): the deadline makes room for it, so a slow but
+        # answering receiver's test is recorded and answered rather than cut off.
+        deadline = getattr(ctx.request, "scope", {}).get("state", {}).get("deadline")
+        if deadline is not None:
+            deadline.extend_to(asyncio.get_running_loop().time() + out.timeout_s + TEST_RECORD_MARGIN_S)
         if ctx.transport is not None:
             result = await ctx.transport.send(out)
         else:
@@ -230,6 +256,9 @@ class WebhookMutation:
         query: str,  # type: ignore[valid-type]
         entity_id: strawberry.ID,
     ) -> WebhookPreviewPayload:
+        hostile = text_problems(query, "query")  # as webhookCreate refuses them: NUL, lone surrogates, size
+        if hostile:
+            return WebhookPreviewPayload(errors=hostile)
         ctx = info.context
         entity_type = EntityType(type)
         limits = limits_for(ctx.settings, operator=ctx.viewer.is_operator)  # it runs with the caller's visibility

@@ -49,8 +49,17 @@ async def list_webhooks(conn: asyncpg.Connection, owner: int | None) -> list[asy
     return list(await conn.fetch("SELECT * FROM webhooks WHERE seller_id = $1 ORDER BY id", owner))
 
 
-async def seller_exists(conn: asyncpg.Connection, seller_id: int) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM sellers WHERE id = $1", seller_id))
+async def lock_seller_webhooks(conn: asyncpg.Connection, seller_id: int) -> int | None:
+    """How many webhooks the seller has, holding its row lock until the transaction ends, so a
+    concurrent create for the same seller waits here and then counts this one's new webhook: a
+    quota checked against this count cannot be passed twice. None when there is no such seller.
+    FOR NO KEY UPDATE, not FOR UPDATE: rows that reference the seller (products, invoices) take
+    FOR KEY SHARE on it as they are written, and are not held up."""
+    if not await conn.fetchval("SELECT 1 FROM sellers WHERE id = $1 FOR NO KEY UPDATE", seller_id):
+        return None
+    # A statement of its own, after the lock: READ COMMITTED gives it a snapshot that includes
+    # what the previous holder of the lock committed.
+    return int(await conn.fetchval("SELECT count(*) FROM webhooks WHERE seller_id = $1", seller_id))
 
 
 async def insert_webhook(conn: asyncpg.Connection, values: dict[str, Any], secret: str) -> asyncpg.Record:
