@@ -599,30 +599,32 @@ async def test_subscriptions_beyond_the_key_quota_are_refused(
     hook_id = created["webhookCreate"]["webhook"]["id"]
     url = _ws_url(calm.serve.base_url)
 
-    async def subscribe(ws: ClientConnection) -> str:
-        """'heard', 'refused', or 'nothing' (no ping heard within the bound)."""
+    async def subscribe(ws: ClientConnection) -> tuple[str, str]:
+        """('heard' | 'refused' | 'nothing', what the server said)."""
         try:
             async with asyncio.timeout(8.0):
                 await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}))
-                if json.loads(await ws.recv()).get("type") != "connection_ack":
-                    return "refused"
+                ack = await ws.recv()
+                if json.loads(ack).get("type") != "connection_ack":
+                    return "refused", str(ack)
                 await ws.send(json.dumps({
                     "id": "s", "type": "subscribe",
                     "payload": {"query": "subscription { webhookEvents { id status } }"},
                 }))
                 async for raw in ws:
                     message = json.loads(raw)
-                    if message.get("type") == "next":
-                        return "heard"
+                    if message.get("type") == "next":  # an update, or the errors its resolver raised
+                        heard = (message["payload"].get("data") or {}).get("webhookEvents")
+                        return ("heard" if heard else "refused"), str(raw)
                     if message.get("type") == "error":
-                        return "refused"
-        except ConnectionClosed:
-            return "refused"
+                        return "refused", str(raw)
+        except ConnectionClosed as closed:
+            return "refused", f"closed: {closed}"
         except TimeoutError:
-            return "nothing"
-        return "refused"  # closed by the server
+            return "nothing", ""
+        return "refused", "closed"
 
-    async def ping_until(done: asyncio.Future[list[str]]) -> None:
+    async def ping_until(done: asyncio.Future[list[tuple[str, str]]]) -> None:
         while not done.done():
             data = await api(session, calm.serve.base_url, other_key,
                              "mutation($id: ID!) { webhookTest(id: $id) { errors { message } } }", {"id": hook_id})
@@ -641,8 +643,10 @@ async def test_subscriptions_beyond_the_key_quota_are_refused(
             await pinger
     finally:
         await conn.execute("DELETE FROM webhooks WHERE seller_id = $1 AND name = 'subscribed'", SUBSCRIBER)
-    assert results.count("heard") == quota, results
-    assert results.count("refused") == 2, results
+    outcomes = [outcome for outcome, _ in results]
+    assert outcomes.count("heard") == quota, results
+    assert outcomes.count("refused") == 2, results
+    assert all(str(quota) in said for outcome, said in results if outcome == "refused"), results
     assert_unharmed(neighbours)
 
 
