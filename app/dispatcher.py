@@ -11,7 +11,10 @@ its very next attempt. Attempts waiting in a lane use the configuration read at 
 
 Events this process's listener just enqueued skip the claim: they are inserted leased to this
 process and handed over (`accept`, app.listener.Handoff) within the same budget, so a claim is
-needed only for what was left to one — announced by NOTIFY."""
+needed only for what was left to one — announced by NOTIFY.
+
+Send slots and held events are shared fairly by owner (a seller, or the operator): the rule is
+in app.lanes."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import asyncpg
 
 from app.config import Settings
 from app.envelope import PayloadJSON, build_body, global_id
-from app.lanes import Lanes, handoff_budget
+from app.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
 from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
@@ -40,7 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 attempt_log = logging.getLogger("hookql.delivery")
 
-MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all webhooks
+MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all owners (settings.owner_max_sending each)
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
 # Events handed over by the listener as it enqueues them fill at most this many of those: claims
 # always have room left, so a backlog of older events is never starved by fresh ones.
@@ -110,7 +113,7 @@ class Dispatcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
         self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
-        self._lanes = Lanes(MAX_IN_FLIGHT)  # the held attempts, per webhook (app.lanes)
+        self._lanes = Lanes(MAX_IN_FLIGHT, settings.owner_max_sending)  # the held attempts (app.lanes)
         self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
         self.renew_every_s = RENEW_EVERY_S
         # When to claim again. A claim finds everything due that it may lease, so another one is
@@ -136,6 +139,9 @@ class Dispatcher:
             webhook["live_concurrency"], webhook["leased"], webhook["failing_since"] is not None, CLAIM_AHEAD
         )
 
+    def owner_budget(self, webhook: Mapping[str, Any]) -> int:
+        return owner_handoff_budget(self.settings.owner_max_sending, webhook["owner_leased"])
+
     def accept(self, rows: list[dict[str, Any]]) -> None:
         """Events the listener committed leased to this process: sent like claimed ones."""
         if self._stopping.is_set():  # too late to send: give their leases back
@@ -153,9 +159,8 @@ class Dispatcher:
                 # hold it, and the lease is ours again.
                 continue
             self._unrecorded[row["id"]] = row
-            self._lanes.add(row, row["live_concurrency"])
-        for webhook_id in {row["webhook_id"] for row in rows}:
-            self._start(self._lanes.take(webhook_id))
+            self._lanes.add(row, row["live_concurrency"], row["seller_id"], row["failing_since"] is not None)
+        self._start(self._lanes.take())
 
     # -- claiming and sending ------------------------------------------------------------------
 
@@ -170,7 +175,8 @@ class Dispatcher:
                 try:
                     async with self.pool.acquire() as conn:
                         claimed = await store.claim_events(
-                            conn, free, LEASE_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD
+                            conn, free, LEASE_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD,
+                            owner_max_held(self.settings.owner_max_sending),
                         )
                 except _DB_ERRORS as exc:
                     log.warning("dispatcher: database unavailable (%s); retrying", exc)
@@ -209,6 +215,7 @@ class Dispatcher:
             self._lanes.done(webhook_id)
         # The webhook's other waiting attempts follow this outcome at once, before it is recorded.
         outcome = classify(result)
+        self._lanes.outcome(webhook_id, outcome is Outcome.DELIVERED)
         if outcome is Outcome.GONE:
             self._forget(self._lanes.drop(webhooks={webhook_id}))
         elif outcome is Outcome.RATE_LIMITED:
@@ -221,8 +228,7 @@ class Dispatcher:
         ):
             self._slot_freed.set()
         await self._results.put((row, result))
-        self._start(self._lanes.take(webhook_id))
-        self._start(self._lanes.take_blocked())
+        self._start(self._lanes.take())
 
     def _forget(self, event_ids: list[int]) -> None:
         """Held events dropped unsent: no longer ours; the recorder gives back their leases."""
@@ -389,7 +395,7 @@ class Dispatcher:
                 disabled.add(webhook_id)
             else:
                 self._lanes.set_limit(webhook_id, live_concurrency)
-                self._start(self._lanes.take(webhook_id))
+        self._start(self._lanes.take())
         self._forget(self._lanes.drop(webhooks=disabled))
         await self._give_back_unsent()
         return retrying

@@ -55,6 +55,10 @@ class Handoff(Protocol):
         """Events of this webhook (`lock_webhooks_for_handoff` row) it may be leased now."""
         ...
 
+    def owner_budget(self, webhook: Mapping[str, Any]) -> int:
+        """Events of this webhook's owner, over all the owner's webhooks, it may be leased now."""
+        ...
+
     def accept(self, rows: list[dict[str, Any]]) -> None:
         """Committed, leased events to send: rows shaped as a claim returns them."""
         ...
@@ -387,7 +391,10 @@ class Listener:
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
             # event they supersede (that one failed: its clock decides when to try again).
+            # Within its owner's share of held events too (app.lanes).
             room = {w: handoff.budget(r) for w, r in config.items() if r["enabled"]} if handoff else {}
+            owner_of = {w: r["seller_id"] for w, r in config.items()}
+            owner_room = {r["seller_id"]: handoff.owner_budget(r) for r in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
             rows: list[tuple[Any, ...]] = []
             next_seq = dict(firsts)
@@ -399,10 +406,14 @@ class Listener:
                 is_skipped = k in skipped
                 public_id = new_event_id()
                 fresh_clock = clock is None or clock["attempts"] == 0
-                leased = not is_skipped and fresh_clock and capacity > 0 and room.get(k[0], 0) > 0
+                leased = (
+                    not is_skipped and fresh_clock and capacity > 0 and room.get(k[0], 0) > 0
+                    and owner_room[owner_of[k[0]]] > 0
+                )
                 if leased:
                     capacity -= 1
                     room[k[0]] -= 1
+                    owner_room[owner_of[k[0]]] -= 1
                 rows.append(
                     (
                         public_id,

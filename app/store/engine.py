@@ -132,7 +132,7 @@ async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[i
 # when it hands fresh events straight to this process's dispatcher (`lock_webhooks_for_handoff`).
 DELIVERY_WEBHOOK_COLUMNS = (
     "url", "method", "format", "headers", "secret", "previous_secret", "previous_secret_expires_at",
-    "timeout_seconds", "max_attempts", "concurrency", "live_concurrency", "failing_since",
+    "timeout_seconds", "max_attempts", "concurrency", "live_concurrency", "failing_since", "seller_id",
 )
 
 
@@ -150,15 +150,23 @@ async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> Non
 
 async def lock_webhooks_for_handoff(conn: asyncpg.Connection, webhook_ids: list[int]) -> list[asyncpg.Record]:
     """`lock_webhooks`, returning what a hand-off needs: each webhook's delivery configuration,
-    whether it is enabled, and how many of its events are leased (held by some process)."""
+    whether it is enabled, and how many events are leased (held by some process): its own
+    (`leased`) and its owner's over all the owner's webhooks (`owner_leased`; the owner is the
+    seller, or the operator)."""
     if not webhook_ids:
         return []
     return list(
         await conn.fetch(
-            "WITH w AS (SELECT * FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) "
+            "WITH w AS (SELECT * FROM webhooks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE), "
+            # The leased events of these webhooks' owners, as a claim counts them (the operator is owner 0).
+            "owners AS MATERIALIZED (SELECT coalesce(o.seller_id, 0) AS owner, count(*) AS n "
+            "    FROM webhooks o JOIN webhook_events e ON e.webhook_id = o.id "
+            "    AND e.leased_until IS NOT NULL AND e.leased_until > now() "
+            "    WHERE coalesce(o.seller_id, 0) IN (SELECT coalesce(seller_id, 0) FROM w) GROUP BY 1) "
             f"SELECT w.id, w.enabled, {_webhook_columns('w')}, "
-            "(SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()) AS leased "
-            "FROM w",
+            "(SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()) AS leased, "
+            "coalesce(owners.n, 0) AS owner_leased "
+            "FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0)",
             webhook_ids,
         )
     )
@@ -297,44 +305,71 @@ WITH leased AS (
     WHERE leased_until IS NOT NULL AND leased_until > now() AND id <> ALL($4::bigint[])
 ), busy AS (
     SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
+), owner_busy AS (
+    -- an owner is a seller, or the operator (seller_id NULL: owner 0, below every bigserial id)
+    SELECT coalesce(w.seller_id, 0) AS owner, sum(b.n) AS n
+    FROM busy b JOIN webhooks w ON w.id = b.webhook_id GROUP BY 1
 ), due AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
       AND (e.leased_until IS NULL OR e.leased_until <= now())
-      AND NOT EXISTS (SELECT 1 FROM leased l WHERE l.webhook_id = e.webhook_id
-                      AND l.entity_type = e.entity_type AND l.entity_id = e.entity_id)
+      -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
+      -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
+      -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
+      AND (e.entity_type IS NULL OR e.entity_id IS NULL OR (e.webhook_id, e.entity_type, e.entity_id) NOT IN (
+          SELECT webhook_id, entity_type, entity_id FROM leased
+          WHERE entity_type IS NOT NULL AND entity_id IS NOT NULL))
     ORDER BY e.next_attempt_at, e.id
     LIMIT $3
 ), ranked AS (
     -- $5: lease ahead only for a healthy webhook; a failing one (a URL being fixed, a receiver
     -- down) gets one round at a time, so each retry sees the webhook's configuration afresh
-    SELECT d.id, w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN $5 ELSE 1 END
-                 - coalesce(b.n, 0) AS free,
+    SELECT d.id, d.next_attempt_at, coalesce(w.seller_id, 0) AS owner, coalesce(b.n, 0) AS busy,
+           w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN $5 ELSE 1 END
+           - coalesce(b.n, 0) AS free,
            row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn
     FROM due d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
     LEFT JOIN busy b ON b.webhook_id = d.webhook_id
+), shared AS (
+    -- $6: events one owner may hold leased, over all its webhooks. They take turns, the one
+    -- holding fewest first, so a webhook with little leased gets in ahead of a busy sibling.
+    SELECT r.id, $6 - coalesce(o.n, 0) AS free,
+           row_number() OVER (PARTITION BY r.owner ORDER BY r.busy + r.rn, r.next_attempt_at, r.id) AS rn
+    FROM ranked r LEFT JOIN owner_busy o ON o.owner = r.owner
+    WHERE r.rn <= r.free
 ), chosen AS (
-    SELECT id FROM ranked WHERE rn <= free ORDER BY id LIMIT $1
+    -- owners take turns for the room this process has ($1)
+    SELECT id FROM shared WHERE rn <= free ORDER BY rn, id LIMIT $1
 )
 UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => $2)
-FROM chosen c, webhooks w
--- status is checked again on the row as it is when locked: an event superseded by an enqueue
--- that committed while this claim waited for the row must not be sent
-WHERE e.id = c.id AND w.id = e.webhook_id AND e.status = 'pending'
+FROM webhooks w
+-- looked up by primary key (an array, not a join the planner may turn into a scan of every
+-- pending event). status is checked again on the row as it is when locked: an event superseded
+-- by an enqueue that committed while this claim waited for the row must not be sent
+WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.status = 'pending'
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence, e.payload::text AS payload,
           e.changed_at, e.attempts, """ + _webhook_columns("w")
 
 
 async def claim_events(
-    conn: asyncpg.Connection, limit: int, lease_s: float, scan_limit: int, finished: list[int], ahead: int
+    conn: asyncpg.Connection,
+    limit: int,
+    lease_s: float,
+    scan_limit: int,
+    finished: list[int],
+    ahead: int,
+    owner_max_held: int,
 ) -> list[asyncpg.Record]:
-    """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook. The
+    """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook and
+    `owner_max_held` per owner (a seller, or the operator), owners taking turns (app.lanes). The
     lock is taken in its own statement first, so the claim runs on a snapshot that sees every
     lease committed before it (one statement would not)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
-        return list(await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_s, scan_limit, finished, ahead))
+        return list(
+            await conn.fetch(CLAIM_EVENTS_SQL, limit, lease_s, scan_limit, finished, ahead, owner_max_held)
+        )
 
 
 async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_s: float) -> list[int]:
