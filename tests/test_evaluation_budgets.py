@@ -24,6 +24,7 @@ from app.api.schema import schema
 from app.apikeys import create_key
 from app.budgets import Meter
 from app.config import Settings
+from app.cost import measure
 from app.dashboard import dashboard_app
 from app.envelope import global_id
 from app.metrics import render_metrics
@@ -126,7 +127,7 @@ class SlowInvoice:
 
     @strawberry.field
     async def many(self) -> list[Detail]:
-        return [Detail() for _ in range(20_000)]
+        return [Detail() for _ in range(200_000)]
 
 
 @strawberry.type
@@ -142,7 +143,9 @@ SLOW_SCHEMA = strawberry.Schema(query=SlowQuery)
 
 
 def slow_query(text: str) -> CompiledQuery:
-    return CompiledQuery(text, EntityType.INVOICE, parse(text))
+    document = parse(text)
+    cost = measure(SLOW_SCHEMA._schema, document, None, {"id": "x"}, max_work=1_000_000)
+    return CompiledQuery(text, EntityType.INVOICE, document, cost)
 
 
 async def test_a_run_waiting_on_io_is_given_up_at_its_budget_while_other_groups_finish() -> None:
@@ -171,7 +174,7 @@ async def test_a_run_waiting_on_io_is_given_up_at_its_budget_while_other_groups_
 
 
 async def test_a_group_is_not_charged_for_the_time_it_waited_behind_another_groups_work() -> None:
-    # given an owner whose query waits 50 ms on I/O, and another whose query resolves 100,000
+    # given an owner whose query waits 50 ms on I/O, and another whose query resolves 1,000,000
     # fields (seconds of CPU: resolved without a pause, so the first waits behind it)
     napping = slow_query("query($id: ID!) { invoice(id: $id) { nap { n } } }")
     expensive = slow_query("query($id: ID!) { invoice(id: $id) { many { n } } }")
