@@ -112,7 +112,7 @@ LIMIT $3
 
 _EVENTS_SQL = """
 SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.attempts,
-       e.changed_at, e.created_at, e.next_attempt_at, e.finished_at
+       e.changed_at, e.created_at, e.next_attempt_at, e.finished_at, e.error
 FROM webhook_events e
 WHERE e.webhook_id = $1 AND ($2::text IS NULL OR e.status = $2) AND ($3::bigint IS NULL OR e.id < $3)
 ORDER BY e.id DESC

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from app.budgets import Meter
 from app.coalesce import due_at, fold
 from app.config import Settings
-from app.envelope import PayloadJSON, encode_payload, event_name, global_id, new_event_id, payload_hash
+from app.envelope import encode_payload, event_name, global_id, new_event_id, payload_hash
 from app.models import Action, EntityType, Visibility
-from app.payloads import evaluate_many
+from app.payloads import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
 from app.queries import CompiledQuery, QueryError, compile_query
 from app.store import engine as store
 from app.wakeups import Wakeups, wait_any
@@ -110,6 +111,7 @@ class Listener:
         self._fold_due_in_s: float | None = None
         self._due_hint: float | None = None  # loop time the folds since the evaluator slept come due
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
+        self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -117,7 +119,10 @@ class Listener:
     async def run(self) -> None:
         """Ingesting and evaluating, as two loops: neither waits for the other's round trips, so
         an entity due now is not held up by the folding of the changes that keep arriving."""
-        await asyncio.gather(self._ingest_loop(), self._evaluate_loop())
+        try:
+            await asyncio.gather(self._ingest_loop(), self._evaluate_loop())
+        finally:
+            cancel_abandoned()
 
     async def _ingest_loop(self) -> None:
         # Ingest when a change was announced, when the last ingest left more, and on every sweep
@@ -280,10 +285,11 @@ class Listener:
 
     async def _evaluate(
         self, due: list[Due], webhooks: list[asyncpg.Record]
-    ) -> dict[tuple[int, str, int], dict[str, Any]]:
-        """Payload per (webhook id, entity type, entity id). The queries of one (entity type,
-        visibility) run merged, once per entity (app.merge); one context (one set of DataLoaders)
-        per visibility, so later groups find rows in the loaders' caches."""
+    ) -> dict[tuple[int, str, int], Encoded | Breach]:
+        """Payload per (webhook id, entity type, entity id), encoded — or the budget it breached
+        (app.payloads: time per run of a group, size per payload). The queries of one (entity
+        type, visibility) run merged, once per entity (app.merge); one context (one set of
+        DataLoaders) per visibility, so groups find rows in the loaders' caches."""
         # (entity type, owner) → query → (its webhooks, the entities any of them wants)
         groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[asyncpg.Record]]] = defaultdict(dict)
         entities: dict[tuple[EntityType, int | None], dict[tuple[str, int], Due]] = defaultdict(dict)
@@ -313,19 +319,30 @@ class Listener:
         # All groups at once: each waits on its loaders' round trips (a nested query is 3-4 waves
         # of them), so running them one after another made a batch's latency their sum. Memory is
         # bounded by the batch size (EVENTS_PER_BATCH), not by running them together.
+        # Each group breaches alone: its outcomes say so, and the others' are unaffected.
         results = await asyncio.gather(
             *(
-                evaluate_many(self.schema, contexts[group[1]], list(by_query), [d.global_id for d in members])
+                evaluate_many(
+                    self.schema, contexts[group[1]], list(by_query), [d.global_id for d in members], self.budgets
+                )
                 for group, members, by_query in group_list
             )
         )
-        out: dict[tuple[int, str, int], dict[str, Any]] = {}
-        for (_, members, by_query), payloads in zip(group_list, results, strict=True):
+        out: dict[tuple[int, str, int], Encoded | Breach] = {}
+        # Webhooks sharing a query share one payload object: encode, measure and hash each once.
+        encoded: dict[int, Encoded | Breach] = {}
+        for (_, members, by_query), outcomes in zip(group_list, results, strict=True):
             for compiled, hooks in by_query.items():
-                by_entity = dict(zip((d.key for d in members), payloads[compiled], strict=True))
+                by_entity = dict(zip((d.key for d in members), outcomes[compiled], strict=True))
                 for hook in hooks:
                     for d in wanted[hook["id"]]:
-                        out[(hook["id"], *d.key)] = by_entity[d.key]
+                        outcome = by_entity[d.key]
+                        if isinstance(outcome, Breach):
+                            out[(hook["id"], *d.key)] = outcome
+                            continue
+                        if id(outcome) not in encoded:
+                            encoded[id(outcome)] = encode_within(outcome, self.budgets.payload_bytes)
+                        out[(hook["id"], *d.key)] = encoded[id(outcome)]
         events_per_entity = max(1.0, len(out) / len(due))
         executions_per_entity = max(1.0, sum(len(members) for _, members, _ in group_list) / len(due))
         self._batch_size = max(
@@ -339,9 +356,10 @@ class Listener:
         return out
 
     async def _enqueue(
-        self, due: list[Due], webhooks: list[asyncpg.Record], payloads: dict[tuple[int, str, int], dict[str, Any]]
+        self, due: list[Due], webhooks: list[asyncpg.Record], payloads: dict[tuple[int, str, int], Encoded | Breach]
     ) -> None:
         skip_identical = {h["id"]: h["skip_identical_payloads"] for h in webhooks}
+        breach_streaks = {h["id"]: h["budget_breaches"] for h in webhooks}
         by_key = {d.key: d for d in due}
         async with self.pool.acquire() as conn, conn.transaction():
             current = await store.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
@@ -367,21 +385,19 @@ class Listener:
                 config = {r["id"]: r for r in await store.lock_webhooks_for_handoff(conn, webhook_ids)}
             else:
                 await store.lock_webhooks(conn, webhook_ids)
-            # Webhooks sharing a query share one payload object: encode and hash each once.
-            encoded: dict[int, tuple[PayloadJSON, bytes]] = {}
-            for p in outputs.values():
-                if id(p) not in encoded:
-                    text = encode_payload(p)
-                    encoded[id(p)] = (text, payload_hash(text))
-            texts = {k: encoded[id(p)][0] for k, p in outputs.items()}
-            hashes = {k: encoded[id(p)][1] for k, p in outputs.items()}
+            # A breach is an event like any other — it takes the next sequence number — but it
+            # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
+            breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
+            encoded = {k: o for k, o in outputs.items() if isinstance(o, Encoded)}
+            texts = {k: o.text for k, o in encoded.items()}
+            hashes = {k: o.hash for k, o in encoded.items()}
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
                 counts[k[0]] += 1
-            firsts, previous = await store.reserve_and_read_hashes(conn, dict(counts), list(outputs))
-            pending = [k for k in outputs if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
+            firsts, previous = await store.reserve_and_read_hashes(conn, dict(counts), list(encoded))
+            pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
             pending_set = set(pending)
-            skipped = {k for k in outputs if k not in pending_set}
+            skipped = {k for k in encoded if k not in pending_set}
             superseded = (
                 await store.supersede(conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending])
                 if pending
@@ -397,11 +413,15 @@ class Listener:
             owner_room = {r["seller_id"]: handoff.owner_budget(r) for r in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
             rows: list[tuple[Any, ...]] = []
+            failed: list[store.FailedEvaluation] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
                 d = by_key[(k[1], k[2])]
                 seq = next_seq[k[0]]
                 next_seq[k[0]] = seq + 1
+                if k in breaches:
+                    failed.append(_failed_evaluation(k, d, seq, breaches[k]))
+                    continue
                 clock = clocks.get(k)
                 is_skipped = k in skipped
                 public_id = new_event_id()
@@ -450,8 +470,50 @@ class Listener:
                 restarted,
             )
             handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
+            streaks = _budget_streaks(breaches, {k[0] for k in encoded}, breach_streaks)
+            if failed or streaks:
+                disabled = await store.record_budget_outcomes(
+                    conn, failed, streaks, self.settings.budget_breaches_to_disable
+                )
+                for webhook_id, reason in disabled:
+                    log.warning("webhook %s disabled: %s", webhook_id, reason)
         if handed and handoff is not None:  # committed: theirs to send
             handoff.accept(handed)
+
+
+def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> store.FailedEvaluation:
+    # What the event log shows as its payload: the error, shaped as a GraphQL result.
+    payload = encode_payload({"data": None, "errors": [{"message": breach.error}]})
+    return store.FailedEvaluation(
+        public_id=new_event_id(),
+        webhook_id=k[0],
+        entity_type=k[1],
+        entity_id=k[2],
+        event=event_name(d.entity_type, d.action.value),
+        sequence=sequence,
+        payload=payload,
+        payload_hash=payload_hash(payload),
+        changed_at=d.last_change_at,
+        reason=breach.reason,
+        error=breach.error,
+    )
+
+
+def _budget_streaks(
+    breaches: Mapping[tuple[int, str, int], Breach], succeeded: set[int], streaks: Mapping[int, int]
+) -> list[store.BudgetStreak]:
+    """What this batch does to each webhook's run of consecutive budget breaches: a webhook that
+    breached on any entity extends it (once per batch: one breaching run fails many entities);
+    one that only succeeded ends it, if it had one (as read with the webhooks; the statement
+    checks again)."""
+    last: dict[int, Breach] = {}
+    for k, breach in sorted(breaches.items()):
+        if k[0] not in last or (breach.evaluated and not last[k[0]].evaluated):
+            last[k[0]] = breach
+    ended = sorted(w for w in succeeded - last.keys() if streaks.get(w, 0) > 0)
+    return [store.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
+        store.BudgetStreak(w, None) for w in ended
+    ]
 
 
 def _delivery_row(row: tuple[Any, ...], event_id: int, webhook: asyncpg.Record) -> dict[str, Any]:

@@ -12,7 +12,10 @@ so nothing here is process memory: whichever process is scraped reports the same
   * attempts by status class and the commit→2xx latency histogram: `hookql_metric_counters`,
     which a trigger on `webhook_attempts` (migration 0007) increments in the transaction that
     records each attempt, whichever process records it.
-Labels are bounded: event statuses, five status classes and fixed buckets; never a webhook id.
+  * evaluation budget breaches by reason: `hookql_metric_counters` too, incremented by the
+    statement that records the FAILED events (`store.engine.record_budget_outcomes`).
+Labels are bounded: event statuses, five status classes, fixed buckets and two breach reasons;
+never a webhook id.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from app.models import EventStatus
 
 SCRAPE_TIMEOUT_S = 5.0
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+BREACH_REASONS = ("time", "size")  # app.payloads.Breach.reason
 # Must match hookql_latency_bucket() in migration 0007.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
 # Serialises the folding of finished backends' counter rows between concurrent scrapes.
@@ -57,6 +61,7 @@ class Snapshot:
     attempts_total: dict[str, float] = field(default_factory=dict)
     latency_buckets: dict[str, float] = field(default_factory=dict)  # non-cumulative, by le label
     latency_sum_s: float = 0.0
+    budget_breaches_total: dict[str, float] = field(default_factory=dict)  # by reason
 
 
 _FOLD_FINISHED_BACKENDS = """
@@ -124,6 +129,8 @@ async def read_snapshot(conn: asyncpg.Connection) -> Snapshot:
                 snap.latency_buckets[row["label"]] = row["value"]
             elif row["metric"] == "latency_sum":
                 snap.latency_sum_s = row["value"]
+            elif row["metric"] == "budget_breaches":
+                snap.budget_breaches_total[row["label"]] = row["value"]
     return snap
 
 
@@ -169,6 +176,14 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         attempts.add_metric([status_class], snap.attempts_total.get(status_class, 0.0))
     yield attempts
     yield _latency_histogram(snap)
+    breaches = CounterMetricFamily(
+        "hookql_evaluation_budget_breaches",
+        "Webhook events failed because their evaluation breached a budget, by reason (time, size)",
+        labels=["reason"],
+    )
+    for reason in BREACH_REASONS:
+        breaches.add_metric([reason], snap.budget_breaches_total.get(reason, 0.0))
+    yield breaches
 
 
 def _latency_histogram(snap: Snapshot) -> HistogramMetricFamily:

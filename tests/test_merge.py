@@ -8,11 +8,14 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
+from app.budgets import Meter
 from app.envelope import global_id
 from app.merge import merge_queries
 from app.models import OPERATOR, EntityType, Visibility
-from app.payloads import evaluate, evaluate_many
+from app.payloads import Budgets, evaluate, evaluate_many
 from app.queries import CompiledQuery, compile_query
+
+NO_LIMITS = Budgets(Meter(), time_ms=3_600_000, payload_bytes=2**31)  # budgets: tests/test_evaluation_budgets.py
 
 
 def compiled(query: str, entity_type: EntityType = EntityType.INVOICE) -> CompiledQuery:
@@ -61,7 +64,7 @@ async def test_each_payload_equals_its_own_querys_result_key_order_included(
     ids = await some_ids(fixture_pool, "invoices", 12)
     gids = [global_id("Invoice", i) for i in ids] + [global_id("Invoice", 10**9)]
     # when they are evaluated merged
-    merged = await evaluate_many(schema, make_context(fixture_pool, visibility), queries, gids)
+    merged = await evaluate_many(schema, make_context(fixture_pool, visibility), queries, gids, NO_LIMITS)
     # then every payload is exactly what the query alone gives, as JSON text (so in key order)
     for q in queries:
         alone = await evaluate(schema, make_context(fixture_pool, visibility), q, gids)
@@ -80,7 +83,7 @@ async def test_refund_requests_and_variants_merge_too(fixture_pool: asyncpg.Pool
         )
     ]
     gids = [global_id("RefundRequest", i) for i in await some_ids(fixture_pool, "refund_requests", 5)]
-    merged = await evaluate_many(schema, make_context(fixture_pool, OPERATOR), refunds, gids)
+    merged = await evaluate_many(schema, make_context(fixture_pool, OPERATOR), refunds, gids, NO_LIMITS)
     for q in refunds:
         assert merged[q] == await evaluate(schema, make_context(fixture_pool, OPERATOR), q, gids)
     assert all(p["data"]["refundRequest"] is not None for p in merged[refunds[0]])
@@ -92,7 +95,7 @@ async def test_one_execution_serves_every_query_of_the_batch(fixture_pool: async
     gids = [global_id("Invoice", i) for i in await some_ids(fixture_pool, "invoices", 20)]
     context = make_context(fixture_pool, OPERATOR)
     # when they are evaluated together
-    merged = await evaluate_many(schema, context, queries, gids)
+    merged = await evaluate_many(schema, context, queries, gids, NO_LIMITS)
     # then the merged document asks for the shared fields once, each payload keeps its own alias,
     # and the loaders ran the statements of one query, not of thirty
     document = merge_queries(schema._schema, queries)
@@ -109,7 +112,7 @@ async def test_an_entity_whose_merged_run_fails_is_evaluated_query_by_query(fixt
     needs = compiled("query($id: ID!) { invoice(id: $id) { status lineItems { quantity } } }")
     spared = compiled("query($id: ID!) { invoice(id: $id) { status currency } }")
     # when both are evaluated merged
-    merged = await evaluate_many(schema, make_context(fixture_pool, OPERATOR), [needs, spared], gids)
+    merged = await evaluate_many(schema, make_context(fixture_pool, OPERATOR), [needs, spared], gids, NO_LIMITS)
     # then the one that reads line items carries its own error and path, the other has none
     for payload in merged[needs]:
         [error] = payload["errors"]

@@ -177,7 +177,7 @@ async def test_label_cardinality_is_bounded(pool: asyncpg.Pool) -> None:
         samples = await scrape(base_url)
     # then: no label names a webhook; the series count does not grow with webhooks
     label_names = {name for _, labels in samples for name, _ in labels}
-    assert label_names <= {"status", "state", "status_class", "le"}
+    assert label_names <= {"status", "state", "status_class", "le", "reason"}
     assert len(samples) < 60
 
 

@@ -71,6 +71,10 @@ class WebhookEvent:
     changed_at: datetime
     created_at: datetime
     finished_at: datetime | None
+    error: str | None = strawberry.field(
+        description="Why the event was never sent: its evaluation breached a budget (time, or payload size)."
+        " Null otherwise; delivery errors are on its attempts"
+    )
     db_id: strawberry.Private[int]
 
     @classmethod
@@ -90,6 +94,7 @@ class WebhookEvent:
             changed_at=row["changed_at"],
             created_at=row["created_at"],
             finished_at=row["finished_at"],
+            error=row["error"],
             db_id=row["id"],
         )
 

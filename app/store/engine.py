@@ -3,6 +3,7 @@ outcomes. Set-based (unnest arrays), so a batch costs a fixed number of statemen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -96,7 +97,7 @@ async def next_entity_due_in_s(conn: asyncpg.Connection) -> float | None:
 async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
-            "SELECT id, seller_id, entity_type, query, events, skip_identical_payloads FROM webhooks "
+            "SELECT id, seller_id, entity_type, query, events, skip_identical_payloads, budget_breaches FROM webhooks "
             "WHERE enabled AND entity_type = ANY($1::text[]) ORDER BY id",
             types,
         )
@@ -289,6 +290,92 @@ async def finish_enqueue(
         EVENTS_CHANNEL,
     )
     return {r["public_id"]: r["id"] for r in leased if r["id"] is not None}
+
+
+@dataclass(frozen=True)
+class FailedEvaluation:
+    """An event whose evaluation breached a budget: recorded FAILED with its error, never sent.
+    `payload` is the JSON text the event log shows; `reason` the metric label (time, size)."""
+
+    public_id: str
+    webhook_id: int
+    entity_type: str
+    entity_id: int
+    event: str
+    sequence: int
+    payload: str
+    payload_hash: bytes
+    changed_at: datetime
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True)
+class BudgetStreak:
+    """A batch's effect on a webhook's consecutive budget breaches: `error` (the one to cite)
+    when it breached, None when it only succeeded (the run of breaches ends)."""
+
+    webhook_id: int
+    error: str | None
+
+
+RECORD_BUDGET_OUTCOMES_SQL = """
+WITH failed AS (
+    INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,
+                                payload, payload_hash, changed_at, error, finished_at)
+    SELECT u.p, u.w, u.t, u.i, u.e, u.s, 'failed', u.pl::json, u.h, u.c, u.err, now()
+    FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[],
+                $8::bytea[], $9::timestamptz[], $10::text[]) u(p, w, t, i, e, s, pl, h, c, err)
+), counted AS (
+    -- /metrics: hookql_evaluation_budget_breaches_total{reason}, kept as the delivery counters
+    -- are (migration 0007: rows per backend, summed at scrape time)
+    INSERT INTO hookql_metric_counters AS c (metric, label, backend_pid, value)
+    SELECT 'budget_breaches', r, pg_backend_pid(), count(*) FROM unnest($11::text[]) r GROUP BY r
+    ON CONFLICT (metric, label, backend_pid) DO UPDATE SET value = c.value + EXCLUDED.value
+), streak AS (
+    SELECT w.id, u.err, w.enabled AND u.err IS NOT NULL AND w.budget_breaches + 1 >= $14 AS disable,
+           w.budget_breaches + 1 AS breaches
+    FROM unnest($12::bigint[], $13::text[]) u(id, err) JOIN webhooks w ON w.id = u.id
+    WHERE u.err IS NOT NULL OR w.budget_breaches > 0
+)
+UPDATE webhooks w SET
+    -- a disabled webhook starts a new count when it is enabled again
+    budget_breaches = CASE WHEN s.err IS NULL OR s.disable THEN 0 ELSE s.breaches END,
+    enabled = w.enabled AND NOT s.disable,
+    disabled_reason = CASE WHEN s.disable
+        THEN format('its query exceeded the evaluation budget %s times in a row (last: %s)', s.breaches, s.err)
+        ELSE w.disabled_reason END
+FROM streak s WHERE w.id = s.id
+RETURNING w.id, s.disable, w.disabled_reason
+"""
+
+
+async def record_budget_outcomes(
+    conn: asyncpg.Connection, failed: list[FailedEvaluation], streaks: list[BudgetStreak], breaches_to_disable: int
+) -> list[tuple[int, str]]:
+    """Record a batch's budget breaches (call inside the enqueue transaction, after
+    `lock_webhooks`): the FAILED events, the breach counter, and each webhook's run of
+    consecutive breaches — extended by a breach, ended by a success; a webhook whose run reaches
+    `breaches_to_disable` is disabled with the reason, as a 410 disables one. Returns the
+    webhooks disabled now: (id, reason)."""
+    rows = await conn.fetch(
+        RECORD_BUDGET_OUTCOMES_SQL,
+        [f.public_id for f in failed],
+        [f.webhook_id for f in failed],
+        [f.entity_type for f in failed],
+        [f.entity_id for f in failed],
+        [f.event for f in failed],
+        [f.sequence for f in failed],
+        [f.payload for f in failed],
+        [f.payload_hash for f in failed],
+        [f.changed_at for f in failed],
+        [f.error for f in failed],
+        [f.reason for f in failed],
+        [s.webhook_id for s in streaks],
+        [s.error for s in streaks],
+        breaches_to_disable,
+    )
+    return [(r["id"], r["disabled_reason"]) for r in rows if r["disable"]]
 
 
 async def notify(conn: asyncpg.Connection, channel: str) -> None:

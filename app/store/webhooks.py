@@ -247,6 +247,8 @@ async def retry_event(conn: asyncpg.Connection, event_id: int) -> str | None:
         return f"only failed or cancelled events can be retried; this one is {event['status']}"
     if event["entity_type"] is None:
         return "a ping cannot be retried; use webhookTest"
+    if event["error"] is not None:  # a budget breach (migration 0012): never had a payload to send
+        return f"it was never sent ({event['error']}); the entity's next change is evaluated again"
     pair = (event["webhook_id"], event["entity_type"], event["entity_id"])
     if await conn.fetchval(
         "SELECT 1 FROM webhook_events WHERE webhook_id = $1 AND entity_type = $2 AND entity_id = $3 "

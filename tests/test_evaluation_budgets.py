@@ -1,0 +1,393 @@
+"""Runtime budgets of webhook evaluations (issue #11): a query that runs too long or produces too
+large a payload gets a FAILED event with a clear error — in the event log, the dashboard and the
+metrics — nothing is sent for it, nobody else waits for it, and repeated breaches disable its
+webhook with the reason. Real engine, real receivers, the sample marketplace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import strawberry
+from graphql import parse
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from app import payloads
+from app.api.context import make_context
+from app.api.ids import to_global_id
+from app.api.schema import schema
+from app.apikeys import create_key
+from app.budgets import Meter
+from app.config import Settings
+from app.cost import measure
+from app.dashboard import dashboard_app
+from app.envelope import global_id
+from app.metrics import render_metrics
+from app.models import EntityType, Visibility
+from app.payloads import Breach, Budgets, evaluate, evaluate_many
+from app.queries import CompiledQuery, compile_query
+from app.store import webhooks as webhook_store
+from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
+from tests.live_server import serving
+from tests.receivers import Receiver
+from tests.test_api_webhooks import gql
+
+STATUS_QUERY = "query($id: ID!) { invoice(id: $id) { status } }"
+# About 5 KB: every product of the invoice's seller, with its variants.
+CATALOGUE_QUERY = (
+    "query($id: ID!) { invoice(id: $id) { seller { products { title description"
+    " variants { sku barcode price { amount currencyCode } } } } } }"
+)
+# Its size follows the invoice's line items (1 to 4 on seller 1's invoices).
+LINES_QUERY = (
+    "query($id: ID!) { invoice(id: $id) { lineItems { quantity unitPrice { amount }"
+    " variant { sku product { title description } } } } }"
+)
+SELLER = 1
+
+
+def fan_out(levels: int) -> str:
+    """Two aliased `products { seller { … } }` per level: 20× the work per level on the sample
+    data (10 products a seller). Three levels take about 1 s of CPU per invoice."""
+    inner = "legacyId"
+    for _ in range(levels):
+        inner = f"a: products {{ legacyId seller {{ {inner} }} }} b: products {{ legacyId seller {{ {inner} }} }}"
+    return "query($id: ID!) { invoice(id: $id) { seller { " + inner + " } } }"
+
+
+def compiled(text: str) -> CompiledQuery:
+    result = compile_query(schema, text, EntityType.INVOICE)
+    assert isinstance(result, CompiledQuery), result
+    return result
+
+
+def budgets(time_ms: int = 60_000, payload_bytes: int = 2**31) -> Budgets:
+    return Budgets(Meter(), time_ms, payload_bytes)
+
+
+async def seller_invoices(pool: asyncpg.Pool, n: int) -> list[int]:
+    rows = await pool.fetch("SELECT id FROM invoices WHERE seller_id = $1 ORDER BY id LIMIT $2", SELLER, n)
+    return [r["id"] for r in rows]
+
+
+async def metric(pool: asyncpg.Pool, line_start: str) -> float:
+    text, _ = await render_metrics(pool)
+    [line] = [ln for ln in text.decode().splitlines() if ln.startswith(line_start)]
+    return float(line.rsplit(" ", 1)[1])
+
+
+# --- evaluating a group -----------------------------------------------------------------------
+
+
+async def test_a_merged_run_that_breaches_fails_only_the_query_that_spent_the_budget(
+    fixture_pool: asyncpg.Pool,
+) -> None:
+    # given one owner's cheap and expensive queries, evaluated merged for three invoices
+    cheap, expensive = compiled(LINES_QUERY), compiled(fan_out(3))
+    gids = [global_id("Invoice", i) for i in await seller_invoices(fixture_pool, 3)]
+    context = make_context(fixture_pool, Visibility(SELLER))
+    # when their time budget is 200 ms
+    outcomes = await evaluate_many(schema, context, [cheap, expensive], gids, budgets(time_ms=200))
+    # then the expensive query breaches on every invoice, and the cheap one has its own payloads
+    assert outcomes[expensive] == [Breach("time", "evaluation exceeded its 200 ms budget")] * 3
+    assert outcomes[cheap] == await evaluate(schema, make_context(fixture_pool, Visibility(SELLER)), cheap, gids)
+
+
+@strawberry.type
+class Detail:
+    @strawberry.field
+    def n(self, info: strawberry.Info) -> int:
+        info.context["resolved_after_gate"] += 1
+        return 1
+
+
+@strawberry.type
+class SlowInvoice:
+    id: strawberry.ID
+
+    @strawberry.field
+    async def slow(self, info: strawberry.Info) -> Detail:
+        info.context["started"] += 1
+        await info.context["gate"].wait()
+        return Detail()
+
+    @strawberry.field
+    def fast(self) -> int:
+        return 7
+
+    @strawberry.field
+    async def nap(self) -> Detail:
+        await asyncio.sleep(0.05)
+        return Detail()
+
+    @strawberry.field
+    async def many(self) -> list[Detail]:
+        return [Detail() for _ in range(200_000)]
+
+
+@strawberry.type
+class SlowQuery:
+    @strawberry.field
+    def invoice(self, id: strawberry.ID) -> SlowInvoice:
+        return SlowInvoice(id=id)
+
+
+# A test-only schema whose resolver waits (the engine receives its schema as an argument): a run
+# that is waiting on I/O resolves nothing, so only its waiter can notice its budget is spent.
+SLOW_SCHEMA = strawberry.Schema(query=SlowQuery)
+
+
+def slow_query(text: str) -> CompiledQuery:
+    document = parse(text)
+    cost = measure(SLOW_SCHEMA._schema, document, None, {"id": "x"}, max_work=1_000_000)
+    return CompiledQuery(text, EntityType.INVOICE, document, cost)
+
+
+async def test_a_run_waiting_on_io_is_given_up_at_its_budget_while_other_groups_finish() -> None:
+    # given a group whose resolver waits on a gate that stays shut, and another group
+    slow, fast_query = slow_query("query($id: ID!) { invoice(id: $id) { slow { n } } }"), slow_query(
+        "query($id: ID!) { invoice(id: $id) { fast } }"
+    )
+    context: dict[str, Any] = {"gate": asyncio.Event(), "started": 0, "resolved_after_gate": 0}
+    limits = budgets(time_ms=100)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # when both are evaluated at once, as a batch's groups are
+    waited, other = await asyncio.gather(
+        evaluate_many(SLOW_SCHEMA, context, [slow], ["a", "b"], limits),
+        evaluate_many(SLOW_SCHEMA, context, [fast_query], ["a", "b"], limits),
+    )
+    elapsed_s = loop.time() - started
+    # then the waiting group breaches at its budget (generous margin), the other has its payloads
+    assert waited[slow] == [Breach("time", "evaluation exceeded its 100 ms budget")] * 2
+    assert other[fast_query] == [{"data": {"invoice": {"fast": 7}}}] * 2
+    assert elapsed_s < 1.0
+    # and the executions left waiting end by themselves once the gate opens, resolving nothing more
+    context["gate"].set()
+    await wait_until(lambda: not payloads._abandoned, timeout_s=5)
+    assert context["started"] == 2 and context["resolved_after_gate"] == 0
+
+
+async def test_a_group_is_not_charged_for_the_time_it_waited_behind_another_groups_work() -> None:
+    # given an owner whose query waits 50 ms on I/O, and another whose query resolves 1,000,000
+    # fields (seconds of CPU: resolved without a pause, so the first waits behind it)
+    napping = slow_query("query($id: ID!) { invoice(id: $id) { nap { n } } }")
+    expensive = slow_query("query($id: ID!) { invoice(id: $id) { many { n } } }")
+    context: dict[str, Any] = {"resolved_after_gate": 0}
+    limits = budgets(time_ms=300)
+    # when both are evaluated at once under a 300 ms budget, as a batch's groups are
+    waited, spent = await asyncio.gather(
+        evaluate_many(SLOW_SCHEMA, context, [napping], ["a"], limits),
+        evaluate_many(SLOW_SCHEMA, context, [expensive], list("abcde"), limits),
+    )
+    # then only the expensive one breaches: the other is charged its own 50 ms, not the wait
+    assert spent[expensive] == [Breach("time", "evaluation exceeded its 300 ms budget")] * 5
+    assert waited[napping] == [{"data": {"invoice": {"nap": {"n": 1}}}}]
+
+
+async def test_a_query_that_breached_is_not_evaluated_for_the_rest_of_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given runs of two entities, and a query that waits past its budget on every entity
+    monkeypatch.setattr(payloads, "FIRST_RUN", 2)
+    slow = slow_query("query($id: ID!) { invoice(id: $id) { slow { n } } }")
+    context: dict[str, Any] = {"gate": asyncio.Event(), "started": 0, "resolved_after_gate": 0}
+    # when it is evaluated for five entities
+    outcomes = await evaluate_many(SLOW_SCHEMA, context, [slow], list("abcde"), budgets(time_ms=50))
+    context["gate"].set()
+    # then the first run breaches, and the other three entities are failed without being run
+    assert [o.evaluated for o in outcomes[slow] if isinstance(o, Breach)] == [True, True, False, False, False]
+    assert outcomes[slow][2].error == (
+        "not evaluated: the query exceeded its 50 ms budget on other entities of this batch"
+    )
+    assert context["started"] == 2
+
+
+def test_runs_are_sized_by_what_the_same_queries_cost_last_time() -> None:
+    sizes, key = payloads.RunSizes(), ("query-a", "query-b")
+    # unknown queries start at the first run's size
+    assert sizes.size(key, 0.5) == payloads.FIRST_RUN
+    # cheap ones get full runs; 10 ms an entity gets what takes a quarter of the budget
+    sizes.observe(key, 25, 0.025)
+    assert sizes.size(key, 0.5) == payloads.MAX_RUN
+    sizes.observe(key, 25, 0.25)
+    assert sizes.size(key, 0.5) == 12
+    # a run that breached (charged at least the budget) shrinks the next to a quarter, down to one
+    sizes.observe(key, 12, 0.6)
+    assert sizes.size(key, 0.5) == 2
+    sizes.observe(key, 2, 0.6)
+    assert sizes.size(key, 0.5) == 1
+    # other queries are sized on their own
+    assert sizes.size(("query-a",), 0.5) == payloads.FIRST_RUN
+
+
+# --- through the engine -----------------------------------------------------------------------
+
+
+async def test_a_payload_over_the_size_budget_is_a_failed_event_and_the_others_are_delivered(
+    fixture_database_url: str,
+) -> None:
+    seller_receiver, operator_receiver = await Receiver().start(), await Receiver().start()
+    try:
+        # given a seller's webhook whose payload is ~5 KB, with a 1,000-byte budget, and the
+        # operator's webhook on the same invoices
+        async with running_engine(fixture_database_url, fast(max_payload_bytes=1000)) as run:
+            seller_hook, _ = await add_webhook(run.pool, seller_receiver.url, query=CATALOGUE_QUERY, seller_id=SELLER)
+            await add_webhook(run.pool, operator_receiver.url, query=STATUS_QUERY)
+            [invoice] = await seller_invoices(run.pool, 1)
+            [expected] = await evaluate(
+                schema, make_context(run.pool, Visibility(SELLER)), compiled(CATALOGUE_QUERY),
+                [global_id("Invoice", invoice)],
+            )
+            size = len(json.dumps(expected, separators=(",", ":")).encode())
+            # when the invoice changes
+            loop = asyncio.get_running_loop()
+            changed_at = loop.time()
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
+            # then the operator's delivery arrives as usual
+            [delivered] = await operator_receiver.wait_for(1)
+            delivered_after_s = loop.time() - changed_at
+            await wait_until(lambda: events(run.pool, seller_hook))
+            [failed] = await events(run.pool, seller_hook)
+            seller_events = await gql(
+                run.pool,
+                "query($id: ID!) { webhookEvent(id: $id) { status error sequence } }",
+                Visibility(SELLER),
+                id=to_global_id("WebhookEvent", failed["id"]),
+            )
+            breaches = await metric(run.pool, 'hookql_evaluation_budget_breaches_total{reason="size"}')
+            async with run.pool.acquire() as conn:
+                key = await create_key(conn, seller_id=SELLER, name="seller")
+            page = await dashboard_page(run.pool, key, seller_hook)
+            async with run.pool.acquire() as conn, conn.transaction():
+                retry_refused = await webhook_store.retry_event(conn, failed["id"])
+    finally:
+        await seller_receiver.stop()
+        await operator_receiver.stop()
+    assert delivered.json()["payload"] == {"data": {"invoice": {"status": "PAID"}}}
+    assert delivered_after_s < 3.0  # debounce 50 ms; generous for a shared machine
+    # and the seller's event failed with the measured size, was never sent, and says why everywhere
+    assert failed["status"] == "failed" and failed["attempts"] == 0 and failed["finished_at"] is not None
+    assert size > 1000 and failed["error"] == f"payload is {size:,} bytes; the limit is 1,000"
+    assert seller_receiver.received == []
+    assert seller_events["webhookEvent"] == {"status": "FAILED", "error": failed["error"], "sequence": 1}
+    assert breaches == 1.0
+    assert f"Not sent: {failed['error']}" in page
+    assert f'/events/{failed["id"]}/retry' not in page
+    assert retry_refused is not None and "never sent" in retry_refused
+
+
+async def dashboard_page(pool: asyncpg.Pool, key: str, webhook_id: int) -> str:
+    """The webhook's page of the dashboard, signed in with `key`."""
+    site = Starlette(routes=[Mount("/dashboard", dashboard_app(pool, Settings()))])
+    async with serving(site) as base_url, aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        signed_in = await http.post(
+            base_url + "/dashboard/login", data={"key": key}, allow_redirects=False, headers={"Origin": base_url}
+        )
+        assert signed_in.status == 303
+        async with http.get(f"{base_url}/dashboard/webhooks/{webhook_id}") as response:
+            assert response.status == 200
+            return await response.text()
+
+
+async def test_an_evaluation_over_its_time_budget_fails_and_another_owner_is_delivered_promptly(
+    fixture_database_url: str,
+) -> None:
+    seller_receiver, operator_receiver = await Receiver().start(), await Receiver().start()
+    try:
+        # given a seller's webhook whose query takes about 1 s of CPU per invoice (5 s for the
+        # five below, unchecked), a 200 ms evaluation budget, and the operator's webhook
+        async with running_engine(fixture_database_url, fast(evaluation_timeout_ms=200)) as run:
+            seller_hook, _ = await add_webhook(run.pool, seller_receiver.url, query=fan_out(3), seller_id=SELLER)
+            operator_hook, _ = await add_webhook(run.pool, operator_receiver.url, query=STATUS_QUERY)
+            invoices = await seller_invoices(run.pool, 5)
+            # when the seller's five invoices change at once
+            loop = asyncio.get_running_loop()
+            changed_at = loop.time()
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", invoices)
+            # then the operator hears of all five within about the budget, not after the seller's 5 s
+            await operator_receiver.wait_for(5)
+            delivered_after_s = loop.time() - changed_at
+            await wait_until(lambda: run.pool.fetchval(
+                "SELECT count(*) = 5 FROM webhook_events WHERE webhook_id = $1", seller_hook))
+            await wait_until(lambda: run.pool.fetchval(  # recorded after the receiver answered
+                "SELECT count(*) = 5 FROM webhook_events WHERE webhook_id = $1 AND status = 'delivered'",
+                operator_hook))
+            seller_events = await events(run.pool, seller_hook)
+            operator_events = await events(run.pool, operator_hook)
+            breaches = await metric(run.pool, 'hookql_evaluation_budget_breaches_total{reason="time"}')
+    finally:
+        await seller_receiver.stop()
+        await operator_receiver.stop()
+    assert delivered_after_s < 2.5
+    assert sorted(e["entity_id"] for e in operator_events) == sorted(invoices)
+    assert {e["status"] for e in operator_events} == {"delivered"}
+    # and the seller's five events failed with the time error, and none was sent
+    assert [(e["status"], e["error"]) for e in seller_events] == [
+        ("failed", "evaluation exceeded its 200 ms budget")
+    ] * 5
+    assert seller_receiver.received == []
+    assert breaches == 5.0
+
+
+async def test_consecutive_breaches_disable_the_webhook_and_a_success_starts_the_count_again(
+    fixture_database_url: str, fixture_pool: asyncpg.Pool
+) -> None:
+    # given a seller's webhook whose payload is over the size budget for an invoice with four
+    # line items and under it for one with a single line item, and three breaches to disable
+    big = await fixture_pool.fetchval(
+        "SELECT invoice_id FROM invoice_line_items l JOIN invoices i ON i.id = l.invoice_id WHERE i.seller_id = $1 "
+        "GROUP BY invoice_id ORDER BY count(*) DESC, invoice_id LIMIT 1", SELLER)
+    small = await fixture_pool.fetchval(
+        "SELECT invoice_id FROM invoice_line_items l JOIN invoices i ON i.id = l.invoice_id WHERE i.seller_id = $1 "
+        "GROUP BY invoice_id ORDER BY count(*), invoice_id LIMIT 1", SELLER)
+    lines = compiled(LINES_QUERY)
+    context = make_context(fixture_pool, Visibility(SELLER))
+    small_payload, big_payload = await evaluate(schema, context, lines, [global_id("Invoice", i) for i in (small, big)])
+    sizes = [len(json.dumps(p, separators=(",", ":")).encode()) for p in (small_payload, big_payload)]
+    limit = sum(sizes) // 2
+    assert sizes[0] < limit < sizes[1]
+    receiver = await Receiver().start()
+    try:
+        settings = fast(max_payload_bytes=limit, budget_breaches_to_disable=3)
+        async with running_engine(fixture_database_url, settings) as run:
+            hook, _ = await add_webhook(
+                run.pool, receiver.url, query=LINES_QUERY, seller_id=SELLER, skip_identical_payloads=False
+            )
+            count = 0
+
+            async def change(invoice: int) -> dict[str, Any]:
+                # one change, evaluated in a batch of its own: the next waits for its event
+                nonlocal count
+                count += 1
+                await run.pool.execute("UPDATE invoices SET currency = currency WHERE id = $1", invoice)
+                await wait_until(lambda: run.pool.fetchval(
+                    "SELECT count(*) = $2 FROM webhook_events WHERE webhook_id = $1", hook, count))
+                return dict(await run.pool.fetchrow(
+                    "SELECT enabled, disabled_reason, budget_breaches FROM webhooks WHERE id = $1", hook))
+
+            # when it breaches, succeeds, then breaches three times in a row
+            after_first = await change(big)
+            after_success = await change(small)
+            await change(big)
+            after_two = await change(big)
+            after_three = await change(big)
+            statuses = [e["status"] for e in await events(run.pool, hook)]
+    finally:
+        await receiver.stop()
+    # then the success set the count back, so only the third breach in a row disables it
+    assert after_first == {"enabled": True, "disabled_reason": None, "budget_breaches": 1}
+    assert after_success == {"enabled": True, "disabled_reason": None, "budget_breaches": 0}
+    assert after_two == {"enabled": True, "disabled_reason": None, "budget_breaches": 2}
+    assert after_three["enabled"] is False
+    assert after_three["disabled_reason"] == (
+        f"its query exceeded the evaluation budget 3 times in a row (last: payload is {sizes[1]:,} bytes; "
+        f"the limit is {limit:,})"
+    )
+    assert statuses == ["failed", "delivered", "failed", "failed", "failed"]
+    assert len(receiver.received) == 1
