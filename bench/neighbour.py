@@ -45,7 +45,7 @@ ATTACK_FIRST_WAVE = 34  # invoices changed at once when the attack starts (the s
 ATTACK_COMMITS_PER_S = 5.0
 FLOOD_CLIENTS = 20
 RECEIPTS_POLL_S = 0.25
-STOP_TIMEOUT_S = 3.0  # serve's SIGTERM → exit, before it is killed
+STOP_TIMEOUT_S = 5.0  # serve's SIGTERM → exit (its held sends answered), before it is killed
 NEIGHBOUR = "neighbour"
 # 200 + 200 × 200 products for any invoice of the bench's sellers (200 products each): about a
 # second of evaluation and ~1 MB of payload per invoice without budgets; the cost limits refuse

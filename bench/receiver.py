@@ -54,8 +54,8 @@ class Tally:
 
 @dataclass
 class Hanging:
-    """Requests to /hang/<name>: held unanswered until /release (the noisy-neighbour scenario's
-    receivers that never answer; the sender's own timeout ends them first)."""
+    """Requests to /hang/<name>: held unanswered until /release, and answered at once after it,
+    until /reset arms them again (the noisy-neighbour scenario's receivers that never answer)."""
 
     held: int = 0
     max_held: int = 0
@@ -89,22 +89,19 @@ def build_app() -> web.Application:
 
     async def hang(request: web.Request) -> web.Response:
         await request.read()
-        released = hanging.released
-        hanging.held += 1
-        hanging.max_held = max(hanging.max_held, hanging.held)
+        held = hanging  # the counts of the run this request came in (a /reset starts new ones)
+        held.held += 1
+        held.max_held = max(held.max_held, held.held)
         try:
-            await released.wait()
+            await held.released.wait()
         finally:
-            hanging.held -= 1
+            held.held -= 1
         return web.Response(status=503, text="released")
 
     async def release(request: web.Request) -> web.Response:
-        """Answer every held request (503), and start counting anew."""
-        summary = {"held": hanging.held, "max_held": hanging.max_held}
+        """Answer every held request (503), and any that comes later, until /reset."""
         hanging.released.set()
-        hanging.released = asyncio.Event()
-        hanging.max_held = 0
-        return web.json_response(summary)
+        return web.json_response({"held": hanging.held, "max_held": hanging.max_held})
 
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(
@@ -122,8 +119,10 @@ def build_app() -> web.Application:
         return web.json_response({"receipts": tally.receipts, "last_marker_by_name": tally.last_marker_by_name})
 
     async def reset(request: web.Request) -> web.Response:
-        nonlocal tally
+        nonlocal tally, hanging
         tally = Tally()
+        hanging.released.set()  # anything still held from before
+        hanging = Hanging()
         return web.json_response({"ok": True})
 
     app = web.Application(client_max_size=16 * 2**20)
