@@ -107,6 +107,6 @@ class Plan:
             memory_window_s=12.0,
             memory_hold_s=1.0,
             settle_s=0.8,
-            neighbour_window_s=2.0,
-            neighbour_drain_s=1.5,
+            neighbour_window_s=1.5,
+            neighbour_drain_s=1.0,
         )
