@@ -516,12 +516,10 @@ async def test_many_concurrent_slow_requests_stay_bounded_and_spare_other_keys(
                     pytest.fail(f"no answer within {ATTACK_REQUEST_TIMEOUT_S:.0f} s")
 
     async with calm.neighbours.watching() as neighbours:
-        operator, *_ = await asyncio.gather(
-            calm.side.run(calm.neighbours.time_graphql(
-                calm.operator_key, "{ invoices(first: 1) { nodes { id } } }", seconds
-            )),
-            *(client() for _ in range(40)),
-        )
+        timed = calm.side.run(calm.neighbours.time_graphql(
+            calm.operator_key, "{ invoices(first: 1) { nodes { id } } }", seconds
+        ))
+        operator, _ = await asyncio.gather(timed, asyncio.gather(*(client() for _ in range(40))))
     limit_s = LIMITS.request_timeout_ms / 1000 + 2.0
     print("attacker's answers:", Counter(r.status for r in replies))
     for reply in replies:
@@ -637,9 +635,9 @@ async def test_subscriptions_beyond_the_key_quota_are_refused(
                 await stack.enter_async_context(connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]))
                 for _ in range(quota + 2)
             ]
-            outcomes = asyncio.gather(*(subscribe(ws) for ws in sockets))
-            pinger = asyncio.ensure_future(ping_until(outcomes))
-            results = await outcomes
+            subscribed = asyncio.gather(*(subscribe(ws) for ws in sockets))
+            pinger = asyncio.ensure_future(ping_until(subscribed))
+            results = await subscribed
             await pinger
     finally:
         await conn.execute("DELETE FROM webhooks WHERE seller_id = $1 AND name = 'subscribed'", SUBSCRIBER)
@@ -652,7 +650,7 @@ async def test_subscriptions_beyond_the_key_quota_are_refused(
 
 # -- 6. the small edges -------------------------------------------------------------------------
 
-EDGES = {
+EDGES: dict[str, tuple[str, dict[str, Any]]] = {
     "header-name-newline": ("headers", {"headers": [{"name": "X-A\n", "value": "1"}]}),
     "header-host-newline": ("headers", {"headers": [{"name": "Host\n", "value": "example.com"}]}),
     "backslash-before-userinfo": ("url", {"url": "http://127.0.0.1:9\\@93.184.216.34/"}),
