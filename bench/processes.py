@@ -77,7 +77,6 @@ class EngineProcess:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 env=env,
-                start_new_session=True,  # a process group of its own: a kill ends its children too
             )
         await self._wait_ready()
 
@@ -141,6 +140,12 @@ class EngineProcess:
         if self.stopped:
             return self.process.returncode
         self.stopped = True
+        # Asked before it goes: a killed serve's engine child would be left to init. (It stays in
+        # the bench's process group, so a harness that kills the whole bench ends it too.)
+        children = []
+        for pid in self.pids()[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children.append(psutil.Process(pid))
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -148,8 +153,10 @@ class EngineProcess:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # whatever it started and left behind
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.is_running():  # the same process (psutil compares its start time)
+                    child.kill()
         return self.process.returncode
 
 
