@@ -5,6 +5,7 @@ table, write the JSON. Exit status 0 when every figure was measured, 1 when some
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if only and not only <= set(SCENARIO_NAMES):
         parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIO_NAMES)))}")
     plan = Plan.quick_plan() if args.quick else Plan.full()
+    # SIGTERM (a harness's timeout, a process manager) stops the bench as Ctrl-C does: the running
+    # scenario is cancelled, its engines stopped, its databases dropped and the embedded
+    # PostgreSQL (a daemon in a session of its own, out of reach of a process-group kill) stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.database_url:
         report = runtime.run(run_bench(plan, args.database_url, only=only))
     else:

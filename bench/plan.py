@@ -40,6 +40,9 @@ class Plan:
     memory_window_s: float
     memory_hold_s: float  # sampling goes on this long after the backlog is complete
     settle_s: float  # after expected deliveries arrived: time for an extra (wrong) one to show up
+    # noisy neighbour
+    neighbour_window_s: float  # quiet, then the same again under attack
+    neighbour_drain_s: float  # after the attack: how long the neighbour's last deliveries may take
     # engine settings of the throughput/latency runs
     debounce_ms: int = 50
     targets_per_type: int = 2_000
@@ -74,6 +77,8 @@ class Plan:
             memory_window_s=60.0,
             memory_hold_s=3.0,
             settle_s=1.5,
+            neighbour_window_s=10.0,
+            neighbour_drain_s=5.0,
         )
 
     @classmethod
@@ -102,4 +107,6 @@ class Plan:
             memory_window_s=12.0,
             memory_hold_s=1.0,
             settle_s=0.8,
+            neighbour_window_s=1.5,
+            neighbour_drain_s=1.0,
         )

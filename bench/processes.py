@@ -57,6 +57,7 @@ class EngineProcess:
         self.log_path = log_dir / f"{name}.log"
         self.port = free_port() if command == "serve" else 0
         self.process: asyncio.subprocess.Process | None = None
+        self.stopped = False
 
     async def start(self) -> None:
         env = {
@@ -131,17 +132,31 @@ class EngineProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def stop(self) -> int | None:
-        """SIGTERM (graceful), then SIGKILL after STOP_TIMEOUT_S; returns the exit status."""
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM (graceful), then SIGKILL after `timeout_s`; returns the exit status. Any process
+        it started (an engine child) that outlives it is killed too."""
         if self.process is None:
             return None
+        if self.stopped:
+            return self.process.returncode
+        self.stopped = True
+        # Asked before it goes: a killed serve's engine child would be left to init. (It stays in
+        # the bench's process group, so a harness that kills the whole bench ends it too.)
+        children = []
+        for pid in self.pids()[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children.append(psutil.Process(pid))
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(self.process.wait(), timeout_s)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.is_running():  # the same process (psutil compares its start time)
+                    child.kill()
         return self.process.returncode
 
 

@@ -1,6 +1,7 @@
 """The benchmark receiver: a separate aiohttp process that answers 200 to every POST/PUT under
 /hook/<name>, counts requests per name and records, for every body carrying a producer marker
-(`bench-<n>`), when it arrived.
+(`bench-<n>`), when it arrived. Under /hang/<name> it answers nothing until told to (/release):
+the receivers that never answer of the noisy-neighbour scenario.
 
 It is one process for the whole run, so that L1 (raw POST/s) and the engine runs hit exactly the
 same receiver. Run: `python -m bench.receiver` — it prints `PORT <n>` once it listens.
@@ -51,8 +52,19 @@ class Tally:
     last_at: float | None = None
 
 
+@dataclass
+class Hanging:
+    """Requests to /hang/<name>: held unanswered until /release, and answered at once after it,
+    until /reset arms them again (the noisy-neighbour scenario's receivers that never answer)."""
+
+    held: int = 0
+    max_held: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 def build_app() -> web.Application:
     tally = Tally()
+    hanging = Hanging()
 
     async def hook(request: web.Request) -> web.Response:
         now = time.monotonic()
@@ -75,6 +87,22 @@ def build_app() -> web.Application:
                 tally.dropped_receipts += 1
         return web.Response(text="ok")
 
+    async def hang(request: web.Request) -> web.Response:
+        await request.read()
+        held = hanging  # the counts of the run this request came in (a /reset starts new ones)
+        held.held += 1
+        held.max_held = max(held.max_held, held.held)
+        try:
+            await held.released.wait()
+        finally:
+            held.held -= 1
+        return web.Response(status=503, text="released")
+
+    async def release(request: web.Request) -> web.Response:
+        """Answer every held request (503), and any that comes later, until /reset."""
+        hanging.released.set()
+        return web.json_response({"held": hanging.held, "max_held": hanging.max_held})
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -91,13 +119,18 @@ def build_app() -> web.Application:
         return web.json_response({"receipts": tally.receipts, "last_marker_by_name": tally.last_marker_by_name})
 
     async def reset(request: web.Request) -> web.Response:
-        nonlocal tally
+        nonlocal tally, hanging
         tally = Tally()
+        hanging.released.set()  # anything still held from before
+        hanging = Hanging()
         return web.json_response({"ok": True})
 
     app = web.Application(client_max_size=16 * 2**20)
     app.router.add_route("POST", "/hook/{name}", hook)
     app.router.add_route("PUT", "/hook/{name}", hook)
+    app.router.add_route("POST", "/hang/{name}", hang)
+    app.router.add_route("PUT", "/hang/{name}", hang)
+    app.router.add_post("/release", release)
     app.router.add_get("/stats", stats)
     app.router.add_get("/receipts", receipts)
     app.router.add_post("/reset", reset)
@@ -165,6 +198,18 @@ class ReceiverProcess:
 
     def hook_url(self, name: str) -> str:
         return f"{self.base_url}/hook/{name}"
+
+    def hang_url(self, name: str) -> str:
+        """A URL that never answers until `release_hanging()`."""
+        return f"{self.base_url}/hang/{name}"
+
+    async def release_hanging(self) -> dict[str, Any]:
+        """Answer the held requests; how many were held now and at most since the last release."""
+        assert self._session is not None
+        async with self._session.post(self.base_url + "/release") as resp:
+            resp.raise_for_status()
+            data: dict[str, Any] = await resp.json()
+            return data
 
     async def stats(self) -> dict[str, Any]:
         return await self._get("/stats")

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from app import runtime
-from bench import coalescing, cost, dataset, latency, limits, memory, scaling, throughput
+from bench import coalescing, cost, dataset, latency, limits, memory, neighbour, scaling, throughput
 from bench.context import Bench
 from bench.database import BenchDatabases
 from bench.plan import Plan
@@ -37,6 +37,7 @@ SCENARIOS: list[tuple[str, ModuleType, tuple[float, float]]] = [
     ("cost", cost, (120.0, 30.0)),
     ("scaling", scaling, (120.0, 30.0)),
     ("memory", memory, (120.0, 30.0)),
+    ("neighbour", neighbour, (90.0, 25.0)),
 ]
 
 SCENARIO_NAMES = tuple(name for name, _, _ in SCENARIOS)
