@@ -45,7 +45,7 @@ class Settings:
     # event's storage, signing and every retry's send cheap, and stays under the 1 MB request body
     # that receivers behind a default nginx accept.
     max_payload_bytes: int = 256 * 1024
-    budget_breaches_to_disable: int = 5  # consecutive breaches that disable a webhook
+    budget_breaches_to_disable: int = 3  # consecutive breaches that disable a webhook
     # Delivery fairness: of the process's send slots, at most this many per owner (a seller, or
     # the operator) at once.
     owner_max_sending: int = 64

@@ -1,4 +1,4 @@
-"""How long and how big each measurement is, for a full run (< 5 min) and --quick (< 1 min).
+"""How long and how big each measurement is, for a full run (< 5 min) and --quick (< 1½ min).
 Every window is bounded in time and every loop in count; the numbers here are those bounds.
 
 --quick is a smoke test that keeps the bench working (CI runs it): same scenarios, windows of
