@@ -249,8 +249,8 @@ def test_a_handoff_gets_what_a_claim_would_lease_and_nothing_while_failing() -> 
 
 @pytest.mark.parametrize(
     ("owner_max_sending", "owner_leased", "budget"),
-    [(64, 0, 256), (64, 200, 56), (64, 256, 0), (64, 300, 0), (2, 3, 5)],
+    [(64, 0, 1024), (64, 1000, 24), (64, 1024, 0), (64, 1300, 0), (2, 3, 29)],
 )
 def test_an_owners_handoff_is_bounded_by_its_held_share(owner_max_sending: int, owner_leased: int, budget: int) -> None:
-    assert owner_max_held(64) == 256  # 4 rounds of an owner's slots
+    assert owner_max_held(64) == 1024  # 16 rounds of an owner's slots: half of a process's MAX_HELD
     assert owner_handoff_budget(owner_max_sending, owner_leased) == budget
