@@ -12,15 +12,14 @@ Fair delivery across owners — the rule:
 - **Turns.** When slots free up, owners with attempts waiting take turns, one attempt each, in
   a ring: an owner with 25 webhooks gets no more of the freed slots than an owner with one.
   Within an owner, its webhooks take turns the same way.
-- **Held events.** A claim leases an owner at most `owner_max_held(owner_max_sending)` events
-  (16 rounds of its slots, 1,024: half of a process's MAX_HELD) counting those already leased to
-  it anywhere, and the listener hands over fresh events within the same bound: one owner's
-  backlog cannot fill a process's held events (MAX_HELD 2,048) and leave nothing to claim for
-  the others. The bound counts
-  leases in every process (a lease does not say whose it is), so with several processes an owner
-  holds at most that many over all of them. The owner's webhooks share it the fewest-held first;
-  a failing webhook is still leased one round at a time. When a process has little room left,
-  owners take turns for it in the claim too.
+- **Held events.** A claim leases an owner at most `owner_max_held(owner_max_sending)` events (16
+  rounds of its slots, 1,024: half of a process's MAX_HELD) counting those already leased to it
+  anywhere, and the listener hands over fresh events within the same bound: one owner's backlog
+  cannot fill a process's held events (MAX_HELD 2,048) and leave nothing to claim for the others.
+  The bound counts leases in every process (a lease does not say whose it is), so with several
+  processes an owner holds at most that many over all of them. The owner's webhooks share it the
+  fewest-held first; a failing webhook is still leased one round at a time. When a process has
+  little room left, owners take turns for it in the claim too.
 - **Failing webhooks.** A webhook is failing from an attempt that failed (or when it was claimed
   failing) until one is delivered. An owner's failing webhooks hold at most half its slots
   between them (`failing_share`, 32); the other half stays for its healthy webhooks.
