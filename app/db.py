@@ -4,6 +4,7 @@ the connection pool, and the numbered migrations in `sql/migrations`."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import warnings
@@ -35,42 +36,115 @@ class Migration:
     version: int
     name: str
     sql: str
+    checksum: str  # sha256 of the file's bytes, hex
+    filename: str
 
 
-def migrations() -> list[Migration]:
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations on disk, in version order. Numbers need not be consecutive."""
     found = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+    for path in directory.glob("*.sql"):
         number, _, name = path.stem.partition("_")
-        found.append(Migration(int(number), name, path.read_text()))
+        content = path.read_bytes()
+        found.append(Migration(int(number), name, content.decode(), hashlib.sha256(content).hexdigest(), path.name))
+    found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise DatabaseError(f"two migrations share a number: {versions}")
+        raise DatabaseError(f"two migrations share a number in {directory}: {versions}")
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply the migrations this database lacks, each in its own transaction; idempotent.
-    Returns the versions applied now."""
+@dataclass(frozen=True)
+class AppliedMigration:
+    version: int
+    name: str
+    checksum: str | None  # None: recorded by a runner that kept no checksums
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> AppliedMigration:
+        return cls(row["version"], row["name"], row["checksum"])
+
+
+# The runner's bookkeeping: one row per applied migration. `checksum` is nullable because
+# databases migrated before checksums were kept have rows without one (see `migrate`).
+_CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS hookql_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE hookql_migrations ADD COLUMN IF NOT EXISTS checksum text;
+"""
+_APPLIED_MIGRATIONS = "SELECT version, name, checksum FROM hookql_migrations ORDER BY version"
+_ADOPT_CHECKSUMS = """
+UPDATE hookql_migrations m SET checksum = a.checksum
+FROM unnest($1::integer[], $2::text[]) AS a(version, checksum)
+WHERE m.version = a.version AND m.checksum IS NULL
+"""
+_RECORD_MIGRATION = "INSERT INTO hookql_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
+    """Apply the migrations in `directory` that this database lacks, in version order, each in
+    its own transaction; idempotent. Returns the versions applied now.
+
+    Refuses (DatabaseError, nothing applied) when an applied migration's file has changed or an
+    applied version has no file. A pending migration numbered below the highest applied one is
+    applied with a warning: it was written on a branch that merged late."""
+    on_disk = migrations(directory)
     applied_now: list[int] = []
+    # A session lock: concurrent `serve`/`worker` starts wait here, then find nothing to do.
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS hookql_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM hookql_migrations")}
-        for m in migrations():
+        await conn.execute(_CREATE_MIGRATIONS_TABLE)
+        applied = [AppliedMigration.from_row(r) for r in await conn.fetch(_APPLIED_MIGRATIONS)]
+        _check_applied(applied, on_disk, directory)
+        # The upgrade path from the runner that kept no checksums: its rows are adopted by
+        # recording the current file's checksum, once; from then on an edit is refused.
+        by_version = {m.version: m for m in on_disk}
+        unrecorded = [a.version for a in applied if a.checksum is None]
+        if unrecorded:
+            await conn.execute(_ADOPT_CHECKSUMS, unrecorded, [by_version[v].checksum for v in unrecorded])
+            log.info("recorded checksums of migrations applied without one: %s", unrecorded)
+        done = {a.version for a in applied}
+        highest = max(done, default=0)
+        for m in on_disk:
             if m.version in done:
                 continue
+            if m.version < highest:
+                log.warning(
+                    "applying migration %s although %04d is applied already: numbered below the latest",
+                    m.filename,
+                    highest,
+                )
             async with conn.transaction():
                 await conn.execute(m.sql)
-                await conn.execute("INSERT INTO hookql_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
+                await conn.execute(_RECORD_MIGRATION, m.version, m.name, m.checksum)
             applied_now.append(m.version)
-            log.info("applied migration %04d_%s", m.version, m.name)
+            log.info("applied migration %s", m.filename)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+def _check_applied(applied: list[AppliedMigration], on_disk: list[Migration], directory: Path) -> None:
+    """Raise DatabaseError, with one line saying what to do, if the applied migrations are not
+    the ones on disk."""
+    by_version = {m.version: m for m in on_disk}
+    unknown = [a for a in applied if a.version not in by_version]
+    if unknown:
+        names = ", ".join(f"{a.version:04d}_{a.name}" for a in unknown)
+        raise DatabaseError(
+            f"the database has migration(s) {names} that {directory} lacks: "
+            "did a newer hookql run against this database? Run that version, or restore the file(s)"
+        )
+    for a in applied:
+        m = by_version[a.version]
+        if a.checksum is not None and a.checksum != m.checksum:
+            raise DatabaseError(
+                f"migration {m.filename} was changed after it was applied to this database: "
+                "never edit an applied migration; restore the file and add a new migration instead"
+            )
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

@@ -67,6 +67,31 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     assert "up to date" in result.stderr
 
 
+async def test_migrate_refuses_an_edited_applied_migration_in_one_line(database_url: str) -> None:
+    # given a database whose record of 0001 does not match the file (as if the file was edited)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE hookql_migrations SET checksum = repeat('0', 64) WHERE version = 1")
+    finally:
+        await conn.close()
+    result = hookql("migrate", database_url=database_url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("hookql: error: migration 0001_marketplace.sql was changed")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+async def test_migrate_refuses_a_version_it_does_not_have_in_one_line(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO hookql_migrations (version, name, checksum) VALUES (9999, 'future', '')")
+    finally:
+        await conn.close()
+    result = hookql("migrate", database_url=database_url)
+    assert result.returncode == 2
+    assert "9999_future" in result.stderr and "newer hookql" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 async def test_fixtures_load_is_safe_to_rerun(database_url: str) -> None:
     for _ in range(2):
         result = hookql("fixtures", "load", database_url=database_url)
