@@ -26,6 +26,17 @@ class DocumentTokens(MaxTokensLimiter):
     def __init__(self) -> None:
         super().__init__(MAX_TOKENS)
 
+    def on_parse(self) -> Iterator[None]:
+        yield
+        # graphql-core's own words ("Syntax Error: Document contains more than 5000 tokens")
+        # read like a typo in the document; say which limit it is, as the cost refusal does.
+        for error in self.execution_context.pre_execution_errors or ():
+            if "tokens. Parsing aborted" in error.message:
+                error.message = (
+                    f"the document has more than {MAX_TOKENS:,} tokens, this API's limit; send a smaller document"
+                )
+                error.extensions = {"code": ERROR_CODE, "limit": {"maxTokens": MAX_TOKENS}}
+
 
 class CostLimit(SchemaExtension):
     """Refuse a query, mutation or subscription over its key's depth, alias or cost limit with
