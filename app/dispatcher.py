@@ -29,13 +29,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from app.attempt import build_attempt
 from app.config import Settings
-from app.envelope import PayloadJSON, build_body, global_id
+from app.envelope import PayloadJSON
 from app.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
-from app.models import EntityType, Format, Header, Method, Outgoing, SendResult
+from app.models import EntityType, Outgoing, SendResult
 from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import engine as store
-from app.store.webhooks import attempt_values, live_secrets
+from app.store.webhooks import attempt_values
 from app.transport import Transport
 from app.wakeups import Wakeups, wait_any
 
@@ -68,29 +69,17 @@ _DB_ERRORS = store.DB_UNAVAILABLE
 
 def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outgoing:
     """The attempt for a claimed event, with the webhook's configuration as it is now."""
-    entity = EntityType(row["entity_type"]) if row["entity_type"] else None
-    action = row["event"].rsplit(".", 1)[-1]
-    entity_gid = global_id(entity.graphql_name, row["entity_id"]) if entity else None
-    body = build_body(
+    return build_attempt(
+        row,
+        webhook_id=row["webhook_id"],
         event_id=row["public_id"],
-        action=action,
-        webhook_global_id=global_id("Webhook", row["webhook_id"]),
-        entity_type=entity,
-        entity_global_id=entity_gid,
+        action=row["event"].rsplit(".", 1)[-1],
+        entity_type=EntityType(row["entity_type"]) if row["entity_type"] else None,
+        entity_id=row["entity_id"],
         sequence=row["sequence"],
-        created_at=row["changed_at"],
+        changed_at=row["changed_at"],
         payload=PayloadJSON(row["payload"]),  # the stored text, claimed as text
-    )
-    return Outgoing(
-        url=row["url"],
-        method=Method(row["method"]),
-        format=Format(row["format"]),
-        headers=tuple(Header(h["name"], h["value"]) for h in row["headers"]),
-        secrets=live_secrets(row, now),
-        message_id=row["public_id"],
-        sequence=row["sequence"],
-        body=body,
-        timeout_s=float(row["timeout_seconds"]),
+        now=now,
         allow_private_targets=settings.allow_private_targets,
     )
 

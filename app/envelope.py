@@ -1,8 +1,7 @@
-"""The delivery body of SPEC §5 and the ids and hashes around it. Pure."""
+"""The delivery body of SPEC §5 and the event ids and hashes around it (global IDs: app.ids). Pure."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import time
@@ -23,11 +22,6 @@ def new_event_id(now_ms: int | None = None) -> str:
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
     return "evt_" + "".join(chars)
-
-
-def global_id(type_name: str, id_: int) -> str:
-    """A Relay global ID, `base64("TypeName:id")` — the same the API hands out."""
-    return base64.b64encode(f"{type_name}:{id_}".encode()).decode()
 
 
 def event_name(entity_type: EntityType | None, action: str) -> str:

@@ -38,6 +38,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.retry import halved
+
 Owner = int | None  # a seller id; None is the operator
 
 # An owner's held events: this many rounds of its send slots. Sending, waiting and sent-but-not-
@@ -146,9 +148,10 @@ class Lanes:
             self._queue(webhook_id, lane)
 
     def halve(self, webhook_id: int) -> None:
-        """A 429: the webhook's next attempts go at half the rate at once, before it is recorded."""
+        """A 429: the webhook's next attempts go at half the rate at once, before it is recorded
+        (the rule: app.retry.next_concurrency)."""
         if (lane := self._lanes.get(webhook_id)) is not None:
-            lane.limit = max(1, lane.limit // 2)
+            lane.limit = halved(lane.limit)
 
     def waiting(self, webhook_id: int) -> int:
         lane = self._lanes.get(webhook_id)

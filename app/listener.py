@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from app import ids
 from app.budgets import Meter
 from app.coalesce import due_at, fold
 from app.config import Settings
-from app.envelope import encode_payload, event_name, global_id, new_event_id, payload_hash
+from app.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.models import Action, EntityType, Visibility
 from app.payloads import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
 from app.queries import CompiledQuery, QueryError, compile_query
@@ -80,7 +81,7 @@ class Due:
 
     @property
     def global_id(self) -> str:
-        return global_id(self.entity_type.graphql_name, self.entity_id)
+        return ids.encode(self.entity_type.graphql_name, self.entity_id)
 
 
 class Listener:

@@ -51,10 +51,22 @@ def should_fail(attempts_made: int, max_attempts: int) -> bool:
     return attempts_made >= max_attempts
 
 
-def next_concurrency(current: int, configured: int, outcome: Outcome) -> int:
-    """A 429 halves a webhook's live concurrency (at least 1); each success adds one back."""
-    if outcome is Outcome.RATE_LIMITED:
-        return max(1, current // 2)
-    if outcome is Outcome.DELIVERED:
-        return min(configured, current + 1)
-    return current
+def halved(live: int) -> int:
+    """A 429's live concurrency: half, rounded down, never below 1."""
+    return max(1, live // 2)
+
+
+def next_concurrency(live: int, configured: int, delivered: int, rate_limited: int) -> int:
+    """A webhook's live concurrency after a batch of outcomes recorded together: `delivered`
+    successes and `rate_limited` 429s among them (other outcomes count for nothing). Any 429
+    halves it, once per batch, and the batch's successes add nothing; otherwise each success adds
+    one, and the result never exceeds `configured` (lowered below `live`, the webhook drops to it).
+
+    The one statement of the rule. `Lanes.halve` applies a 429 at once with `halved`; the
+    recorder applies it to many webhooks in one statement, in SQL
+    (app.store.engine.record_webhook_health), which mirrors this function:
+    tests/test_concurrency_rule.py drives that SQL through a table of outcome batches on a real
+    database and pins it to this function's result for each."""
+    if rate_limited > 0:
+        return halved(live)
+    return min(configured, live + delivered)

@@ -6,8 +6,9 @@ from typing import Any
 
 import asyncpg
 
-from app.api.ids import from_global_id, to_global_id
+from app.api.ids import to_global_id
 from app.envelope import payload_hash
+from app.ids import decode_any
 from app.models import OPERATOR, Visibility
 from tests.engine_harness import running_engine, wait_until
 from tests.receivers import Receiver
@@ -58,7 +59,7 @@ async def add_event(
 async def new_webhook(pool: asyncpg.Pool, visibility: Visibility = OPERATOR, **fields: Any) -> tuple[str, int]:
     out = await create(pool, visibility, **fields)
     assert out["errors"] == [], out["errors"]
-    decoded = from_global_id(out["webhook"]["id"])
+    decoded = decode_any(out["webhook"]["id"])
     assert decoded is not None
     return out["webhook"]["id"], decoded[1]
 

@@ -7,7 +7,7 @@ import json
 import asyncpg
 import pytest
 
-from app.envelope import global_id
+from app.ids import encode as global_id
 from app.store import engine as store
 from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, wait_until
 from tests.receivers import Receiver

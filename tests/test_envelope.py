@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from app.envelope import build_body, encode_payload, event_name, global_id, new_event_id, payload_hash
+from app.envelope import build_body, encode_payload, event_name, new_event_id, payload_hash
+from app.ids import encode as global_id
 from app.models import EntityType
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -120,7 +121,3 @@ def test_payload_hash_is_of_the_encoded_text_and_sees_every_value() -> None:
     # and any change of a value (or of what the query returned) changes the hash
     assert payload_hash(a) != payload_hash({"data": {"node": {"id": "x", "status": "PAID", "lines": [2, 1]}}})
     assert payload_hash({"data": None}) != payload_hash({"data": None, "errors": [{"message": "boom"}]})
-
-
-def test_global_ids_are_base64_of_type_and_id() -> None:
-    assert global_id("Invoice", 1) == "SW52b2ljZTox"

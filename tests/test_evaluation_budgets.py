@@ -26,7 +26,7 @@ from app.budgets import Meter
 from app.config import Settings
 from app.cost import measure
 from app.dashboard import dashboard_app
-from app.envelope import global_id
+from app.ids import encode as global_id
 from app.metrics import render_metrics
 from app.models import EntityType, Visibility
 from app.payloads import Breach, Budgets, evaluate, evaluate_many

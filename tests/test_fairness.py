@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from app.envelope import global_id
+from app.ids import encode as global_id
 from app.lanes import owner_max_held
 from app.store import engine as store
 from tests.engine_harness import add_webhook, bodies, fast, running_engine, wait_until

@@ -9,7 +9,7 @@ import pytest
 from app.api.context import make_context
 from app.api.schema import schema
 from app.budgets import Meter
-from app.envelope import global_id
+from app.ids import encode as global_id
 from app.merge import merge_queries
 from app.models import OPERATOR, EntityType, Visibility
 from app.payloads import Budgets, evaluate, evaluate_many

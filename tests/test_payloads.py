@@ -5,7 +5,7 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
-from app.envelope import global_id
+from app.ids import encode as global_id
 from app.models import OPERATOR, EntityType, Visibility
 from app.payloads import evaluate
 from app.queries import CompiledQuery, compile_query

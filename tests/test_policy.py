@@ -96,8 +96,8 @@ def test_retry_after_is_honoured_but_capped() -> None:
 
 def test_attempt_budget_and_live_concurrency() -> None:
     assert not should_fail(19, 20) and should_fail(20, 20)
-    assert next_concurrency(10, 10, Outcome.RATE_LIMITED) == 5
-    assert next_concurrency(1, 10, Outcome.RATE_LIMITED) == 1
-    assert next_concurrency(5, 10, Outcome.DELIVERED) == 6
-    assert next_concurrency(10, 10, Outcome.DELIVERED) == 10
-    assert next_concurrency(5, 10, Outcome.RETRY) == 5
+    assert next_concurrency(10, 10, delivered=0, rate_limited=1) == 5
+    assert next_concurrency(1, 10, delivered=0, rate_limited=1) == 1
+    assert next_concurrency(5, 10, delivered=1, rate_limited=0) == 6
+    assert next_concurrency(10, 10, delivered=1, rate_limited=0) == 10
+    assert next_concurrency(5, 10, delivered=0, rate_limited=0) == 5

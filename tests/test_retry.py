@@ -36,10 +36,10 @@ def test_retry_after_below_a_second_is_kept_and_a_negative_one_means_now() -> No
 def test_429_halves_live_concurrency_down_to_one_and_successes_climb_back_one_at_a_time() -> None:
     live = 10
     for expected in (5, 2, 1, 1):
-        live = next_concurrency(live, 10, Outcome.RATE_LIMITED)
+        live = next_concurrency(live, 10, delivered=0, rate_limited=1)
         assert live == expected
     for expected in (2, 3, 4):
-        live = next_concurrency(live, 10, Outcome.DELIVERED)
+        live = next_concurrency(live, 10, delivered=1, rate_limited=0)
         assert live == expected
-    assert next_concurrency(10, 10, Outcome.DELIVERED) == 10
-    assert next_concurrency(12, 10, Outcome.DELIVERED) == 10  # configured lowered while above it
+    assert next_concurrency(10, 10, delivered=1, rate_limited=0) == 10
+    assert next_concurrency(12, 10, delivered=1, rate_limited=0) == 10  # configured lowered while above it

@@ -10,10 +10,21 @@ from strawberry.types import Info as _Info
 
 from app.api.loaders import Loaders
 from app.config import Settings
-from app.models import Visibility
+from app.models import Outgoing, SendResult, Visibility
+from app.transport import Transport
 
 if TYPE_CHECKING:
     from app.api.subscriptions import KeySubscriptions
+
+
+class OneShotTransport(Transport):
+    """The transport of a context made without the API's (the schema called in-process, as tests
+    do; the engine's evaluation contexts, which never send): each `send` opens its own sessions
+    and closes them after the one attempt. The server always passes the API's Transport."""
+
+    async def send(self, out: Outgoing) -> SendResult:
+        async with Transport() as transport:
+            return await transport.send(out)
 
 
 @dataclass
@@ -22,7 +33,7 @@ class Context:
     visibility: Visibility | None  # None until a websocket's connection_init authenticates
     settings: Settings
     loaders: Loaders
-    transport: Any = None  # app.transport.Transport, for webhookTest; the server injects it
+    transport: Transport  # sends webhookTest's pings: the API's own (app.server), or OneShotTransport
     extras: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
     request: Any = None
@@ -45,8 +56,9 @@ def make_context(
     pool: asyncpg.Pool, visibility: Visibility, settings: Settings | None = None, **extras: Any
 ) -> Context:
     """A context for one request — or, in the engine, one batch of entities evaluated with one
-    visibility, so DataLoaders batch across all of them."""
-    transport = extras.pop("transport", None)
+    visibility, so DataLoaders batch across all of them. `transport` (in `extras`) is the API's
+    Transport; without one the context sends through a OneShotTransport."""
+    transport = extras.pop("transport", None) or OneShotTransport()
     return Context(
         pool=pool,
         visibility=visibility,

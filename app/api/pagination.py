@@ -6,7 +6,8 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from app.api.ids import from_global_id, to_global_id
+from app.api.ids import to_global_id
+from app.ids import decode_any
 
 T = TypeVar("T")
 DEFAULT_PAGE = 20
@@ -44,11 +45,11 @@ def encode_cursor(id_: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int:
-    """The id after which a page starts. A cursor is shaped like a global ID (app.api.ids parses
+    """The id after which a page starts. A cursor is shaped like a global ID (app.ids decodes
     both, NUL, lone surrogates and absurd lengths included)."""
     if cursor is None:
         return 0
-    parsed = from_global_id(cursor)
+    parsed = decode_any(cursor)
     if parsed is None or parsed[0] != "cursor":
         shown = repr(cursor) if len(cursor) <= 64 else repr(cursor[:64]) + "…"
         raise PaginationError(f"`after` is not a cursor from this API: {shown}")

@@ -8,7 +8,6 @@ from typing import Any
 import strawberry
 
 from app.api.context import Info
-from app.api.ids import from_global_id, parse_id
 from app.api.marketplace import (
     CURRENCY_NODE_TYPES,
     NODE_TYPES,
@@ -21,12 +20,13 @@ from app.api.marketplace import (
 )
 from app.api.node import Node
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
+from app.ids import decode, decode_any
 
 MAX_NODES = 100
 
 
 async def resolve_node(info: Info, global_id: str) -> Node | None:
-    parsed = from_global_id(global_id)
+    parsed = decode_any(global_id)
     if parsed is None:
         return None
     type_name, id_ = parsed
@@ -84,19 +84,19 @@ class MarketplaceQuery:
 
     @strawberry.field
     async def invoice(self, info: Info, id: strawberry.ID) -> Invoice | None:
-        id_ = parse_id(id, "Invoice")
+        id_ = decode(id, "Invoice")
         row = await info.context.loaders.by_id["invoices"].load(id_) if id_ is not None else None
         return Invoice.from_row(row) if row else None
 
     @strawberry.field
     async def variant(self, info: Info, id: strawberry.ID) -> Variant | None:
-        id_ = parse_id(id, "Variant")
+        id_ = decode(id, "Variant")
         row = await info.context.loaders.by_id["variants"].load(id_) if id_ is not None else None
         return Variant.from_row(row) if row else None
 
     @strawberry.field
     async def refund_request(self, info: Info, id: strawberry.ID) -> RefundRequest | None:
-        id_ = parse_id(id, "RefundRequest")
+        id_ = decode(id, "RefundRequest")
         row = await info.context.loaders.by_id["refund_requests"].load(id_) if id_ is not None else None
         return RefundRequest.from_row(row) if row else None
 

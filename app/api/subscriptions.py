@@ -16,8 +16,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from app.api.ids import parse_id, to_global_id
+from app.api.ids import to_global_id
 from app.events_feed import AttemptUpdate, EventUpdate, watch
+from app.ids import decode
 from app.models import EntityType, EventStatus, Visibility
 from app.store import webhooks as store
 
@@ -146,7 +147,7 @@ class WebhookSubscription:
         with slots.hold():  # from the first update asked for until the stream is closed, however it ends
             only: int | None = None
             if webhook_id is not None:
-                only = parse_id(str(webhook_id), "Webhook")
+                only = decode(str(webhook_id), "Webhook")
                 # Another seller's webhook is as missing as one that never existed.
                 if only is None or not await _visible(pool, only, visibility):
                     raise ValueError("webhook not found")

@@ -8,10 +8,10 @@ from typing import Any
 
 import strawberry
 
-from app.api.ids import parse_id
 from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, WebhookEventType, WebhookType
 from app.config import Settings
 from app.cost import limits_for
+from app.ids import decode
 from app.models import Action, EntityType, Header, Visibility
 from app.netguard import Target, check_host, has_lone_surrogate, parse_target, validate_headers
 from app.queries import DEFAULT_QUERY, QueryError, compile_query
@@ -137,7 +137,7 @@ async def clean(
         if current is not None:
             operator_owned = current["seller_id"] is None
         elif viewer.is_operator and isinstance(given, WebhookCreateInput) and given.seller_id is not None:
-            operator_owned = parse_id(given.seller_id, "Seller") is None  # not a seller ID: refused below
+            operator_owned = decode(given.seller_id, "Seller") is None  # not a seller ID: refused below
         else:
             operator_owned = viewer.is_operator
         compiled = compile_query(schema, query, entity_type, limits=limits_for(settings, operator=operator_owned))
@@ -175,7 +175,7 @@ async def clean(
                 fail(_camel(field), f"{_camel(field)} must be between {low} and {high}, got {value}")
             values[field] = value
     if isinstance(given, WebhookCreateInput) and given.seller_id is not None:
-        seller = parse_id(given.seller_id, "Seller")
+        seller = decode(given.seller_id, "Seller")
         if not viewer.is_operator:
             fail("sellerId", "only operator keys may set sellerId; a seller's webhooks are always its own")
         elif seller is None:

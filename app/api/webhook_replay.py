@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 
+from app import ids
 from app.api.context import Context, make_context
-from app.envelope import global_id, new_event_id, payload_hash
+from app.envelope import new_event_id, payload_hash
 from app.models import EntityType, Visibility
 from app.payloads import evaluate
 from app.queries import QueryError, compile_query
@@ -38,7 +39,7 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
         batch = targets[start : start + REPLAY_BATCH]
         # A fresh context per batch: its DataLoaders batch the entities, and their caches go away.
         context = make_context(ctx.pool, Visibility(hook["seller_id"]), ctx.settings)
-        gids = [global_id(entity_type.graphql_name, t["entity_id"]) for t in batch]
+        gids = [ids.encode(entity_type.graphql_name, t["entity_id"]) for t in batch]
         payloads = await evaluate(schema, context, compiled, gids)
         events = [
             store.NewEvent(

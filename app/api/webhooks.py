@@ -10,18 +10,19 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.api.context import Context, Info, make_context
-from app.api.ids import parse_id, to_global_id
+from app.api.ids import to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean, text_problems
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
+from app.attempt import build_attempt
 from app.cost import limits_for
 from app.envelope import build_body, new_event_id, payload_hash
-from app.models import EntityType, Format, Header, Method, Outgoing
+from app.ids import decode
+from app.models import EntityType
 from app.payloads import evaluate
 from app.queries import QueryError, compile_query
 from app.signing import new_secret
 from app.store import webhooks as store
-from app.transport import Transport
 
 TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
@@ -48,7 +49,7 @@ def _not_found(field: str = "id") -> list[FieldError]:
 
 
 async def _owned_webhook(ctx: Context, conn: Any, global_id: str) -> Any:
-    id_ = parse_id(global_id, "Webhook")
+    id_ = decode(global_id, "Webhook")
     return await store.get_webhook(conn, id_, ctx.viewer.seller_id) if id_ is not None else None
 
 
@@ -111,7 +112,7 @@ class WebhookQuery:
 
     @strawberry.field
     async def webhook_event(self, info: Info, id: strawberry.ID) -> WebhookEvent | None:
-        id_ = parse_id(id, "WebhookEvent")
+        id_ = decode(id, "WebhookEvent")
         if id_ is None:
             return None
         async with info.context.pool.acquire() as conn:
@@ -193,26 +194,17 @@ class WebhookMutation:
             sequence = await store.next_sequences(conn, hook["id"])
         now = datetime.now(UTC)
         event_id = new_event_id()
-        body = build_body(
+        out = build_attempt(
+            hook,
+            webhook_id=hook["id"],
             event_id=event_id,
             action="ping",
-            webhook_global_id=to_global_id("Webhook", hook["id"]),
             entity_type=None,
-            entity_global_id=None,
+            entity_id=None,
             sequence=sequence,
-            created_at=now,
+            changed_at=now,
             payload={},
-        )
-        out = Outgoing(
-            url=hook["url"],
-            method=Method(hook["method"]),
-            format=Format(hook["format"]),
-            headers=tuple(Header(h["name"], h["value"]) for h in hook["headers"]),
-            secrets=store.live_secrets(hook, now),
-            message_id=event_id,
-            sequence=sequence,
-            body=body,
-            timeout_s=float(hook["timeout_seconds"]),
+            now=now,
             allow_private_targets=ctx.settings.allow_private_targets,
         )
         # The ping may wait its whole timeout for the receiver, which can be longer than the
@@ -221,11 +213,7 @@ class WebhookMutation:
         deadline = getattr(ctx.request, "scope", {}).get("state", {}).get("deadline")
         if deadline is not None:
             deadline.extend_to(asyncio.get_running_loop().time() + out.timeout_s + TEST_RECORD_MARGIN_S)
-        if ctx.transport is not None:
-            result = await ctx.transport.send(out)
-        else:
-            async with Transport() as transport:
-                result = await transport.send(out)
+        result = await ctx.transport.send(out)
         async with ctx.pool.acquire() as conn, conn.transaction():
             if not await store.lock_webhook(conn, hook["id"]):  # deleted while the ping was in flight
                 return WebhookTestPayload(errors=_not_found())
@@ -265,7 +253,7 @@ class WebhookMutation:
         compiled = compile_query(info.schema, query, entity_type, limits=limits, remember=False)  # a one-off
         if isinstance(compiled, QueryError):
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
-        if parse_id(entity_id, entity_type.graphql_name) is None:
+        if decode(entity_id, entity_type.graphql_name) is None:
             return WebhookPreviewPayload(
                 errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
             )
@@ -308,7 +296,7 @@ class WebhookMutation:
 
 
 async def _event_action(info: Info, id: strawberry.ID, action: Any) -> WebhookEventPayload:
-    id_ = parse_id(id, "WebhookEvent")
+    id_ = decode(id, "WebhookEvent")
     async with info.context.pool.acquire() as conn, conn.transaction():
         event = await store.get_event(conn, id_, info.context.viewer.seller_id) if id_ is not None else None
         if event is None:

@@ -548,7 +548,10 @@ async def record_webhook_health(
     `record_attempts` committed). webhooks: (webhook_id, successes, rate_limited, failures, gone);
     a webhook whose attempts have only failed for `disable_after_s` is disabled. failed_pairs:
     (webhook, entity) whose state never reached the receiver: their skip hash is forgotten, under
-    the webhook lock enqueueing reads it with. Returns (webhook_id, enabled, live_concurrency)."""
+    the webhook lock enqueueing reads it with. Returns (webhook_id, enabled, live_concurrency).
+
+    `live_concurrency` follows app.retry.next_concurrency, the rule's one statement, mirrored
+    here in SQL; tests/test_concurrency_rule.py pins the two together."""
     await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
     states: list[tuple[int, bool, int]] = []
     if webhooks:

@@ -109,15 +109,6 @@ async def rotate_secret(conn: asyncpg.Connection, webhook_id: int, new_secret: s
     return row
 
 
-def live_secrets(webhook: asyncpg.Record | dict[str, Any], now: datetime) -> tuple[str, ...]:
-    """The secrets that sign an attempt at `now`: the current one, and the previous one during
-    its overlap."""
-    expires = webhook["previous_secret_expires_at"]
-    if webhook["previous_secret"] and expires is not None and expires > now:
-        return (webhook["secret"], webhook["previous_secret"])
-    return (webhook["secret"],)
-
-
 async def lock_webhook(conn: asyncpg.Connection, webhook_id: int) -> bool:
     """Lock a webhook's row for the rest of the transaction (before touching its events: the
     engine's lock order); False if it no longer exists."""
