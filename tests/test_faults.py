@@ -25,6 +25,8 @@ from tests.conftest import private_postgres
 from tests.engine_harness import add_webhook, wait_until
 from tests.receivers import Receiver
 
+pytestmark = pytest.mark.faults
+
 VARIANT_QUERY = "query($id: ID!) { variant(id: $id) { sku countOnHand } }"
 WORKER_ENV = {
     "HOOKQL_DEBOUNCE_MS": "30",
