@@ -93,19 +93,6 @@ async def settled(pool: asyncpg.Pool) -> bool:
     return bool(row["left"] == 0)
 
 
-async def listening(database_url: str, channel: str) -> bool:
-    """True once some session on this database has LISTENed on `channel`."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        n = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE $1",
-            f"LISTEN%{channel}%",
-        )
-    finally:
-        await conn.close()
-    return bool(n)
-
-
 async def events(pool: asyncpg.Pool, webhook_id: int) -> list[asyncpg.Record]:
     return list(await pool.fetch("SELECT * FROM webhook_events WHERE webhook_id = $1 ORDER BY id", webhook_id))
 

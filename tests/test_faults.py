@@ -22,7 +22,7 @@ import pytest
 from app import db
 from app.fixtures import load_fixtures
 from tests.conftest import private_postgres
-from tests.engine_harness import add_webhook, listening, settled, wait_until
+from tests.engine_harness import add_webhook, settled, wait_until
 from tests.receivers import Receiver
 
 pytestmark = pytest.mark.faults
@@ -174,10 +174,14 @@ async def test_two_workers_share_the_work_and_keep_order(fixture_database_url: s
 
 async def test_sigterm_stops_a_worker_cleanly_with_exit_status_0(fixture_database_url: str) -> None:
     env = {**os.environ, **WORKER_ENV, "HOOKQL_DATABASE_URL": fixture_database_url}
+    receiver = await Receiver().start()
+    pool = await db.create_pool(fixture_database_url)
     proc = start_worker(env)
     try:
-        # running: migrated, and listening for changes
-        await wait_until(lambda: listening(fixture_database_url, "hookql_changes"), timeout_s=30, interval_s=0.1)
+        # running: migrated, listening and delivering (it delivers a change made after it started)
+        await add_webhook(pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
+        await pool.execute("UPDATE variants SET count_on_hand = count_on_hand + 1 WHERE id = 1")
+        await receiver.wait_for(1, timeout_s=30)
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 20) == 0
@@ -185,6 +189,8 @@ async def test_sigterm_stops_a_worker_cleanly_with_exit_status_0(fixture_databas
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        await pool.close()
+        await receiver.stop()
 
 
 async def test_a_receiver_outage_is_bridged(fixture_database_url: str) -> None:
