@@ -1,4 +1,10 @@
-"""Real PostgreSQL for every SQL-touching test.
+"""Test tiers, and real PostgreSQL for every SQL-touching test.
+
+Every test lands in exactly one tier (README, "Two commands"): `faults`, `browser`, `bench` and
+`hostile` by their module's `pytestmark`; `integration` when it uses a database fixture or its
+module is marked so (real local HTTP, subprocesses); `unit` otherwise. A unit test runs under a
+guard that makes any socket connect/bind or subprocess spawn raise, so a test that reaches for a
+server while it sits in the unit tier fails loudly instead of quietly slowing the tier down.
 
 The server is the one named by HOOKQL_TEST_DATABASE_URL, or an embedded one started for the
 session. Migrations run once into a template database (and once more into a template with the
@@ -10,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +32,54 @@ from app import db
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 TEMPLATE = f"hookql_tpl_{SESSION_TAG}"
 FIXTURE_TEMPLATE = f"hookql_tplfx_{SESSION_TAG}"
+
+
+# The tiers of their own, each set by a module's `pytestmark`; `integration` and `unit` are assigned here.
+SPECIAL_TIERS = ("faults", "browser", "bench", "hostile")
+TIERS = ("unit", "integration", *SPECIAL_TIERS)
+DATABASE_FIXTURES = frozenset(
+    {"server_url", "templates", "database_url", "fixture_database_url", "pool", "fixture_pool"}
+)
+# Fixtures that open sockets (a local aiohttp receiver, a transport's client session aimed at one).
+NETWORK_FIXTURES = frozenset({"receiver", "transport"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tiers = [name for name in TIERS if item.get_closest_marker(name) is not None]
+        fixtures = set(getattr(item, "fixturenames", ()))
+        uses_servers = not fixtures.isdisjoint(DATABASE_FIXTURES | NETWORK_FIXTURES)
+        if "unit" in tiers and uses_servers:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses a database or network fixture")
+        if not tiers:
+            tiers = ["integration" if uses_servers else "unit"]
+            item.add_marker(tiers[0])
+        if len(tiers) > 1:
+            raise pytest.UsageError(f"{item.nodeid} sits in more than one tier: {tiers}")
+
+
+class UnitTierViolation(AssertionError):
+    """A unit-tier test reached for a socket or a subprocess: mark it (or its module) `integration`."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests touch no database, no network server and no subprocess: connecting or binding a
+    socket, and spawning a process, raise for them (socketpair, the event loop's self-pipe, still
+    works)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what: str):  # type: ignore[no-untyped-def]
+        def raiser(*args: object, **kwargs: object) -> None:
+            raise UnitTierViolation(f"{request.node.nodeid} is in the unit tier but tried to {what}")
+
+        return raiser
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect a socket"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("connect a socket"))
+    monkeypatch.setattr(socket.socket, "bind", refuse("bind a socket"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("spawn a subprocess"))
 
 
 @contextmanager

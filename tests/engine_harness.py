@@ -82,6 +82,17 @@ async def wait_until(predicate: Any, timeout_s: float = 15.0, interval_s: float 
         await asyncio.sleep(interval_s)
 
 
+async def settled(pool: asyncpg.Pool) -> bool:
+    """True once the engine has processed every input: no change left to ingest, no entity waiting
+    for its debounce, no event pending (in flight or waiting to retry). Attempts are recorded after
+    the receiver answers, so from here on a receiver gets nothing more until something changes."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM changes) + (SELECT count(*) FROM pending_entities) + "
+        "(SELECT count(*) FROM webhook_events WHERE status = 'pending') AS left"
+    )
+    return bool(row["left"] == 0)
+
+
 async def events(pool: asyncpg.Pool, webhook_id: int) -> list[asyncpg.Record]:
     return list(await pool.fetch("SELECT * FROM webhook_events WHERE webhook_id = $1 ORDER BY id", webhook_id))
 

@@ -4,12 +4,11 @@ cascade included, end to end (wake-ups per transaction: test_engine_pipeline.py)
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
 
-from tests.engine_harness import add_webhook, events, running_engine
+from tests.engine_harness import add_webhook, events, running_engine, settled, wait_until
 from tests.receivers import Receiver
 
 Change = tuple[str, int, str, int | None]  # (entity_type, entity_id, action, seller_id)
@@ -190,7 +189,7 @@ async def test_a_sellers_webhook_hears_of_variants_deleted_with_their_product(fi
             # when the product is deleted (its variants go by cascade)
             await run.pool.execute("DELETE FROM products WHERE id = $1", product["id"])
             await receiver.wait_for(len(variants))
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: settled(run.pool))  # every deletion processed, for both webhooks
             mine_events = await events(run.pool, mine)
             theirs_events = await events(run.pool, theirs)
     finally:

@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 
 from app.apikeys import hash_key
 
+pytestmark = pytest.mark.integration  # every test runs `python -m app.cli` as a subprocess
 
 def hookql(*args: str, database_url: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKQL_") and k != "DATABASE_URL"}

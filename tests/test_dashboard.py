@@ -365,6 +365,7 @@ async def _first_page_websocket(port_file: Path) -> str:
     raise TimeoutError("chromium opened no page")
 
 
+@pytest.mark.browser
 async def test_dashboard_in_chromium(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         given = await seed(conn)

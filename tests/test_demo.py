@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from app.config import Settings
 from app.demo import run_demo
+
+pytestmark = pytest.mark.integration  # an embedded PostgreSQL, an engine and a local receiver
 
 
 async def test_demo_delivers_signed_webhooks_to_its_receiver() -> None:

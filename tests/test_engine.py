@@ -1,11 +1,10 @@
 """End to end: plain SQL writes → the engine → a real receiver."""
 
-import asyncio
 
 import asyncpg
 from standardwebhooks import Webhook
 
-from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, wait_until
+from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
 from tests.receivers import Receiver
 
 
@@ -45,7 +44,7 @@ async def test_a_burst_is_one_delivery_with_the_final_state(fixture_database_url
                 for i in range(500):
                     await conn.execute("UPDATE invoice_line_items SET quantity = $1 WHERE id = 1", i % 7 + 1)
             await receiver.wait_for(1)
-            await asyncio.sleep(0.5)  # nothing more arrives
+            await wait_until(lambda: settled(run.pool))  # every change processed: nothing more can arrive
             final = await run.pool.fetchval("SELECT quantity FROM invoice_line_items WHERE id = 1")
     finally:
         await receiver.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from app.ids import encode as global_id
 from app.store import engine as store
-from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, wait_until
+from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
 from tests.receivers import Receiver
 
 
@@ -66,7 +66,10 @@ async def test_attempt_budget_ends_in_failed(fixture_database_url: str) -> None:
             hook, _ = await add_webhook(run.pool, receiver.url, max_attempts=3)
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id = 3")
             await wait_until(lambda: _has(run.pool, hook, "failed"))
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: settled(run.pool))
+            # health is recorded just after the outcome
+            await wait_until(lambda: run.pool.fetchval(
+                "SELECT failing_since IS NOT NULL FROM webhooks WHERE id = $1", hook))
             hook_row = await run.pool.fetchrow("SELECT enabled, failing_since FROM webhooks WHERE id = $1", hook)
     finally:
         await receiver.stop()
@@ -100,7 +103,7 @@ async def test_429_halves_live_concurrency_and_successes_restore_it(fixture_data
             await wait_until(lambda: _has(run.pool, hook, "delivered", 12))
             # Health is recorded just after the outcomes: +1 per success, never above `concurrency`.
             await wait_until(lambda: run.pool.fetchval("SELECT live_concurrency = 8 FROM webhooks WHERE id = $1", hook))
-            await asyncio.sleep(0.2)
+            await wait_until(lambda: settled(run.pool))  # no outcome left to move it
             live = await run.pool.fetchval("SELECT live_concurrency FROM webhooks WHERE id = $1", hook)
     finally:
         await receiver.stop()
@@ -132,7 +135,7 @@ async def test_a_newer_state_supersedes_a_failing_older_one_and_arrives_last(fix
             await wait_until(lambda: _has(run.pool, hook, "superseded"))
             state["fail"] = False
             await wait_until(lambda: _has(run.pool, hook, "delivered"))
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: settled(run.pool))
             rows = await events(run.pool, hook)
     finally:
         await receiver.stop()
@@ -223,10 +226,10 @@ async def test_deleting_a_webhook_while_its_attempt_is_in_flight_does_not_jam_de
             await run.pool.execute("UPDATE invoices SET status = status WHERE id = 1")
             await wait_until(lambda: slow.in_flight == 1)
             await run.pool.execute("DELETE FROM webhooks WHERE id = $1", doomed)
-            await asyncio.sleep(1.5)  # the attempt comes back for an event that no longer exists
+            await wait_until(lambda: slow.in_flight == 0)  # the attempt comes back for an event that no longer exists
             await run.pool.execute("UPDATE variants SET sku = sku || 'x' WHERE id = 1")
             await quick.wait_for(1, timeout_s=5)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: settled(run.pool), timeout_s=5)
             rows = await run.pool.fetch("SELECT status, leased_until FROM webhook_events")
     finally:
         await slow.stop()
@@ -269,6 +272,7 @@ async def test_a_busy_webhook_is_claimed_ahead_and_still_sent_within_its_concurr
 async def test_a_410_stops_the_attempts_waiting_behind_it(fixture_database_url: str) -> None:
     # given a webhook sending one at a time, with many events claimed ahead
     receiver = await Receiver(respond=lambda n: (410, {}, b"gone"), delay_s=0.05).start()
+    sentinel = await Receiver().start()
     try:
         async with running_engine(fixture_database_url) as run:
             hook, _ = await add_webhook(run.pool, receiver.url, concurrency=1, live_concurrency=1)
@@ -276,9 +280,13 @@ async def test_a_410_stops_the_attempts_waiting_behind_it(fixture_database_url: 
             # when the receiver answers 410 Gone
             await wait_until(lambda: run.pool.fetchval("SELECT NOT enabled FROM webhooks WHERE id = $1", hook))
             await wait_until(lambda: _none_leased(run.pool, hook))  # the waiting ones are given back
-            await asyncio.sleep(0.3)
+            # and the engine goes on to deliver a later change to another webhook
+            await add_webhook(run.pool, sentinel.url)
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 11")
+            await sentinel.wait_for(1)
     finally:
         await receiver.stop()
+        await sentinel.stop()
     # then nothing was sent after it
     assert len(receiver.received) == 1
 
@@ -306,7 +314,7 @@ async def test_an_event_cancelled_while_waiting_in_the_process_is_not_sent(fixtu
             )
             assert cancelled is not None
             await wait_until(lambda: _has(run.pool, hook, "delivered", 4))
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: settled(run.pool))  # every event's outcome recorded: nothing more is sent
     finally:
         await receiver.stop()
     # then the other four arrive and the cancelled one never does

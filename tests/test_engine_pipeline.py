@@ -13,7 +13,7 @@ from app.listener import Due, Listener
 from app.models import Action, EntityType
 from app.store import engine as store
 from app.wakeups import Wakeups
-from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
+from tests.engine_harness import add_webhook, events, fast, running_engine, settled, wait_until
 from tests.receivers import Receiver
 
 SHIPMENTS_QUERY = "query($id: ID!) { invoice(id: $id) { status shipments { carrier } } }"
@@ -60,7 +60,7 @@ async def test_a_bulk_statement_is_one_change_per_owner_and_one_notification(fix
     listener = await asyncpg.connect(fixture_database_url)
     writer = await asyncpg.connect(fixture_database_url)
     heard: list[str] = []
-    await listener.add_listener("hookql_changes", lambda *args: heard.append(args[2]))
+    await listener.add_listener("hookql_changes", lambda conn, pid, channel, payload: heard.append(payload))
     try:
         async with writer.transaction():
             await writer.execute(
@@ -68,7 +68,10 @@ async def test_a_bulk_statement_is_one_change_per_owner_and_one_notification(fix
                 "SELECT 7, NULL, 1, 1 FROM generate_series(1, 10000)"
             )
             await writer.execute("UPDATE invoice_line_items SET quantity = 2 WHERE invoice_id = 7")
-        await asyncio.sleep(0.3)
+        # a session's notifications arrive in order: once the sentinel is heard, the statements' are too
+        await writer.execute("SELECT pg_notify('hookql_changes', 'sentinel')")
+        await wait_until(lambda: "sentinel" in heard)
+        heard.remove("sentinel")
         changes = await writer.fetch("SELECT entity_type, entity_id, count(*) AS n FROM changes GROUP BY 1, 2")
     finally:
         await listener.close()
@@ -93,7 +96,7 @@ async def test_folding_created_updated_deleted(fixture_database_url: str) -> Non
                 await conn.execute("UPDATE invoices SET status = 'paid' WHERE id = 9")
                 await conn.execute("DELETE FROM invoices WHERE id = 9")
             await receiver.wait_for(2)
-            await asyncio.sleep(0.6)
+            await wait_until(lambda: settled(run.pool))  # every fold processed: no third event is coming
             rows = await events(run.pool, hook)
     finally:
         await receiver.stop()
@@ -164,7 +167,7 @@ async def test_events_filter_visibility_and_sequence(fixture_database_url: str) 
             await wait_until(
                 lambda: run.pool.fetchval("SELECT count(*) = 5 FROM webhook_events WHERE status = 'delivered'")
             )
-            await asyncio.sleep(0.3)
+            await wait_until(lambda: settled(run.pool))  # every change processed: no event is still to come
             created_events = await events(run.pool, created_only)
             seller_events = await events(run.pool, seller_1)
             operator_events = await events(run.pool, operator)

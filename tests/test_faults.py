@@ -22,8 +22,10 @@ import pytest
 from app import db
 from app.fixtures import load_fixtures
 from tests.conftest import private_postgres
-from tests.engine_harness import add_webhook, wait_until
+from tests.engine_harness import add_webhook, settled, wait_until
 from tests.receivers import Receiver
+
+pytestmark = pytest.mark.faults
 
 VARIANT_QUERY = "query($id: ID!) { variant(id: $id) { sku countOnHand } }"
 WORKER_ENV = {
@@ -80,14 +82,6 @@ async def receiver_on(port: int, **kwargs: object) -> AsyncIterator[Receiver]:
         yield receiver
     finally:
         await runner.cleanup()
-
-
-async def settled(pool: asyncpg.Pool) -> bool:
-    row = await pool.fetchrow(
-        "SELECT (SELECT count(*) FROM changes) + (SELECT count(*) FROM pending_entities) + "
-        "(SELECT count(*) FROM webhook_events WHERE status = 'pending') AS left"
-    )
-    return bool(row["left"] == 0)
 
 
 def check_final_states(received: list[object], finals: dict[int, int], touched: set[int]) -> None:
@@ -178,15 +172,25 @@ async def test_two_workers_share_the_work_and_keep_order(fixture_database_url: s
         await pool.close()
 
 
-def test_sigterm_stops_a_worker_cleanly_with_exit_status_0(fixture_database_url: str) -> None:
+async def test_sigterm_stops_a_worker_cleanly_with_exit_status_0(fixture_database_url: str) -> None:
     env = {**os.environ, **WORKER_ENV, "HOOKQL_DATABASE_URL": fixture_database_url}
+    receiver = await Receiver().start()
+    pool = await db.create_pool(fixture_database_url)
     proc = start_worker(env)
-    import time
-
-    time.sleep(2)  # running: migrated, listening
-    assert proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    try:
+        # running: migrated, listening and delivering (it delivers a change made after it started)
+        await add_webhook(pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
+        await pool.execute("UPDATE variants SET count_on_hand = count_on_hand + 1 WHERE id = 1")
+        await receiver.wait_for(1, timeout_s=30)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await pool.close()
+        await receiver.stop()
 
 
 async def test_a_receiver_outage_is_bridged(fixture_database_url: str) -> None:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.api.schema import print_sdl
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
@@ -15,6 +17,7 @@ def test_schema_file_matches_the_code() -> None:
     )
 
 
+@pytest.mark.integration  # a subprocess
 def test_hookql_schema_prints_the_same_sdl() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "schema"], capture_output=True, text=True, timeout=60, check=True

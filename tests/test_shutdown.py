@@ -34,6 +34,8 @@ from app.wakeups import wait_any
 from tests.engine_harness import add_webhook, running_engine, wait_until
 from tests.test_faults import VARIANT_QUERY, WORKER_ENV, free_port, receiver_on, settled
 
+pytestmark = pytest.mark.faults
+
 SHUTDOWN_TIMEOUT_S = 3
 # What a stop may take at most: the drain, the child's grace, then the embedded server's own
 # stop; generous, for a loaded machine.
