@@ -801,7 +801,9 @@ async def test_a_client_that_disconnects_mid_request_stops_its_cost(loose: Loose
 
 async def test_the_request_deadline_ends_a_costly_request(loose: Loose, session: aiohttp.ClientSession) -> None:
     query = LOOSE_QUERY
-    bound_s = LOOSE_TIMEOUT_MS / 1000 + 1.5
+    # Cancellation lands at the execution's next suspending await; under a loaded CI machine that
+    # came 1.5 s after the deadline once. The bound is the deadline plus 3 s: bounded, not prompt.
+    bound_s = LOOSE_TIMEOUT_MS / 1000 + 3.0
     try:
         reply = await post_graphql(session, loose.serve.base_url, loose.seller_key, query, timeout_s=bound_s)
     except TimeoutError:
