@@ -51,8 +51,8 @@ class Settings:
     owner_max_sending: int = 64
     # Quotas.
     seller_max_webhooks: int = 25
-    key_requests_per_s: int = 20  # per API key and serve process; bursts up to twice this
-    key_max_concurrent_requests: int = 8  # GraphQL requests of one key running at once
+    key_requests_per_s: int = 10  # per API key and serve process; bursts up to twice this
+    key_max_concurrent_requests: int = 4  # GraphQL requests of one key running at once
     key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
     ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
     shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
