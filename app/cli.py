@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from app import __version__, db, runtime, supervisor
+from app import __version__, runtime
 from app.config import POSITIVE_SETTINGS, Settings, SettingsError, parse_duration_s
+from app.engine import supervisor
+from app.store import db
 
 if TYPE_CHECKING:
-    from app.server import ApiServer
+    from app.web.server import ApiServer
 
 log = logging.getLogger("hookql")
 
@@ -94,14 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(warning)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="GraphQL API + listener + delivery workers")
+    serve = commands.add_parser("serve", parents=[common], help="GraphQL API + producer + dispatcher")
     serve.add_argument("--host", help="bind address (127.0.0.1)")
     serve.add_argument("--port", type=_port, help="bind port (8000)")
     _engine_flags(serve)
     # Internal, for measurements: the engine in the API's process and event loop.
     serve.add_argument("--engine-in-process", action="store_true", help=argparse.SUPPRESS)
 
-    worker = commands.add_parser("worker", parents=[common], help="listener + delivery workers, no HTTP API")
+    worker = commands.add_parser("worker", parents=[common], help="producer + dispatcher, no HTTP API")
     _engine_flags(worker)
     worker.add_argument(supervisor.ENGINE_CHILD_FLAG, type=int, dest="engine_child", help=argparse.SUPPRESS)
 
@@ -161,13 +163,13 @@ async def _pool(settings: Settings, *, max_size: int = 10) -> AsyncIterator[tupl
 
 
 async def _serve(settings: Settings, *, engine_in_process: bool = False) -> None:
-    """`hookql serve`: the HTTP API here, the engine in a child process (app.supervisor)."""
+    """`hookql serve`: the HTTP API here, the engine in a child process (app.engine.supervisor)."""
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import run_until_stopped
-    from app.server import ApiServer, create_app, listen
-    from app.supervisor import EngineChild
-    from app.transport import Transport
+    from app.engine.runner import run_until_stopped
+    from app.engine.supervisor import EngineChild
+    from app.transport.http import Transport
+    from app.web.server import ApiServer, create_app, listen
 
     try:
         sock = listen(settings.host, settings.port)  # first: a busy port fails before anything starts
@@ -228,7 +230,7 @@ async def _work(settings: Settings, *, parent_pid: int | None) -> None:
     then a drain within settings.shutdown_timeout_s."""
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import run_until_stopped
+    from app.engine.runner import run_until_stopped
 
     signals = runtime.StopSignals().install(ignore_sigint=parent_pid is not None)
     if parent_pid is not None:
@@ -267,7 +269,7 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _apikey_create(settings: Settings, seller_id: int | None, name: str) -> None:
-    from app.apikeys import create_key
+    from app.store.apikeys import create_key
 
     async with _pool(settings, max_size=2) as (_, pool), pool.acquire() as conn:
         try:
@@ -278,7 +280,7 @@ async def _apikey_create(settings: Settings, seller_id: int | None, name: str) -
 
 
 async def _fixtures_load(settings: Settings) -> None:
-    from app.fixtures import load_fixtures
+    from app.store.fixtures import load_fixtures
 
     async with _pool(settings, max_size=2) as (_, pool), pool.acquire() as conn:
         counts = await load_fixtures(conn)

@@ -26,7 +26,7 @@ class Settings:
     delivery_retention_s: int = 3 * 24 * 3600
     log_level: str = "warning"
     # -- tenant isolation: every limit, budget and quota (README "Settings") ------------------------
-    # Static cost of a GraphQL document, checked before it runs (app/cost.py): API requests and
+    # Static cost of a GraphQL document, checked before it runs (app/evaluation/cost.py): API requests and
     # webhook queries alike. A seller key's limits are lower than an operator key's.
     seller_max_depth: int = 8  # levels of nested fields
     operator_max_depth: int = 12
@@ -37,7 +37,7 @@ class Settings:
     # Runtime budgets.
     request_timeout_ms: int = 10_000  # one GraphQL request (HTTP or one subscription's set-up)
     max_response_bytes: int = 5 * 1024 * 1024  # one GraphQL response over HTTP
-    # One owner's webhook queries evaluating a run of up to 100 entities (app/payloads.py). 500 ms:
+    # One owner's webhook queries evaluating a run of up to 100 entities (app/evaluation/execute.py). 500 ms:
     # a breaching run stops 0.1-0.3 s after its budget (measured), so another owner waits < 1 s.
     evaluation_timeout_ms: int = 500
     # One webhook payload (the query's result as JSON). Marketplacer caps payloads too. 256 KiB is

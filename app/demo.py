@@ -25,9 +25,9 @@ import asyncpg
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app import db
 from app.config import Settings
-from app.models import OPERATOR
+from app.store import db
+from app.types import OPERATOR
 
 DRAIN_TIMEOUT_S = 15.0  # after the activity stops, how long to wait for the last deliveries
 ACTIONS_PER_S = 4.0
@@ -324,8 +324,8 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
     """Run the tour for `seconds` of activity, print as it goes, and return the summary."""
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import running_engine
-    from app.fixtures import load_fixtures
+    from app.engine.runner import running_engine
+    from app.store.fixtures import load_fixtures
 
     out = out or sys.stdout
     summary = DemoSummary()

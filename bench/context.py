@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import db
+from app.store import db
 from bench import dataset
 from bench.cpu import CpuShares
 from bench.database import BenchDatabases

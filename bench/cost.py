@@ -1,6 +1,6 @@
 """Cost growth with batch size: SQL statements the engine runs per delivered event when 1, 10,
 100 and 1,000 entities become due at once (one bulk UPDATE), for one webhook with the realistic
-variant query. The engine runs in this process (app.engine.Engine) so nothing else talks to the
+variant query. The engine runs in this process (app.engine.runner.Engine) so nothing else talks to the
 database while it is counted.
 
 Statements are counted by pg_stat_statements (top-level statements of every connection to the
@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
-from app import db
 from app.config import Settings
+from app.store import db
 from bench import dataset
 from bench.context import SAMPLE_EVERY_S, Bench
 from bench.report import Figure
@@ -108,7 +108,7 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
     # while the engine is not there yet.
     from app.api.context import make_context
     from app.api.schema import schema
-    from app.engine import running_engine
+    from app.engine.runner import running_engine
 
     plan = bench.plan
     spec = dataset.WebhookSpec("cost", "variant", None, dataset.webhook_query("variant"))

@@ -47,7 +47,7 @@ class CpuShares:
 
     def _pids(self) -> dict[str, list[int]]:
         # Each group's processes with their descendants found live: serve's engine child
-        # (app.supervisor) is the engine's CPU too, even after a restart.
+        # (app.engine.supervisor) is the engine's CPU too, even after a restart.
         pids = {name: _with_descendants(p) for name, p in self.groups.items()}
         pids["bench (producer)"] = [os.getpid()]
         if self.postmaster_pid is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from app import db
+from app.store import db
 from bench import dataset
 
 STAT_STATEMENTS = "pg_stat_statements"

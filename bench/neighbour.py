@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from app.apikeys import create_key
+from app.store.apikeys import create_key
 from bench import dataset
 from bench.context import Bench
 from bench.processes import EngineProcess, EngineSettings

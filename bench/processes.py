@@ -1,6 +1,6 @@
 """`hookql serve` / `hookql worker` as real subprocesses on a bench database, the way an operator
 runs them: settings through HOOKQL_* variables, stopped with SIGTERM. `serve` is two processes,
-the API and its engine child (app.supervisor): memory and CPU figures count both."""
+the API and its engine child (app.engine.supervisor): memory and CPU figures count both."""
 
 from __future__ import annotations
 

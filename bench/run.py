@@ -43,7 +43,7 @@ SCENARIOS: list[tuple[str, ModuleType, tuple[float, float]]] = [
 SCENARIO_NAMES = tuple(name for name, _, _ in SCENARIOS)
 
 # What the engine scenarios need from the package; absent modules mean "not measured".
-ENGINE_MODULES = ("app.engine", "app.transport", "app.api.schema", "app.api.context")
+ENGINE_MODULES = ("app.engine.runner", "app.transport.http", "app.api.schema", "app.api.context")
 
 
 def limit_figures() -> list[Figure]:
@@ -57,7 +57,7 @@ def limit_figures() -> list[Figure]:
 
 def engine_concurrency(webhooks: int) -> int:
     try:
-        from app.dispatcher import MAX_IN_FLIGHT
+        from app.engine.dispatcher import MAX_IN_FLIGHT
     except Exception:  # no engine yet: one webhook's worth
         return WEBHOOK_CONCURRENCY
     return min(int(MAX_IN_FLIGHT), webhooks * WEBHOOK_CONCURRENCY)
@@ -102,8 +102,8 @@ def queries_rejected() -> str | None:
     """The bench's webhook queries must pass hookql's own validation, as registered ones would."""
     try:
         from app.api.schema import schema
-        from app.models import EntityType
-        from app.queries import CompiledQuery, compile_query
+        from app.evaluation.compile import CompiledQuery, compile_query
+        from app.types import EntityType
     except Exception:
         return None  # nothing to validate with; the engine will say if it disagrees
     for entity_type in dataset.ENTITY_TYPES:
@@ -171,7 +171,7 @@ async def run_bench(
 
 
 async def _sellers(dbs: BenchDatabases) -> list[int]:
-    from app import db
+    from app.store import db
 
     conn = await db.connect(db.with_database(dbs.server_url, dbs.template))
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app import db
+from app.store import db
 
 SESSION_TAG = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 TEMPLATE = f"hookql_tpl_{SESSION_TAG}"
@@ -124,7 +124,7 @@ async def _build_templates(server_url: str) -> None:
     await _admin(server_url, f'CREATE DATABASE "{FIXTURE_TEMPLATE}" TEMPLATE "{TEMPLATE}"')
     conn = await db.connect(db.with_database(server_url, FIXTURE_TEMPLATE))
     try:
-        from app.fixtures import load_fixtures
+        from app.store.fixtures import load_fixtures
 
         await load_fixtures(conn)
         # Loading fixtures is not a change anyone subscribed to: start tests with an empty queue.

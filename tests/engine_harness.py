@@ -11,13 +11,13 @@ from typing import Any
 
 import asyncpg
 
-from app import db
 from app.api.context import make_context
 from app.api.schema import schema
 from app.config import Settings
-from app.engine import Engine
-from app.engine import running_engine as engine_running
-from app.signing import new_secret
+from app.engine.runner import Engine
+from app.engine.runner import running_engine as engine_running
+from app.policy.signing import new_secret
+from app.store import db
 
 FAST = Settings(debounce_ms=50, max_delay_ms=500, retry_base_ms=20, retry_max_ms=200, allow_private_targets=True)
 INVOICE_QUERY = (

@@ -19,8 +19,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from app.api.asgi import graphql_app
 from app.api.ids import to_global_id
-from app.apikeys import create_key
 from app.config import Settings
+from app.store.apikeys import create_key
 from tests.live_server import serving
 from tests.logs import no_tracebacks
 

@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app.api.asgi import MAX_BODY_BYTES, graphql_app
-from app.apikeys import create_key
 from app.config import Settings
+from app.store.apikeys import create_key
 from tests.live_server import serving
 
 

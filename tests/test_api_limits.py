@@ -22,9 +22,9 @@ from app.api.asgi import graphql_app
 from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
-from app.apikeys import create_key
 from app.config import Settings
-from app.models import OPERATOR, Visibility
+from app.store.apikeys import create_key
+from app.types import OPERATOR, Visibility
 from tests.live_server import serving
 from tests.receivers import Receiver
 
@@ -35,7 +35,7 @@ FIVE_LEVELS = (
     "seller { products { legacyId seller { products { legacyId seller { products { legacyId } } } } } } } } } } } }"
 )
 THOUSAND_ALIASES = "{ " + " ".join(f"a{i}: __typename" for i in range(1000)) + " }"
-# 1,000 aliased pages: 13,000 tokens, refused while parsing (app.cost.MAX_TOKENS, 5,000)
+# 1,000 aliased pages: 13,000 tokens, refused while parsing (app.evaluation.cost.MAX_TOKENS, 5,000)
 THOUSAND_PAGES = "{ " + " ".join(f"a{i}: invoices(first: 1) {{ nodes {{ id }} }}" for i in range(1000)) + " }"
 # 100 invoices with their line items: ~8,200 objects and values estimated, between a seller's
 # limit (5,000) and the operator's (50,000)

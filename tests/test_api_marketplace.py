@@ -14,7 +14,7 @@ from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
 from app.config import Settings
-from app.models import OPERATOR, Visibility
+from app.types import OPERATOR, Visibility
 
 
 async def execute(

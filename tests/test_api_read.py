@@ -12,8 +12,8 @@ from app.api.ids import to_global_id
 from app.api.money import format_money
 from app.api.schema import schema
 from app.config import Settings
-from app.db import init_connection
-from app.models import OPERATOR, Visibility
+from app.store.db import init_connection
+from app.types import OPERATOR, Visibility
 
 # EVERYTHING at 100 invoices is estimated at ~500,000 objects and values (every plain list counted
 # at 20 items), over the operator's default cost limit: these tests count SQL statements, not cost.

@@ -11,7 +11,7 @@ from app.api.ids import to_global_id
 from app.api.pagination import encode_cursor
 from app.api.schema import schema
 from app.config import Settings
-from app.models import OPERATOR, Visibility
+from app.types import OPERATOR, Visibility
 
 ME = Visibility(1)
 # Walking every relation of 100 objects per list, 9 levels deep, is estimated at ~190,000 objects

@@ -10,13 +10,13 @@ import asyncpg
 import pytest
 from standardwebhooks import Webhook
 
-from app import db
 from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
 from app.config import Settings
-from app.models import OPERATOR, Visibility
-from app.transport import Transport
+from app.store import db
+from app.transport.http import Transport
+from app.types import OPERATOR, Visibility
 from tests.receivers import Receiver
 
 LOCAL = Settings(allow_private_targets=True)

@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 
 from app.api.ids import to_global_id
-from app.envelope import payload_hash
-from app.ids import decode_any
-from app.models import OPERATOR, Visibility
+from app.policy.envelope import payload_hash
+from app.policy.ids import decode_any
+from app.types import OPERATOR, Visibility
 from tests.engine_harness import running_engine, wait_until
 from tests.receivers import Receiver
 from tests.test_api_webhooks import create, gql

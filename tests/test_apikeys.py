@@ -3,8 +3,8 @@
 import asyncpg
 import pytest
 
-from app.apikeys import SHOWN_PREFIX_CHARS, authenticate, create_key, generate_key, hash_key
-from app.models import OPERATOR, Visibility
+from app.store.apikeys import SHOWN_PREFIX_CHARS, authenticate, create_key, generate_key, hash_key
+from app.types import OPERATOR, Visibility
 
 
 def test_keys_are_prefixed_random_and_long() -> None:

@@ -1,12 +1,12 @@
-"""app.attempt: the one attempt builder. Pure: no database, no network."""
+"""app.policy.attempt: the one attempt builder. Pure: no database, no network."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.attempt import build_attempt, live_secrets
-from app.envelope import PayloadJSON
-from app.ids import encode
-from app.models import EntityType, Format, Header, Method
+from app.policy.attempt import build_attempt, live_secrets
+from app.policy.envelope import PayloadJSON
+from app.policy.ids import encode
+from app.types import EntityType, Format, Header, Method
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 HOOK: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Time budgets of evaluations (app.budgets): what a budget is charged, and how the middleware
+"""Time budgets of evaluations (app.evaluation.budgets): what a budget is charged, and how the middleware
 stops a spent run. Pure: a hand-driven clock; coroutines are stepped by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.budgets import CLOCK_EVERY, Budget, BudgetExceeded, Meter, Share
+from app.evaluation.budgets import CLOCK_EVERY, Budget, BudgetExceeded, Meter, Share
 
 
 class Clock:

@@ -7,7 +7,7 @@ import sys
 import asyncpg
 import pytest
 
-from app.apikeys import hash_key
+from app.store.apikeys import hash_key
 
 pytestmark = pytest.mark.integration  # every test runs `python -m app.cli` as a subprocess
 

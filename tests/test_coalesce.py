@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.coalesce import due_at, fold
-from app.models import Action
+from app.policy.coalesce import due_at, fold
+from app.types import Action
 
 C, U, D = Action.CREATED, Action.UPDATED, Action.DELETED
 T0 = datetime(2026, 11, 22, tzinfo=UTC)

@@ -1,5 +1,5 @@
-"""The live-concurrency rule has one statement, app.retry.next_concurrency; the recorder applies it
-in SQL (app.store.engine.record_webhook_health). These tests pin the SQL to the function: each
+"""The live-concurrency rule has one statement, app.policy.retry.next_concurrency; the recorder applies it
+in SQL (app.store.pipeline.record_webhook_health). These tests pin the SQL to the function: each
 sequence of outcome batches is recorded on a real database and the webhook's live concurrency
 after every batch must equal the function's."""
 
@@ -8,8 +8,8 @@ import random
 import asyncpg
 import pytest
 
-from app.retry import next_concurrency
-from app.store import engine as store
+from app.policy.retry import next_concurrency
+from app.store import pipeline
 from tests.engine_harness import add_webhook
 
 DISABLE_AFTER_S = 10 * 86400.0  # far away: these batches never disable a webhook
@@ -53,7 +53,7 @@ async def _live_after_each_batch(pool: asyncpg.Pool, configured: int, live: int,
     seen = []
     for delivered, rate_limited, failed in batches:
         async with pool.acquire() as conn, conn.transaction():
-            [(webhook_id, enabled, after)] = await store.record_webhook_health(
+            [(webhook_id, enabled, after)] = await pipeline.record_webhook_health(
                 conn, [(hook_id, delivered, rate_limited, failed, 0)], [], DISABLE_AFTER_S
             )
         assert (webhook_id, enabled) == (hook_id, True)
@@ -74,7 +74,7 @@ async def test_the_sql_rule_is_next_concurrency(
     pool: asyncpg.Pool, what: str, configured: int, live: int, batches: list[Batch]
 ) -> None:
     # given a webhook at `live` of `configured`, when each batch of outcomes is recorded,
-    # then its live concurrency after each is what app.retry.next_concurrency says
+    # then its live concurrency after each is what app.policy.retry.next_concurrency says
     assert await _live_after_each_batch(pool, configured, live, batches) == _expected(configured, live, batches), what
 
 

@@ -1,4 +1,4 @@
-"""Static cost of a document (app.cost): pure, against the running schema, no database."""
+"""Static cost of a document (app.evaluation.cost): pure, against the running schema, no database."""
 
 from typing import Any
 
@@ -16,7 +16,7 @@ from graphql import (
 from app.api import pagination, query
 from app.api.schema import schema
 from app.config import Settings
-from app.cost import (
+from app.evaluation.cost import (
     DEFAULT_PAGE,
     INTROSPECTION_COST,
     LIST_BOUNDS,

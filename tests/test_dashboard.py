@@ -26,9 +26,9 @@ import websockets
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from app.apikeys import create_key
 from app.config import Settings
-from app.dashboard import csrf_token, dashboard_app
+from app.store.apikeys import create_key
+from app.web.dashboard import csrf_token, dashboard_app
 from tests.live_server import serving
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

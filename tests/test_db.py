@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app import db
+from app.store import db
 from app.store.catalog import describe_schema
 from tests.engine_harness import wait_until
 

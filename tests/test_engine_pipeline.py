@@ -9,10 +9,10 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
-from app.listener import Due, Listener
-from app.models import Action, EntityType
-from app.store import engine as store
-from app.wakeups import Wakeups
+from app.engine.producer import Due, Producer
+from app.engine.wakeups import Wakeups
+from app.store import pipeline
+from app.types import Action, EntityType
 from tests.engine_harness import add_webhook, events, fast, running_engine, settled, wait_until
 from tests.receivers import Receiver
 
@@ -207,18 +207,18 @@ async def test_each_receiver_gets_its_own_querys_result_in_its_key_order(fixture
     assert b'"payload":{"data":{"invoice":{"status":"PAID","currency":' in a.body
 
 
-async def _webhook_and_listener(database_url: str, pool: asyncpg.Pool) -> tuple[int, Listener]:
+async def _webhook_and_listener(database_url: str, pool: asyncpg.Pool) -> tuple[int, Producer]:
     """A status webhook that never skips, and a listener driven step by step (no loops running)."""
     hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)
-    return hook, Listener(pool, fast(debounce_ms=0), schema, make_context, Wakeups(database_url))
+    return hook, Producer(pool, fast(debounce_ms=0), schema, make_context, Wakeups(database_url))
 
 
-async def _fold_and_claim(listener: Listener, pool: asyncpg.Pool) -> tuple[list[Due], list[asyncpg.Record]]:
+async def _fold_and_claim(listener: Producer, pool: asyncpg.Pool) -> tuple[list[Due], list[asyncpg.Record]]:
     """Fold the changes and claim what is due, as `evaluate_once` does before evaluating."""
     await listener.ingest_once()
     async with pool.acquire() as conn:
-        claimed = await store.claim_due_entities(conn, 10, 60)
-        webhooks = await store.enabled_webhooks(conn, ["invoice"])
+        claimed = await pipeline.claim_due_entities(conn, 10, 60)
+        webhooks = await pipeline.enabled_webhooks(conn, ["invoice"])
     due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
                r["last_change_at"], r["version"]) for r in claimed]
     return due, webhooks
@@ -276,14 +276,14 @@ async def test_changes_inside_the_debounce_do_not_make_the_evaluator_look_in_vai
 ) -> None:
     # given an engine whose evaluator claims are counted, and a 400 ms debounce
     claims: list[int] = []
-    claim = store.claim_due_entities
+    claim = pipeline.claim_due_entities
 
     async def counting(*args: Any, **kwargs: Any) -> list[asyncpg.Record]:
         rows = await claim(*args, **kwargs)
         claims.append(len(rows))
         return rows
 
-    monkeypatch.setattr(store, "claim_due_entities", counting)
+    monkeypatch.setattr(pipeline, "claim_due_entities", counting)
     receiver = await Receiver().start()
     try:
         async with running_engine(fixture_database_url, fast(debounce_ms=400, max_delay_ms=5000)) as run:

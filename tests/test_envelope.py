@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from app.envelope import build_body, encode_payload, event_name, new_event_id, payload_hash
-from app.ids import encode as global_id
-from app.models import EntityType
+from app.policy.envelope import build_body, encode_payload, event_name, new_event_id, payload_hash
+from app.policy.ids import encode as global_id
+from app.types import EntityType
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 

@@ -17,21 +17,21 @@ from graphql import parse
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from app import payloads
 from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
-from app.apikeys import create_key
-from app.budgets import Meter
 from app.config import Settings
-from app.cost import measure
-from app.dashboard import dashboard_app
-from app.ids import encode as global_id
-from app.metrics import render_metrics
-from app.models import EntityType, Visibility
-from app.payloads import Breach, Budgets, evaluate, evaluate_many
-from app.queries import CompiledQuery, compile_query
+from app.evaluation import execute
+from app.evaluation.budgets import Meter
+from app.evaluation.compile import CompiledQuery, compile_query
+from app.evaluation.cost import measure
+from app.evaluation.execute import Breach, Budgets, evaluate, evaluate_many
+from app.policy.ids import encode as global_id
 from app.store import webhooks as webhook_store
+from app.store.apikeys import create_key
+from app.types import EntityType, Visibility
+from app.web.dashboard import dashboard_app
+from app.web.metrics import render_metrics
 from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
 from tests.live_server import serving
 from tests.receivers import Receiver
@@ -169,7 +169,7 @@ async def test_a_run_waiting_on_io_is_given_up_at_its_budget_while_other_groups_
     assert elapsed_s < 1.0
     # and the executions left waiting end by themselves once the gate opens, resolving nothing more
     context["gate"].set()
-    await wait_until(lambda: not payloads._abandoned, timeout_s=5)
+    await wait_until(lambda: not execute._abandoned, timeout_s=5)
     assert context["started"] == 2 and context["resolved_after_gate"] == 0
 
 
@@ -196,7 +196,7 @@ async def test_a_query_that_breached_is_not_evaluated_for_the_rest_of_the_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given runs of two entities, and a query that waits past its budget on every entity
-    monkeypatch.setattr(payloads, "FIRST_RUN", 2)
+    monkeypatch.setattr(execute, "FIRST_RUN", 2)
     slow = slow_query("query($id: ID!) { invoice(id: $id) { slow { n } } }")
     context: dict[str, Any] = {"gate": asyncio.Event(), "started": 0, "resolved_after_gate": 0}
     # when it is evaluated for five entities
@@ -211,12 +211,12 @@ async def test_a_query_that_breached_is_not_evaluated_for_the_rest_of_the_batch(
 
 
 def test_runs_are_sized_by_what_the_same_queries_cost_last_time() -> None:
-    sizes, key = payloads.RunSizes(), ("query-a", "query-b")
+    sizes, key = execute.RunSizes(), ("query-a", "query-b")
     # unknown queries start at the first run's size
-    assert sizes.size(key, 0.5) == payloads.FIRST_RUN
+    assert sizes.size(key, 0.5) == execute.FIRST_RUN
     # cheap ones get full runs; 10 ms an entity gets what takes a quarter of the budget
     sizes.observe(key, 25, 0.025)
-    assert sizes.size(key, 0.5) == payloads.MAX_RUN
+    assert sizes.size(key, 0.5) == execute.MAX_RUN
     sizes.observe(key, 25, 0.25)
     assert sizes.size(key, 0.5) == 12
     # a run that breached (charged at least the budget) shrinks the next to a quarter, down to one
@@ -225,7 +225,7 @@ def test_runs_are_sized_by_what_the_same_queries_cost_last_time() -> None:
     sizes.observe(key, 2, 0.6)
     assert sizes.size(key, 0.5) == 1
     # other queries are sized on their own
-    assert sizes.size(("query-a",), 0.5) == payloads.FIRST_RUN
+    assert sizes.size(("query-a",), 0.5) == execute.FIRST_RUN
 
 
 # --- through the engine -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fair delivery across owners (app.lanes), end to end: a seller whose receivers hang holds only
+"""Fair delivery across owners (app.policy.lanes), end to end: a seller whose receivers hang holds only
 its share of the send slots, and another owner's deliveries go out on time meanwhile."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from app.ids import encode as global_id
-from app.lanes import owner_max_held
-from app.store import engine as store
+from app.policy.ids import encode as global_id
+from app.policy.lanes import owner_max_held
+from app.store import pipeline
 from tests.engine_harness import add_webhook, bodies, fast, running_engine, wait_until
 from tests.receivers import Receiver
 
@@ -72,7 +72,7 @@ async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased
 
 async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
     async with pool.acquire() as conn:
-        rows = await store.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
+        rows = await pipeline.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
     return Counter(r["webhook_id"] for r in rows)
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app import db
-from app.fixtures import load_fixtures
+from app.store import db
+from app.store.fixtures import load_fixtures
 from tests.conftest import private_postgres
 from tests.engine_harness import add_webhook, settled, wait_until
 from tests.receivers import Receiver

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.fixtures import TABLES, FixturesError, load_fixtures
+from app.store.fixtures import TABLES, FixturesError, load_fixtures
 
 MINIMUMS = {
     "sellers": 3,

@@ -30,9 +30,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from app import db
-from app.apikeys import create_key
 from app.config import Settings
+from app.store import db
+from app.store.apikeys import create_key
 from tests.hostile import (
     BUDGET_WORDS,
     LIMIT_WORDS,

@@ -1,10 +1,10 @@
-"""app.ids: the one global-ID codec. Pure: no database."""
+"""app.policy.ids: the one global-ID codec. Pure: no database."""
 
 import base64
 
 import pytest
 
-from app.ids import MAX_DIGITS, MAX_LENGTH, decode, decode_any, encode
+from app.policy.ids import MAX_DIGITS, MAX_LENGTH, decode, decode_any, encode
 
 
 def b64(text: str) -> str:

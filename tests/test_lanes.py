@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.lanes import Lanes, Owner, handoff_budget, owner_handoff_budget, owner_max_held
+from app.policy.lanes import Lanes, Owner, handoff_budget, owner_handoff_budget, owner_max_held
 
 
 def row(event_id: int, webhook_id: int) -> dict[str, int]:

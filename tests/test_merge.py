@@ -8,12 +8,12 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
-from app.budgets import Meter
-from app.ids import encode as global_id
-from app.merge import merge_queries
-from app.models import OPERATOR, EntityType, Visibility
-from app.payloads import Budgets, evaluate, evaluate_many
-from app.queries import CompiledQuery, compile_query
+from app.evaluation.budgets import Meter
+from app.evaluation.compile import CompiledQuery, compile_query
+from app.evaluation.execute import Budgets, evaluate, evaluate_many
+from app.evaluation.merge import merge_queries
+from app.policy.ids import encode as global_id
+from app.types import OPERATOR, EntityType, Visibility
 
 NO_LIMITS = Budgets(Meter(), time_ms=3_600_000, payload_bytes=2**31)  # budgets: tests/test_evaluation_budgets.py
 

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import db
-from app.metrics import render_metrics
+from app.store import db
+from app.web.metrics import render_metrics
 from tests.live_server import serving
 
 

@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from yarl import URL
 
-from app.models import Header
-from app.netguard import (
+from app.transport.netguard import (
     Target,
     check_host,
     forbidden_reason,
@@ -19,6 +18,7 @@ from app.netguard import (
     validate_headers,
     validate_url,
 )
+from app.types import Header
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
-from app.ids import encode as global_id
-from app.models import OPERATOR, EntityType, Visibility
-from app.payloads import evaluate
-from app.queries import CompiledQuery, compile_query
+from app.evaluation.compile import CompiledQuery, compile_query
+from app.evaluation.execute import evaluate
+from app.policy.ids import encode as global_id
+from app.types import OPERATOR, EntityType, Visibility
 
 RICH = """query($id: ID!) { node(id: $id) { ... on Invoice {
   id status seller { name } total { amount currencyCode }

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from app.coalesce import due_at, fold
-from app.models import Action, SendResult
-from app.retry import Outcome, backoff_ms, classify, next_concurrency, next_delay_ms, should_fail
-from app.signing import new_secret, sign
+from app.policy.coalesce import due_at, fold
+from app.policy.retry import Outcome, backoff_ms, classify, next_concurrency, next_delay_ms, should_fail
+from app.policy.signing import new_secret, sign
+from app.types import Action, SendResult
 
 C, U, D = Action.CREATED, Action.UPDATED, Action.DELETED
 T0 = datetime(2026, 11, 22, tzinfo=UTC)

@@ -7,9 +7,9 @@ from graphql import DocumentNode
 
 from app.api.schema import schema
 from app.config import Settings
-from app.cost import limits_for
-from app.models import EntityType
-from app.queries import DEFAULT_QUERY, MAX_DEPTH, MAX_FIELDS, CompiledQuery, QueryError, compile_query
+from app.evaluation.compile import DEFAULT_QUERY, MAX_DEPTH, MAX_FIELDS, CompiledQuery, QueryError, compile_query
+from app.evaluation.cost import limits_for
+from app.types import EntityType
 
 SELLER = limits_for(Settings(), operator=False)
 OPERATOR = limits_for(Settings(), operator=True)

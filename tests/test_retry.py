@@ -3,8 +3,8 @@ concurrency over a sequence of answers. (The basic cases live in test_policy.py.
 
 from datetime import UTC, datetime
 
-from app.models import SendResult
-from app.retry import Outcome, backoff_ms, classify, next_concurrency, next_delay_ms
+from app.policy.retry import Outcome, backoff_ms, classify, next_concurrency, next_delay_ms
+from app.types import SendResult
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 BASE_MS, MAX_MS = 1000, 60_000

@@ -3,10 +3,10 @@
 import aiohttp
 import asyncpg
 
-from app.apikeys import create_key
 from app.config import Settings
-from app.server import create_app
-from app.transport import Transport
+from app.store.apikeys import create_key
+from app.transport.http import Transport
+from app.web.server import create_app
 from tests.live_server import serving
 
 

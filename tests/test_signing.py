@@ -7,7 +7,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.signing import new_secret, sign
+from app.policy.signing import new_secret, sign
 
 BODY = b'{"id":"evt_1","payload":{"data":{"node":{"name":"Caf\xc3\xa9"}}}}'
 

@@ -20,11 +20,11 @@ import websockets
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app import db
 from app.api.asgi import HookqlGraphQL, graphql_app
 from app.api.subscriptions import SubscriptionQuota, SubscriptionQuotaReached
-from app.apikeys import create_key, hash_key
 from app.config import Settings
+from app.store import db
+from app.store.apikeys import create_key, hash_key
 from tests.live_server import serving
 from tests.logs import no_tracebacks
 

@@ -14,9 +14,9 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from app import __version__
-from app.models import Format, Header, Method, Outgoing
-from app.signing import new_secret
-from app.transport import RESPONSE_BODY_LIMIT, Transport, parse_retry_after, render_body
+from app.policy.signing import new_secret
+from app.transport.http import RESPONSE_BODY_LIMIT, Transport, parse_retry_after, render_body
+from app.types import Format, Header, Method, Outgoing
 from tests.receivers import Receiver
 
 OLD_SECRET, NEW_SECRET = new_secret(), new_secret()

@@ -10,8 +10,8 @@ from strawberry.types import Info as _Info
 
 from app.api.loaders import Loaders
 from app.config import Settings
-from app.models import Outgoing, SendResult, Visibility
-from app.transport import Transport
+from app.transport.http import Transport
+from app.types import Outgoing, SendResult, Visibility
 
 if TYPE_CHECKING:
     from app.api.subscriptions import KeySubscriptions
@@ -33,7 +33,7 @@ class Context:
     visibility: Visibility | None  # None until a websocket's connection_init authenticates
     settings: Settings
     loaders: Loaders
-    transport: Transport  # sends webhookTest's pings: the API's own (app.server), or OneShotTransport
+    transport: Transport  # sends webhookTest's pings: the API's own (app.web.server), or OneShotTransport
     extras: dict[str, Any] = field(default_factory=dict)
     connection_params: dict[str, Any] | None = None
     request: Any = None

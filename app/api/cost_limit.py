@@ -1,10 +1,10 @@
-"""Every GraphQL document the API receives is measured (app.cost) and refused over its key's
+"""Every GraphQL document the API receives is measured (app.evaluation.cost) and refused over its key's
 limits after parsing and before validation or execution: the refusal costs one bounded walk.
 
 A SchemaExtension rather than a validation rule, because graphql-core's validation of a large
 document is itself the expensive step (overlapping-fields checks): the limits hold before it runs,
 and a refused document skips it. The engine executes with graphql-core directly and never comes
-here; webhook queries are checked with their owner's limits in app.queries."""
+here; webhook queries are checked with their owner's limits in app.evaluation.compile."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from strawberry.extensions import MaxTokensLimiter, SchemaExtension
 
 from app.api.context import Context
 from app.config import Settings
-from app.cost import MAX_TOKENS, Limits, check, limits_for, measure
+from app.evaluation.cost import MAX_TOKENS, Limits, check, limits_for, measure
 
 ERROR_CODE = "QUERY_TOO_COSTLY"
 

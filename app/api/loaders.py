@@ -14,7 +14,7 @@ from typing import TypeVar
 import asyncpg
 from strawberry.dataloader import DataLoader
 
-from app.models import Visibility
+from app.types import Visibility
 
 # table -> (FROM clause with alias t, the expression naming the row's seller)
 _OWNERSHIP: dict[str, tuple[str, str]] = {

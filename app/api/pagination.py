@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 import strawberry
 
 from app.api.ids import to_global_id
-from app.ids import decode_any
+from app.policy.ids import decode_any
 
 T = TypeVar("T")
 DEFAULT_PAGE = 20
@@ -45,7 +45,7 @@ def encode_cursor(id_: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int:
-    """The id after which a page starts. A cursor is shaped like a global ID (app.ids decodes
+    """The id after which a page starts. A cursor is shaped like a global ID (app.policy.ids decodes
     both, NUL, lone surrogates and absurd lengths included)."""
     if cursor is None:
         return 0

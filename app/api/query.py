@@ -20,7 +20,7 @@ from app.api.marketplace import (
 )
 from app.api.node import Node
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
-from app.ids import decode, decode_any
+from app.policy.ids import decode, decode_any
 
 MAX_NODES = 100
 

@@ -1,6 +1,6 @@
 """`subscription { webhookEvents(webhookId: ID) { … } }`: each event of the key's webhooks (all, or
 one) as it is recorded and after each attempt, over a websocket (graphql-transport-ws, or the older
-graphql-ws). Fed through PostgreSQL (app.events_feed), so it shows what every engine process does,
+graphql-ws). Fed through PostgreSQL (app.store.events_feed), so it shows what every engine process does,
 workers included. A key holds at most `key_max_subscriptions` of them open in one process."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from app.api.ids import to_global_id
-from app.events_feed import AttemptUpdate, EventUpdate, watch
-from app.ids import decode
-from app.models import EntityType, EventStatus, Visibility
-from app.store import webhooks as store
+from app.policy.ids import decode
+from app.store import webhooks as webhook_store
+from app.store.events_feed import AttemptUpdate, EventUpdate, watch
+from app.types import EntityType, EventStatus, Visibility
 
 WebhookEventStatusEnum = strawberry.enum(EventStatus, name="WebhookEventStatus")
 
@@ -65,7 +65,7 @@ class KeySubscriptions:
     """One API key's share of a SubscriptionQuota: what a request's context carries."""
 
     quota: SubscriptionQuota
-    key_hash: bytes  # as api_keys stores it (app.apikeys.hash_key)
+    key_hash: bytes  # as api_keys stores it (app.store.apikeys.hash_key)
 
     def hold(self) -> AbstractContextManager[None]:
         return self.quota.hold(self.key_hash)
@@ -157,4 +157,4 @@ class WebhookSubscription:
 
 async def _visible(pool: asyncpg.Pool, webhook_id: int, visibility: Visibility) -> bool:
     async with pool.acquire() as conn:
-        return await store.get_webhook(conn, webhook_id, visibility.seller_id) is not None
+        return await webhook_store.get_webhook(conn, webhook_id, visibility.seller_id) is not None

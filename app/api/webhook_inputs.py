@@ -10,11 +10,11 @@ import strawberry
 
 from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, WebhookEventType, WebhookType
 from app.config import Settings
-from app.cost import limits_for
-from app.ids import decode
-from app.models import Action, EntityType, Header, Visibility
-from app.netguard import Target, check_host, has_lone_surrogate, parse_target, validate_headers
-from app.queries import DEFAULT_QUERY, QueryError, compile_query
+from app.evaluation.compile import DEFAULT_QUERY, QueryError, compile_query
+from app.evaluation.cost import limits_for
+from app.policy.ids import decode
+from app.transport.netguard import Target, check_host, has_lone_surrogate, parse_target, validate_headers
+from app.types import Action, EntityType, Header, Visibility
 
 MAX_NAME_LENGTH = 200
 # Any one string of an input, whatever its own rule: far above every real value (URLs stop at

@@ -1,7 +1,7 @@
 """webhookReplay: re-deliver, at their current state, the entities a webhook had events for.
 
 Only the replayed webhook hears about it. The entities are evaluated here, with the webhook
-owner's visibility and the same compiled query and payload code as the listener, and enqueued as
+owner's visibility and the same compiled query and payload code as the producer, and enqueued as
 pending events of that webhook alone (superseding any pending ones for the same entities). Going
 through the change table instead would re-evaluate the entities for every webhook of their type,
 and send duplicates to the other webhooks that do not skip identical payloads."""
@@ -13,13 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from app import ids
 from app.api.context import Context, make_context
-from app.envelope import new_event_id, payload_hash
-from app.models import EntityType, Visibility
-from app.payloads import evaluate
-from app.queries import QueryError, compile_query
-from app.store import webhooks as store
+from app.evaluation.compile import QueryError, compile_query
+from app.evaluation.execute import evaluate
+from app.policy import ids
+from app.policy.envelope import new_event_id, payload_hash
+from app.store import webhooks as webhook_store
+from app.types import EntityType, Visibility
 
 REPLAY_BATCH = 200  # entities per evaluation and transaction: bounds memory and lock time
 
@@ -33,7 +33,7 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
     if isinstance(compiled, QueryError):  # only after a schema change broke a stored query
         return f"the webhook's query no longer compiles: {compiled.message}"
     async with ctx.pool.acquire() as conn:
-        targets = await store.replay_targets(conn, hook["id"], entity_type.value, since)
+        targets = await webhook_store.replay_targets(conn, hook["id"], entity_type.value, since)
     queued = 0
     for start in range(0, len(targets), REPLAY_BATCH):
         batch = targets[start : start + REPLAY_BATCH]
@@ -42,7 +42,7 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
         gids = [ids.encode(entity_type.graphql_name, t["entity_id"]) for t in batch]
         payloads = await evaluate(schema, context, compiled, gids)
         events = [
-            store.NewEvent(
+            webhook_store.NewEvent(
                 public_id=new_event_id(),
                 entity_type=t["entity_type"],
                 entity_id=t["entity_id"],
@@ -54,5 +54,5 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
             for t, payload in zip(batch, payloads, strict=True)
         ]
         async with ctx.pool.acquire() as conn, conn.transaction():
-            queued += await store.enqueue_events(conn, hook["id"], events)
+            queued += await webhook_store.enqueue_events(conn, hook["id"], events)
     return queued

@@ -12,8 +12,8 @@ from app.api.context import Info
 from app.api.ids import to_global_id
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
 from app.api.subscriptions import WebhookEventStatusEnum
-from app.models import Action, EntityType, EventStatus, Format, Method
-from app.store import webhooks as store
+from app.store import webhooks as webhook_store
+from app.types import Action, EntityType, EventStatus, Format, Method
 
 WebhookType = strawberry.enum(EntityType, name="WebhookType", description="The entity a webhook watches")
 WebhookEventType = strawberry.enum(Action, name="WebhookEventType")
@@ -101,7 +101,7 @@ class WebhookEvent:
     @strawberry.field(description="Every attempt, oldest first")
     async def attempts(self, info: Info) -> list[WebhookAttempt]:
         async with info.context.pool.acquire() as conn:
-            return [WebhookAttempt.from_row(r) for r in await store.attempts_for(conn, [self.db_id])]
+            return [WebhookAttempt.from_row(r) for r in await webhook_store.attempts_for(conn, [self.db_id])]
 
 
 @strawberry.type
@@ -163,7 +163,9 @@ class Webhook:
         limit = check_first(first)
         before = decode_cursor(after) if after else None
         async with info.context.pool.acquire() as conn:
-            rows = await store.list_events(conn, self.legacy_id, status.value if status else None, before, limit + 1)
+            rows = await webhook_store.list_events(
+                conn, self.legacy_id, status.value if status else None, before, limit + 1
+            )
         edges = [Edge(cursor=encode_cursor(r["id"]), node=WebhookEvent.from_row(r)) for r in rows[:limit]]
         return Connection(
             edges=edges,

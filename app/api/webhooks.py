@@ -14,15 +14,15 @@ from app.api.ids import to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean, text_problems
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
-from app.attempt import build_attempt
-from app.cost import limits_for
-from app.envelope import build_body, new_event_id, payload_hash
-from app.ids import decode
-from app.models import EntityType
-from app.payloads import evaluate
-from app.queries import QueryError, compile_query
-from app.signing import new_secret
-from app.store import webhooks as store
+from app.evaluation.compile import QueryError, compile_query
+from app.evaluation.cost import limits_for
+from app.evaluation.execute import evaluate
+from app.policy.attempt import build_attempt
+from app.policy.envelope import build_body, new_event_id, payload_hash
+from app.policy.ids import decode
+from app.policy.signing import new_secret
+from app.store import webhooks as webhook_store
+from app.types import EntityType
 
 TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
@@ -33,7 +33,7 @@ async def _seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str |
     row lock until the caller's transaction ends, so concurrent creates are counted one after the
     other. (Reported on `sellerId`, given by an operator key or implied by a seller key. The
     operator's own webhooks have no quota: operator keys are the marketplace's, not a tenant's.)"""
-    count = await store.lock_seller_webhooks(conn, seller_id)
+    count = await webhook_store.lock_seller_webhooks(conn, seller_id)
     if count is None:
         return f"seller {to_global_id('Seller', seller_id)} does not exist"
     if count >= max_webhooks:
@@ -50,7 +50,7 @@ def _not_found(field: str = "id") -> list[FieldError]:
 
 async def _owned_webhook(ctx: Context, conn: Any, global_id: str) -> Any:
     id_ = decode(global_id, "Webhook")
-    return await store.get_webhook(conn, id_, ctx.viewer.seller_id) if id_ is not None else None
+    return await webhook_store.get_webhook(conn, id_, ctx.viewer.seller_id) if id_ is not None else None
 
 
 @strawberry.type
@@ -102,7 +102,7 @@ class WebhookQuery:
     @strawberry.field(description="Your webhooks (an operator key sees all)")
     async def webhooks(self, info: Info) -> list[Webhook]:
         async with info.context.pool.acquire() as conn:
-            return [Webhook.from_row(r) for r in await store.list_webhooks(conn, info.context.viewer.seller_id)]
+            return [Webhook.from_row(r) for r in await webhook_store.list_webhooks(conn, info.context.viewer.seller_id)]
 
     @strawberry.field
     async def webhook(self, info: Info, id: strawberry.ID) -> Webhook | None:
@@ -116,7 +116,7 @@ class WebhookQuery:
         if id_ is None:
             return None
         async with info.context.pool.acquire() as conn:
-            row = await store.get_event(conn, id_, info.context.viewer.seller_id)
+            row = await webhook_store.get_event(conn, id_, info.context.viewer.seller_id)
         return WebhookEvent.from_row(row) if row else None
 
 
@@ -142,7 +142,7 @@ class WebhookMutation:
             if problem:
                 return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
             secret = new_secret()
-            row = await store.insert_webhook(conn, values, secret)
+            row = await webhook_store.insert_webhook(conn, values, secret)
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
 
     @strawberry.mutation(description="Change some fields; takes effect from the next attempt")
@@ -162,7 +162,7 @@ class WebhookMutation:
             )
             if errors:
                 return WebhookPayload(errors=errors)
-            row = await store.update_webhook(conn, current["id"], values)
+            row = await webhook_store.update_webhook(conn, current["id"], values)
         return WebhookPayload(webhook=Webhook.from_row(row))
 
     @strawberry.mutation
@@ -171,7 +171,7 @@ class WebhookMutation:
             current = await _owned_webhook(info.context, conn, id)
             if current is None:
                 return WebhookDeletePayload(errors=_not_found())
-            await store.delete_webhook(conn, current["id"])
+            await webhook_store.delete_webhook(conn, current["id"])
         return WebhookDeletePayload(deleted_id=id)
 
     @strawberry.mutation(description="A new secret; the old one keeps signing beside it for 24 hours")
@@ -181,7 +181,7 @@ class WebhookMutation:
             if current is None:
                 return WebhookSecretPayload(errors=_not_found())
             secret = new_secret()
-            row = await store.rotate_secret(conn, current["id"], secret)
+            row = await webhook_store.rotate_secret(conn, current["id"], secret)
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
 
     @strawberry.mutation(description="Send a signed `ping` now; a failed test disables the webhook")
@@ -191,7 +191,7 @@ class WebhookMutation:
             hook = await _owned_webhook(ctx, conn, id)
             if hook is None:
                 return WebhookTestPayload(errors=_not_found())
-            sequence = await store.next_sequences(conn, hook["id"])
+            sequence = await webhook_store.next_sequences(conn, hook["id"])
         now = datetime.now(UTC)
         event_id = new_event_id()
         out = build_attempt(
@@ -215,9 +215,9 @@ class WebhookMutation:
             deadline.extend_to(asyncio.get_running_loop().time() + out.timeout_s + TEST_RECORD_MARGIN_S)
         result = await ctx.transport.send(out)
         async with ctx.pool.acquire() as conn, conn.transaction():
-            if not await store.lock_webhook(conn, hook["id"]):  # deleted while the ping was in flight
+            if not await webhook_store.lock_webhook(conn, hook["id"]):  # deleted while the ping was in flight
                 return WebhookTestPayload(errors=_not_found())
-            event_pk = await store.insert_finished_event(
+            event_pk = await webhook_store.insert_finished_event(
                 conn,
                 public_id=event_id,
                 webhook_id=hook["id"],
@@ -229,11 +229,11 @@ class WebhookMutation:
                 changed_at=now,
                 attempts=1,
             )
-            attempt_pk = await store.record_attempt(conn, event_pk, hook["id"], result)
+            attempt_pk = await webhook_store.record_attempt(conn, event_pk, hook["id"], result)
             if not result.ok:
-                await store.disable_webhook(conn, hook["id"], TEST_FAILED_REASON)
-            event = await store.get_event(conn, event_pk, None)
-            attempt = next(a for a in await store.attempts_for(conn, [event_pk]) if a["id"] == attempt_pk)
+                await webhook_store.disable_webhook(conn, hook["id"], TEST_FAILED_REASON)
+            event = await webhook_store.get_event(conn, event_pk, None)
+            attempt = next(a for a in await webhook_store.attempts_for(conn, [event_pk]) if a["id"] == attempt_pk)
         return WebhookTestPayload(event=WebhookEvent.from_row(event), attempt=WebhookAttempt.from_row(attempt))
 
     @strawberry.mutation(description="The exact body a delivery for this entity would carry now; sends nothing")
@@ -274,11 +274,11 @@ class WebhookMutation:
 
     @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
     async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
-        return await _event_action(info, id, store.retry_event)
+        return await _event_action(info, id, webhook_store.retry_event)
 
     @strawberry.mutation(description="Stop a pending event")
     async def webhook_event_cancel(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
-        return await _event_action(info, id, store.cancel_event)
+        return await _event_action(info, id, webhook_store.cancel_event)
 
     @strawberry.mutation(
         description="Re-deliver to this webhook only, at their current state, the entities it had events for "
@@ -298,11 +298,11 @@ class WebhookMutation:
 async def _event_action(info: Info, id: strawberry.ID, action: Any) -> WebhookEventPayload:
     id_ = decode(id, "WebhookEvent")
     async with info.context.pool.acquire() as conn, conn.transaction():
-        event = await store.get_event(conn, id_, info.context.viewer.seller_id) if id_ is not None else None
+        event = await webhook_store.get_event(conn, id_, info.context.viewer.seller_id) if id_ is not None else None
         if event is None:
             return WebhookEventPayload(errors=[FieldError(field="id", message="event not found")])
         problem = await action(conn, event["id"])
         if problem:
             return WebhookEventPayload(errors=[FieldError(field="id", message=problem)])
-        event = await store.get_event(conn, event["id"], None)
+        event = await webhook_store.get_event(conn, event["id"], None)
     return WebhookEventPayload(event=WebhookEvent.from_row(event))

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from app.models import SendResult
-from app.store.engine import EVENTS_CHANNEL  # wakes the dispatchers: an event became due
+from app.store.pipeline import EVENTS_CHANNEL  # wakes the dispatchers: an event became due
+from app.types import SendResult
 
 SECRET_OVERLAP = "24 hours"  # a rotated-out secret keeps signing this long
 
@@ -317,7 +317,7 @@ class NewEvent:
 
 
 async def enqueue_events(conn: asyncpg.Connection, webhook_id: int, events: Sequence[NewEvent]) -> int:
-    """Enqueue pending events for one webhook, due now, as the listener would: pending events of
+    """Enqueue pending events for one webhook, due now, as the producer would: pending events of
     the same entities are superseded, sequences are reserved, and the payloads become the ones
     later changes are compared with. Returns how many were enqueued (0 if the webhook is gone).
     Run inside a transaction; takes the webhook's row lock first (the engine's lock order)."""

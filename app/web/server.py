@@ -18,9 +18,9 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.api.asgi import graphql_app
 from app.config import Settings
-from app.dashboard import dashboard_app
-from app.metrics import render_metrics
-from app.transport import Transport
+from app.transport.http import Transport
+from app.web.dashboard import dashboard_app
+from app.web.metrics import render_metrics
 
 HEALTH_TIMEOUT_S = 2.0
 

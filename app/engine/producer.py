@@ -15,16 +15,16 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app import ids
-from app.budgets import Meter
-from app.coalesce import due_at, fold
 from app.config import Settings
-from app.envelope import encode_payload, event_name, new_event_id, payload_hash
-from app.models import Action, EntityType, Visibility
-from app.payloads import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
-from app.queries import CompiledQuery, QueryError, compile_query
-from app.store import engine as store
-from app.wakeups import Wakeups, wait_any
+from app.engine.wakeups import Wakeups, wait_any
+from app.evaluation.budgets import Meter
+from app.evaluation.compile import CompiledQuery, QueryError, compile_query
+from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
+from app.policy import ids
+from app.policy.coalesce import due_at, fold
+from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
+from app.store import pipeline
+from app.types import Action, EntityType, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Due:
         return ids.encode(self.entity_type.graphql_name, self.entity_id)
 
 
-class Listener:
+class Producer:
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -145,13 +145,13 @@ class Listener:
                         hint = loop.time() + self._fold_due_in_s
                         self._due_hint = hint if self._due_hint is None else min(self._due_hint, hint)
                     self._ingested.set()
-            except store.DB_UNAVAILABLE as exc:
-                log.warning("listener: database unavailable (%s); retrying", exc)
+            except pipeline.DB_UNAVAILABLE as exc:
+                log.warning("producer: database unavailable (%s); retrying", exc)
                 ingest_wanted = True
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             except Exception:  # a bug must not stop every delivery: the changes stay in their table
-                log.exception("listener: ingest failed; retrying")
+                log.exception("producer: ingest failed; retrying")
                 ingest_wanted = True
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -165,12 +165,12 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 evaluated = await self.evaluate_once()
-            except store.DB_UNAVAILABLE as exc:
-                log.warning("listener: database unavailable (%s); retrying", exc)
+            except pipeline.DB_UNAVAILABLE as exc:
+                log.warning("producer: database unavailable (%s); retrying", exc)
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             except Exception:  # a bug or a poison entity must not stop every delivery; claims expire
-                log.exception("listener: batch failed; retrying")
+                log.exception("producer: batch failed; retrying")
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             if evaluated and evaluated == self._last_claim_size:
@@ -198,7 +198,7 @@ class Listener:
     async def _sleep_s(self) -> float:
         try:
             async with self.pool.acquire() as conn:
-                due = await store.next_entity_due_in_s(conn)
+                due = await pipeline.next_entity_due_in_s(conn)
         except Exception:  # only a hint for how long to sleep: poll soon instead
             return ERROR_BACKOFF_S
         if due is None:
@@ -209,9 +209,9 @@ class Listener:
         """Fold up to INGEST_BATCH changes into pending_entities; one ingester at a time."""
         self._fold_due_in_s = None
         async with self.pool.acquire() as conn, conn.transaction():
-            if not await store.try_ingest_lock(conn):
+            if not await pipeline.try_ingest_lock(conn):
                 return 0
-            changes = await store.take_changes(conn, INGEST_BATCH)
+            changes = await pipeline.take_changes(conn, INGEST_BATCH)
             if not changes:
                 return 0
             by_entity: dict[tuple[str, int], list[asyncpg.Record]] = defaultdict(list)
@@ -220,7 +220,7 @@ class Listener:
             keys = list(by_entity)
             existing = {
                 (r["entity_type"], r["entity_id"]): r
-                for r in await store.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
+                for r in await pipeline.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
             }
             upserts: list[tuple[Any, ...]] = []
             deletes: list[tuple[str, int]] = []
@@ -250,8 +250,8 @@ class Listener:
                         due_at(first, last, self.settings.debounce_ms, self.settings.max_delay_ms),
                     )
                 )
-            await store.upsert_pending(conn, upserts)
-            await store.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
+            await pipeline.upsert_pending(conn, upserts)
+            await pipeline.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
         taken_at = changes[0]["taken_at"]
         self._fold_due_in_s = min(((u[6] - taken_at).total_seconds() for u in upserts), default=float("inf"))
         return len(changes)
@@ -259,7 +259,7 @@ class Listener:
     async def evaluate_once(self) -> int:
         async with self.pool.acquire() as conn:
             self._last_claim_size = self._batch_size
-            claimed = await store.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
+            claimed = await pipeline.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
             if not claimed:
                 return 0
             due = [
@@ -273,14 +273,14 @@ class Listener:
                 )
                 for r in claimed
             ]
-            webhooks = await store.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
+            webhooks = await pipeline.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
         try:
             await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
         except Exception:
             # Give the entities back now rather than when the lease expires; then let run() log it.
             with contextlib.suppress(Exception):
                 async with self.pool.acquire() as conn:
-                    await store.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+                    await pipeline.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             raise
         return len(due)
 
@@ -288,8 +288,8 @@ class Listener:
         self, due: list[Due], webhooks: list[asyncpg.Record]
     ) -> dict[tuple[int, str, int], Encoded | Breach]:
         """Payload per (webhook id, entity type, entity id), encoded — or the budget it breached
-        (app.payloads: time per run of a group, size per payload). The queries of one (entity
-        type, visibility) run merged, once per entity (app.merge); one context (one set of
+        (app.evaluation.execute: time per run of a group, size per payload). The queries of one (entity
+        type, visibility) run merged, once per entity (app.evaluation.merge); one context (one set of
         DataLoaders) per visibility, so groups find rows in the loaders' caches."""
         # (entity type, owner) → query → (its webhooks, the entities any of them wants)
         groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[asyncpg.Record]]] = defaultdict(dict)
@@ -363,7 +363,7 @@ class Listener:
         breach_streaks = {h["id"]: h["budget_breaches"] for h in webhooks}
         by_key = {d.key: d for d in due}
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await store.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            current = await pipeline.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             versions = {(r["entity_type"], r["entity_id"]): r["version"] for r in current}
             actions = {(r["entity_type"], r["entity_id"]): r["action"] for r in current}
             # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
@@ -383,9 +383,9 @@ class Listener:
             handoff = self.handoff
             config: dict[int, asyncpg.Record] = {}
             if handoff is not None:
-                config = {r["id"]: r for r in await store.lock_webhooks_for_handoff(conn, webhook_ids)}
+                config = {r["id"]: r for r in await pipeline.lock_webhooks_for_handoff(conn, webhook_ids)}
             else:
-                await store.lock_webhooks(conn, webhook_ids)
+                await pipeline.lock_webhooks(conn, webhook_ids)
             # A breach is an event like any other — it takes the next sequence number — but it
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
@@ -395,12 +395,14 @@ class Listener:
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
                 counts[k[0]] += 1
-            firsts, previous = await store.reserve_and_read_hashes(conn, dict(counts), list(encoded))
+            firsts, previous = await pipeline.reserve_and_read_hashes(conn, dict(counts), list(encoded))
             pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
             pending_set = set(pending)
             skipped = {k for k in encoded if k not in pending_set}
             superseded = (
-                await store.supersede(conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending])
+                await pipeline.supersede(
+                    conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending]
+                )
                 if pending
                 else []
             )
@@ -408,13 +410,13 @@ class Listener:
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
             # event they supersede (that one failed: its clock decides when to try again).
-            # Within its owner's share of held events too (app.lanes).
+            # Within its owner's share of held events too (app.policy.lanes).
             room = {w: handoff.budget(r) for w, r in config.items() if r["enabled"]} if handoff else {}
             owner_of = {w: r["seller_id"] for w, r in config.items()}
             owner_room = {r["seller_id"]: handoff.owner_budget(r) for r in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
             rows: list[tuple[Any, ...]] = []
-            failed: list[store.FailedEvaluation] = []
+            failed: list[pipeline.FailedEvaluation] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
                 d = by_key[(k[1], k[2])]
@@ -428,7 +430,10 @@ class Listener:
                 public_id = new_event_id()
                 fresh_clock = clock is None or clock["attempts"] == 0
                 leased = (
-                    not is_skipped and fresh_clock and capacity > 0 and room.get(k[0], 0) > 0
+                    not is_skipped
+                    and fresh_clock
+                    and capacity > 0
+                    and room.get(k[0], 0) > 0
                     and owner_room[owner_of[k[0]]] > 0
                 )
                 if leased:
@@ -457,11 +462,14 @@ class Listener:
             # counts from there, or a steadily changing entity would be due again at once, forever.
             lasts = {(r["entity_type"], r["entity_id"]): r["last_change_at"] for r in current}
             restarted = [
-                (*k, by_key[k].last_change_at, due_at(by_key[k].last_change_at, lasts[k],
-                                                      self.settings.debounce_ms, self.settings.max_delay_ms))
+                (
+                    *k,
+                    by_key[k].last_change_at,
+                    due_at(by_key[k].last_change_at, lasts[k], self.settings.debounce_ms, self.settings.max_delay_ms),
+                )
                 for k in moved
             ]
-            leased_ids = await store.finish_enqueue(
+            leased_ids = await pipeline.finish_enqueue(
                 conn,
                 rows,
                 handoff.lease_s if handoff else 0.0,
@@ -473,7 +481,7 @@ class Listener:
             handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
             streaks = _budget_streaks(breaches, {k[0] for k in encoded}, breach_streaks)
             if failed or streaks:
-                disabled = await store.record_budget_outcomes(
+                disabled = await pipeline.record_budget_outcomes(
                     conn, failed, streaks, self.settings.budget_breaches_to_disable
                 )
                 for webhook_id, reason in disabled:
@@ -482,10 +490,10 @@ class Listener:
             handoff.accept(handed)
 
 
-def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> store.FailedEvaluation:
+def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> pipeline.FailedEvaluation:
     # What the event log shows as its payload: the error, shaped as a GraphQL result.
     payload = encode_payload({"data": None, "errors": [{"message": breach.error}]})
-    return store.FailedEvaluation(
+    return pipeline.FailedEvaluation(
         public_id=new_event_id(),
         webhook_id=k[0],
         entity_type=k[1],
@@ -502,7 +510,7 @@ def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: B
 
 def _budget_streaks(
     breaches: Mapping[tuple[int, str, int], Breach], succeeded: set[int], streaks: Mapping[int, int]
-) -> list[store.BudgetStreak]:
+) -> list[pipeline.BudgetStreak]:
     """What this batch does to each webhook's run of consecutive budget breaches: a webhook that
     breached on any entity extends it (once per batch: one breaching run fails many entities);
     one that only succeeded ends it, if it had one (as read with the webhooks; the statement
@@ -512,8 +520,8 @@ def _budget_streaks(
         if k[0] not in last or (breach.evaluated and not last[k[0]].evaluated):
             last[k[0]] = breach
     ended = sorted(w for w in succeeded - last.keys() if streaks.get(w, 0) > 0)
-    return [store.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
-        store.BudgetStreak(w, None) for w in ended
+    return [pipeline.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
+        pipeline.BudgetStreak(w, None) for w in ended
     ]
 
 
@@ -531,5 +539,5 @@ def _delivery_row(row: tuple[Any, ...], event_id: int, webhook: asyncpg.Record) 
         "payload": payload,
         "changed_at": changed_at,
         "attempts": attempts,
-        **{c: webhook[c] for c in store.DELIVERY_WEBHOOK_COLUMNS},
+        **{c: webhook[c] for c in pipeline.DELIVERY_WEBHOOK_COLUMNS},
     }

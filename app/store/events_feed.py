@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from app.models import Visibility
+from app.types import Visibility
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ costs one claim per CLAIM_AHEAD rounds of attempts instead of one per round. Onl
 webhooks are claimed ahead: a failing one gets one round at a time, so a fixed URL is used by
 its very next attempt. Attempts waiting in a lane use the configuration read at their claim.
 
-Events this process's listener just enqueued skip the claim: they are inserted leased to this
-process and handed over (`accept`, app.listener.Handoff) within the same budget, so a claim is
+Events this process's producer just enqueued skip the claim: they are inserted leased to this
+process and handed over (`accept`, app.engine.producer.Handoff) within the same budget, so a claim is
 needed only for what was left to one — announced by NOTIFY.
 
 Send slots and held events are shared fairly by owner (a seller, or the operator): the rule is
-in app.lanes."""
+in app.policy.lanes."""
 
 from __future__ import annotations
 
@@ -29,16 +29,16 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from app.attempt import build_attempt
 from app.config import Settings
-from app.envelope import PayloadJSON
-from app.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
-from app.models import EntityType, Outgoing, SendResult
-from app.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
-from app.store import engine as store
+from app.engine.wakeups import Wakeups, wait_any
+from app.policy.attempt import build_attempt
+from app.policy.envelope import PayloadJSON
+from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
+from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
+from app.store import pipeline
 from app.store.webhooks import attempt_values
-from app.transport import Transport
-from app.wakeups import Wakeups, wait_any
+from app.transport.http import Transport
+from app.types import EntityType, Outgoing, SendResult
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ attempt_log = logging.getLogger("hookql.delivery")
 
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all owners (settings.owner_max_sending each)
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
-# Events handed over by the listener as it enqueues them fill at most this many of those: claims
+# Events handed over by the producer as it enqueues them fill at most this many of those: claims
 # always have room left, so a backlog of older events is never starved by fresh ones.
 HANDOFF_HELD = MAX_HELD // 2
 CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
@@ -64,7 +64,7 @@ PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
 ERROR_BACKOFF_S = 1.0
 STOP_RECORD_GRACE_S = 1.0  # `stop` waits this much past its bound for outcomes being recorded
-_DB_ERRORS = store.DB_UNAVAILABLE
+_DB_ERRORS = pipeline.DB_UNAVAILABLE
 
 
 def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outgoing:
@@ -102,7 +102,7 @@ class Dispatcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
         self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
-        self._lanes = Lanes(MAX_IN_FLIGHT, settings.owner_max_sending)  # the held attempts (app.lanes)
+        self._lanes = Lanes(MAX_IN_FLIGHT, settings.owner_max_sending)  # the held attempts (app.policy.lanes)
         self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
         self.renew_every_s = RENEW_EVERY_S
         # When to claim again. A claim finds everything due that it may lease, so another one is
@@ -116,7 +116,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
 
-    # -- hand-off from the listener (app.listener.Handoff) ---------------------------------------
+    # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
 
     lease_s = LEASE_S
 
@@ -132,7 +132,7 @@ class Dispatcher:
         return owner_handoff_budget(self.settings.owner_max_sending, webhook["owner_leased"])
 
     def accept(self, rows: list[dict[str, Any]]) -> None:
-        """Events the listener committed leased to this process: sent like claimed ones."""
+        """Events the producer committed leased to this process: sent like claimed ones."""
         if self._stopping.is_set():  # too late to send: give their leases back
             self._unsent.extend(row["id"] for row in rows)
             task = asyncio.create_task(self._give_back_unsent(), name="hookql-give-back")
@@ -163,7 +163,7 @@ class Dispatcher:
             if not self._claim_put_off:
                 try:
                     async with self.pool.acquire() as conn:
-                        claimed = await store.claim_events(
+                        claimed = await pipeline.claim_events(
                             conn, free, LEASE_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD,
                             owner_max_held(self.settings.owner_max_sending),
                         )
@@ -235,7 +235,7 @@ class Dispatcher:
                 continue
             try:
                 async with self.pool.acquire() as conn:
-                    gone = await store.renew_leases(conn, held, LEASE_S)
+                    gone = await pipeline.renew_leases(conn, held, LEASE_S)
             except Exception as exc:  # the next round tries again; a lease outlives several rounds
                 log.warning("dispatcher: renewing %d leases failed (%s)", len(held), exc)
                 continue
@@ -251,14 +251,14 @@ class Dispatcher:
         unsent, self._unsent = self._unsent, []
         try:
             async with self.pool.acquire() as conn:
-                await store.release_leases(conn, unsent)
+                await pipeline.release_leases(conn, unsent)
         except Exception as exc:
             log.warning("dispatcher: giving back %d leases failed (%s); they expire instead", len(unsent), exc)
 
     async def _sleep_s(self) -> float:
         try:
             async with self.pool.acquire() as conn:
-                due = await store.next_event_due_in_s(conn)
+                due = await pipeline.next_event_due_in_s(conn)
         except Exception:  # only a hint for how long to sleep: poll soon instead
             return ERROR_BACKOFF_S
         if due is None or due <= 0:  # nothing due, or due but blocked: a recorded attempt wakes us
@@ -361,11 +361,11 @@ class Dispatcher:
         # between the two loses only health counters, which the next outcomes set again.
         async def attempts_tx() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
-                await store.record_attempts(conn, attempts, events, list(per_hook))
+                await pipeline.record_attempts(conn, attempts, events, list(per_hook))
 
         async def health_tx() -> list[tuple[int, bool, int]]:
             async with self.pool.acquire() as conn, conn.transaction():
-                return await store.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+                return await pipeline.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
 
         await self._until_done(f"{len(batch)} attempts", attempts_tx, retry)
         for row, _ in batch:
@@ -395,7 +395,7 @@ class Dispatcher:
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    while await store.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
+                    while await pipeline.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
                         pass
             except Exception as exc:  # pruning is housekeeping: the next round will do it
                 log.warning("dispatcher: pruning skipped (%s)", exc)
@@ -431,4 +431,4 @@ class Dispatcher:
             if batch:
                 await self._record(batch, retry=False)
             async with self.pool.acquire() as conn:
-                await store.release_leases(conn, list(self._unrecorded))
+                await pipeline.release_leases(conn, list(self._unrecorded))

@@ -22,7 +22,7 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Taken by whoever migrates, so that several processes starting at once migrate once.
 MIGRATION_LOCK_KEY = 0x686F6F6B716C  # "hookql"
 

@@ -1,4 +1,4 @@
-"""The engine: the LISTEN wake-ups, the listener (changes → events) and the dispatcher
+"""The engine: the LISTEN wake-ups, the producer (changes → events) and the dispatcher
 (events → attempts), run as named tasks. If one dies, the engine stops and says why."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 
 from app.config import Settings
-from app.dispatcher import Dispatcher
-from app.listener import Listener
-from app.transport import Transport
-from app.wakeups import Wakeups
+from app.engine.dispatcher import Dispatcher
+from app.engine.producer import Producer
+from app.engine.wakeups import Wakeups
+from app.transport.http import Transport
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,14 @@ class Engine:
         self.transport = transport
         self.wakeups = Wakeups(database_url)
         self.dispatcher = Dispatcher(pool, settings, transport, self.wakeups)
-        # Fresh events go straight to this process's dispatcher (app.listener.Handoff).
-        self.listener = Listener(pool, settings, schema, make_context, self.wakeups, handoff=self.dispatcher)
+        # Fresh events go straight to this process's dispatcher (app.engine.producer.Handoff).
+        self.producer = Producer(pool, settings, schema, make_context, self.wakeups, handoff=self.dispatcher)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         loops = {
             "hookql-wakeups": self.wakeups.run(),
-            "hookql-listener": self.listener.run(),
+            "hookql-producer": self.producer.run(),
             "hookql-dispatcher": self.dispatcher.run(),
             "hookql-recorder": self.dispatcher.record_loop(),
             "hookql-lease-renewer": self.dispatcher.renew_loop(),
@@ -64,7 +64,7 @@ class Engine:
         """Stop taking work; within `timeout_s`, let the batch being evaluated be enqueued and the
         attempts in flight finish and be recorded; give back the leases of the rest. Setting
         `hurry` (a second signal) cuts the wait for attempts in flight short."""
-        self.listener.stop()
+        self.producer.stop()
         draining = asyncio.create_task(self._drain(timeout_s))
         if hurry is not None:
             hurried = asyncio.create_task(hurry.wait())
@@ -82,12 +82,12 @@ class Engine:
         self._tasks = []
 
     async def _drain(self, timeout_s: float) -> None:
-        # The listener ends by itself after its current round; cancelled mid-batch, it would
+        # The producer ends by itself after its current round; cancelled mid-batch, it would
         # leave its claimed entities to their claim's expiry.
-        listener = [t for t in self._tasks if t.get_name() == "hookql-listener"]
+        producer = [t for t in self._tasks if t.get_name() == "hookql-producer"]
         stopping = asyncio.create_task(self.dispatcher.stop(timeout_s))
-        if listener:
-            await asyncio.wait(listener, timeout=timeout_s)
+        if producer:
+            await asyncio.wait(producer, timeout=timeout_s)
         await stopping
 
 

@@ -13,7 +13,7 @@ so nothing here is process memory: whichever process is scraped reports the same
     which a trigger on `webhook_attempts` (migration 0007) increments in the transaction that
     records each attempt, whichever process records it.
   * evaluation budget breaches by reason: `hookql_metric_counters` too, incremented by the
-    statement that records the FAILED events (`store.engine.record_budget_outcomes`).
+    statement that records the FAILED events (`store.pipeline.record_budget_outcomes`).
 Labels are bounded: event statuses, five status classes, fixed buckets and two breach reasons;
 never a webhook id.
 """
@@ -33,11 +33,11 @@ from prometheus_client.core import (
     Metric,
 )
 
-from app.models import EventStatus
+from app.types import EventStatus
 
 SCRAPE_TIMEOUT_S = 5.0
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
-BREACH_REASONS = ("time", "size")  # app.payloads.Breach.reason
+BREACH_REASONS = ("time", "size")  # app.evaluation.execute.Breach.reason
 # Must match hookql_latency_bucket() in migration 0007.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
 # Serialises the folding of finished backends' counter rows between concurrent scrapes.

@@ -169,7 +169,7 @@ def parent_gone(parent_pid: int) -> bool:
 
 def owns_embedded(settings: Settings) -> Path | None:
     """The data dir whose embedded PostgreSQL the parent ran, if `settings.database_url` is it."""
-    from app import db
+    from app.store import db
 
     if settings.database_url and db.running_embedded_url(settings.data_dir) == settings.database_url:
         return settings.data_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from app.models import Action
+from app.types import Action
 
 _FOLD: dict[tuple[Action, Action], Action | None] = {
     (Action.CREATED, Action.CREATED): Action.CREATED,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from yarl import URL
 
-from app.models import Header
+from app.types import Header
 
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 20

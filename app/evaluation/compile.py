@@ -2,7 +2,7 @@
 
 Pure of I/O. The strawberry schema is passed in, so the delivery side never imports the API.
 Besides SPEC §4's rules, a query registered or previewed is held to its owner's cost limits
-(app.cost), the same as that owner's API requests."""
+(app.evaluation.cost), the same as that owner's API requests."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from graphql import (
     validate,
 )
 
-from app.cost import Cost, Limits, check, measure
-from app.models import EntityType
+from app.evaluation.cost import Cost, Limits, check, measure
+from app.types import EntityType
 
 MAX_DEPTH = 10
 MAX_FIELDS = 500

@@ -4,7 +4,7 @@ from the caller: the delivery side never imports the API package.
 Budgets (issue #11). One owner's queries of one entity type (a group: they share a visibility
 and run merged) evaluate a batch in runs of entities, one run after another. The entities of a
 run execute at once, so their DataLoaders batch, and the run has the time budget
-(`evaluation_timeout_ms`): each entity has it from the start. Time is charged as `app.budgets`
+(`evaluation_timeout_ms`): each entity has it from the start. Time is charged as `app.evaluation.budgets`
 explains: checked at field resolutions, so CPU-bound work stops too, and not counting other
 owners' evaluations that share the event loop. A run holds as many entities as the same
 queries evaluated in about a quarter of the budget last time (`RunSizes`), so a legitimate
@@ -29,10 +29,10 @@ from typing import Any
 
 from graphql import DocumentNode, ExecutionResult, MiddlewareManager, execute
 
-from app.budgets import Budget, BudgetExceeded, Meter, Share
-from app.envelope import PayloadJSON, encode_payload, payload_hash
-from app.merge import merge_queries
-from app.queries import CompiledQuery
+from app.evaluation.budgets import Budget, BudgetExceeded, Meter, Share
+from app.evaluation.compile import CompiledQuery
+from app.evaluation.merge import merge_queries
+from app.policy.envelope import PayloadJSON, encode_payload, payload_hash
 
 # graphql-core 3.3 renamed the hook strawberry plugs its execution context into.
 _EXECUTOR_KW = (
@@ -173,7 +173,7 @@ async def evaluate_many(
     """Outcomes of several queries (one visibility: one `context`) for the same entities, in
     order: a payload, or a time `Breach`.
 
-    The queries are merged (app.merge) and executed once per entity; each query's payload is cut
+    The queries are merged (app.evaluation.merge) and executed once per entity; each query's payload is cut
     out of that result. An entity whose merged execution reports errors, or breaches, is
     evaluated query by query, so its payloads carry exactly the errors (and nulls) their own
     queries produce, and a breach is the breaching query's alone."""

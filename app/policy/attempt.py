@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from app import ids
-from app.envelope import PayloadJSON, build_body
-from app.models import EntityType, Format, Header, Method, Outgoing
+from app.policy import ids
+from app.policy.envelope import PayloadJSON, build_body
+from app.types import EntityType, Format, Header, Method, Outgoing
 
 
 def live_secrets(webhook: Mapping[str, Any], now: datetime) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The delivery body of SPEC §5 and the event ids and hashes around it (global IDs: app.ids). Pure."""
+"""The delivery body of SPEC §5 and the event ids and hashes around it (global IDs: app.policy.ids). Pure."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from app.models import EntityType
+from app.types import EntityType
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EVENT_NAMES = {"created": "create", "updated": "update", "deleted": "delete", "ping": "ping"}

@@ -10,7 +10,7 @@ the webhook's own query returns — key order included.
 
 Only results without errors are projected: errors carry paths and null propagation that belong to
 one query, so an entity whose merged execution reports any error is evaluated query by query
-(`app.payloads` does that). Queries this module cannot merge faithfully (introspection fields,
+(`app.evaluation.execute` does that). Queries this module cannot merge faithfully (introspection fields,
 directives other than literal @skip/@include) make `merge_queries` return None, and the caller
 executes them one by one.
 
@@ -45,7 +45,7 @@ from graphql import (
     validate,
 )
 
-from app.queries import CompiledQuery
+from app.evaluation.compile import CompiledQuery
 
 TYPENAME_ALIAS = "hq_t"  # the merged document's own __typename at abstract positions
 MERGE_CACHE_SIZE = 64  # distinct sets of queries kept merged (one per type × visibility in use)

@@ -14,7 +14,7 @@ Fair delivery across owners — the rule:
   Within an owner, its webhooks take turns the same way.
 - **Held events.** A claim leases an owner at most `owner_max_held(owner_max_sending)` events (16
   rounds of its slots, 1,024: half of a process's MAX_HELD) counting those already leased to it
-  anywhere, and the listener hands over fresh events within the same bound: one owner's backlog
+  anywhere, and the producer hands over fresh events within the same bound: one owner's backlog
   cannot fill a process's held events (MAX_HELD 2,048) and leave nothing to claim for the others.
   The bound counts leases in every process (a lease does not say whose it is), so with several
   processes an owner holds at most that many over all of them. The owner's webhooks share it the
@@ -38,7 +38,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.retry import halved
+from app.policy.retry import halved
 
 Owner = int | None  # a seller id; None is the operator
 
@@ -149,7 +149,7 @@ class Lanes:
 
     def halve(self, webhook_id: int) -> None:
         """A 429: the webhook's next attempts go at half the rate at once, before it is recorded
-        (the rule: app.retry.next_concurrency)."""
+        (the rule: app.policy.retry.next_concurrency)."""
         if (lane := self._lanes.get(webhook_id)) is not None:
             lane.limit = halved(lane.limit)
 

@@ -92,7 +92,7 @@ LIST_BOUNDS: dict[str, int] = {
     "Shipment.items": DEFAULT_LIST_BOUND,
     "RefundRequest.lineItems": DEFAULT_LIST_BOUND,
     "Query.webhooks": DEFAULT_LIST_BOUND,
-    "Webhook.headers": DEFAULT_LIST_BOUND,  # at most 20 headers (app.netguard)
+    "Webhook.headers": DEFAULT_LIST_BOUND,  # at most 20 headers (app.transport.netguard)
     "Webhook.subscribedEvents": DEFAULT_LIST_BOUND,  # in fact at most 3
     "WebhookEvent.attempts": DEFAULT_LIST_BOUND,  # up to maxAttempts (≤ 50)
     **{

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from app.store.engine import CHANGES_CHANNEL, EVENTS_CHANNEL
+from app.store.pipeline import CHANGES_CHANNEL, EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from app import __version__
-from app.envelope import PayloadJSON
-from app.models import Format, Outgoing, SendResult
-from app.netguard import describe_forbidden, is_forbidden_ip, literal_ip
-from app.signing import sign
+from app.policy.envelope import PayloadJSON
+from app.policy.signing import sign
+from app.transport.netguard import describe_forbidden, is_forbidden_ip, literal_ip
+from app.types import Format, Outgoing, SendResult
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a receiver's answer kept in the attempt log
 USER_AGENT = f"hookql/{__version__}"

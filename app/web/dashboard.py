@@ -27,10 +27,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.apikeys import authenticate
 from app.config import Settings
-from app.models import EventStatus, Visibility
-from app.store import webhooks as store
+from app.store import webhooks as webhook_store
+from app.store.apikeys import authenticate
+from app.types import EventStatus, Visibility
 
 COOKIE = "hookql_dashboard_key"
 MAX_FORM_BYTES = 4096
@@ -353,19 +353,19 @@ def _int(raw: str) -> int:
 
 async def _set_enabled(conn: asyncpg.Connection, webhook_id: int, *, enabled: bool, visibility: Visibility) -> str:
     if enabled:
-        await store.update_webhook(conn, webhook_id, {"enabled": True})
+        await webhook_store.update_webhook(conn, webhook_id, {"enabled": True})
         return "Webhook enabled."
-    await store.disable_webhook(conn, webhook_id, "disabled from the dashboard")
+    await webhook_store.disable_webhook(conn, webhook_id, "disabled from the dashboard")
     return "Webhook disabled: nothing is sent until it is enabled again."
 
 
 async def _retry_event(conn: asyncpg.Connection, event_id: int, *, visibility: Visibility) -> str:
     async with conn.transaction():
-        problem = await store.retry_event(conn, event_id)
+        problem = await webhook_store.retry_event(conn, event_id)
     return f"Not retried: {problem}." if problem else "Event queued for another delivery."
 
 
 async def _cancel_event(conn: asyncpg.Connection, event_id: int, *, visibility: Visibility) -> str:
     async with conn.transaction():
-        problem = await store.cancel_event(conn, event_id)
+        problem = await webhook_store.cancel_event(conn, event_id)
     return f"Not cancelled: {problem}." if problem else "Event cancelled."

@@ -449,7 +449,7 @@ async def claim_events(
     owner_max_held: int,
 ) -> list[asyncpg.Record]:
     """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook and
-    `owner_max_held` per owner (a seller, or the operator), owners taking turns (app.lanes). The
+    `owner_max_held` per owner (a seller, or the operator), owners taking turns (app.policy.lanes). The
     lock is taken in its own statement first, so the claim runs on a snapshot that sees every
     lease committed before it (one statement would not)."""
     async with conn.transaction():
@@ -550,7 +550,7 @@ async def record_webhook_health(
     (webhook, entity) whose state never reached the receiver: their skip hash is forgotten, under
     the webhook lock enqueueing reads it with. Returns (webhook_id, enabled, live_concurrency).
 
-    `live_concurrency` follows app.retry.next_concurrency, the rule's one statement, mirrored
+    `live_concurrency` follows app.policy.retry.next_concurrency, the rule's one statement, mirrored
     here in SQL; tests/test_concurrency_rule.py pins the two together."""
     await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
     states: list[tuple[int, bool, int]] = []

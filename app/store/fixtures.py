@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "fixtures"
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "fixtures"
 DATA_FILE = "marketplace.json"
 
 # Parents before children, so foreign keys hold at every insert.
