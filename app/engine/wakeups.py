@@ -49,7 +49,7 @@ class Wakeups:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 self.connected.clear()
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay_s)
+                log.warning("lost the LISTEN connection (%s); reconnecting in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(RECONNECT_MAX_S, delay_s * 2)
             finally:
