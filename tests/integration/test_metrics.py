@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from app.store import db
 from app.web.metrics import render_metrics
-from tests.live_server import serving
+from tests.support.live_server import serving
 
 
 def metrics_app(pool: asyncpg.Pool) -> Starlette:

@@ -17,7 +17,7 @@ from app import __version__
 from app.policy.signing import new_secret
 from app.transport.http import RESPONSE_BODY_LIMIT, Transport, parse_retry_after, render_body
 from app.types import Format, Header, Method, Outgoing
-from tests.receivers import Receiver
+from tests.support.receivers import Receiver
 
 OLD_SECRET, NEW_SECRET = new_secret(), new_secret()
 BODY: dict[str, Any] = {

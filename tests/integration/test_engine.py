@@ -4,8 +4,8 @@
 import asyncpg
 from standardwebhooks import Webhook
 
-from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
+from tests.support.receivers import Receiver
 
 
 async def test_an_update_is_delivered_signed_with_the_latest_state(fixture_database_url: str) -> None:

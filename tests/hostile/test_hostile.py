@@ -33,7 +33,7 @@ from websockets.typing import Subprotocol
 from app.config import Settings
 from app.store import db
 from app.store.apikeys import create_key
-from tests.hostile import (
+from tests.support.hostile import (
     BUDGET_WORDS,
     LIMIT_WORDS,
     HangingReceiver,

@@ -1,4 +1,4 @@
-"""The world of tests/test_hostile.py: a real `hookql serve` subprocess for the hostile seller to
+"""The world of tests/hostile/test_hostile.py: a real `hookql serve` subprocess for the hostile seller to
 attack, and the neighbours who must not notice — a /healthz watcher and another owner's webhook
 with its receiver and a prober that times commit → receipt.
 
@@ -31,7 +31,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0  # imports and migrations on a busy 2-core machine
 STOP_TIMEOUT_S = 15.0  # serve's own shutdown bound is 10 s
 # serve may not take more address space than this: an undefended attack (a 20-level operator

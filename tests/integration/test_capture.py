@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.engine_harness import add_webhook, events, running_engine, settled, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, events, running_engine, settled, wait_until
+from tests.support.receivers import Receiver
 
 Change = tuple[str, int, str, int | None]  # (entity_type, entity_id, action, seller_id)
 

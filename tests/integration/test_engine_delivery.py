@@ -9,8 +9,8 @@ import pytest
 
 from app.policy.ids import encode as global_id
 from app.store import pipeline
-from tests.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
+from tests.support.receivers import Receiver
 
 
 async def _statuses(pool: asyncpg.Pool, hook: int) -> list[str]:

@@ -22,8 +22,8 @@ import pytest
 from app.store import db
 from app.store.fixtures import load_fixtures
 from tests.conftest import private_postgres
-from tests.engine_harness import add_webhook, settled, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, settled, wait_until
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.faults
 
@@ -252,7 +252,7 @@ async def test_a_database_restart_is_survived(private_server: tuple[str, Path]) 
 
 
 async def test_connections_killed_by_an_administrator_are_survived(fixture_database_url: str) -> None:
-    from tests.engine_harness import running_engine
+    from tests.support.engine_harness import running_engine
 
     async with receiver_on(free_port()) as receiver, running_engine(fixture_database_url) as run:
         await add_webhook(run.pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)

@@ -25,8 +25,8 @@ from app.api.schema import schema
 from app.config import Settings
 from app.store.apikeys import create_key
 from app.types import OPERATOR, Visibility
-from tests.live_server import serving
-from tests.receivers import Receiver
+from tests.support.live_server import serving
+from tests.support.receivers import Receiver
 
 SELLER_ID = 1
 # The query: seller › products nested 5 levels deep, 221 characters.

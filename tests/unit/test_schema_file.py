@@ -8,7 +8,7 @@ import pytest
 
 from app.api.schema import print_sdl
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 
 def test_schema_file_matches_the_code() -> None:

@@ -31,8 +31,8 @@ from app.engine.supervisor import STOP_GRACE_S, child_env
 from app.engine.wakeups import wait_any
 from app.store import db
 from app.store.fixtures import load_fixtures
-from tests.engine_harness import add_webhook, running_engine, wait_until
-from tests.test_faults import VARIANT_QUERY, WORKER_ENV, free_port, receiver_on, settled
+from tests.faults.test_faults import VARIANT_QUERY, WORKER_ENV, free_port, receiver_on, settled
+from tests.support.engine_harness import add_webhook, running_engine, wait_until
 
 pytestmark = pytest.mark.faults
 

@@ -29,9 +29,9 @@ from starlette.routing import Mount
 from app.config import Settings
 from app.store.apikeys import create_key
 from app.web.dashboard import csrf_token, dashboard_app
-from tests.live_server import serving
+from tests.support.live_server import serving
 
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
 @dataclass

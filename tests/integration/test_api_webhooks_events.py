@@ -10,9 +10,9 @@ from app.api.ids import to_global_id
 from app.policy.envelope import payload_hash
 from app.policy.ids import decode_any
 from app.types import OPERATOR, Visibility
-from tests.engine_harness import running_engine, wait_until
-from tests.receivers import Receiver
-from tests.test_api_webhooks import create, gql
+from tests.integration.test_api_webhooks import create, gql
+from tests.support.engine_harness import running_engine, wait_until
+from tests.support.receivers import Receiver
 
 RETRY = "mutation($id: ID!) { webhookEventRetry(id: $id) { event { status attemptCount } errors { field message } } }"
 CANCEL = "mutation($id: ID!) { webhookEventCancel(id: $id) { event { status } errors { field message } } }"

@@ -3,7 +3,7 @@ snapshot; the runner refuses an edited or unknown applied migration. The embedde
 an unusable data dir.
 
 The schema snapshot is tests/snapshots/schema.txt. After adding a migration, regenerate it with
-    HOOKQL_UPDATE_SNAPSHOT=1 python -m pytest tests/test_db.py -k snapshot
+    HOOKQL_UPDATE_SNAPSHOT=1 python -m pytest tests/integration/test_db.py -k snapshot
 and review its diff with the migration."""
 
 import asyncio
@@ -20,9 +20,9 @@ import pytest
 
 from app.store import db
 from app.store.catalog import describe_schema
-from tests.engine_harness import wait_until
+from tests.support.engine_harness import wait_until
 
-SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "schema.txt"
+SNAPSHOT = Path(__file__).resolve().parent.parent / "snapshots" / "schema.txt"
 
 
 @pytest.fixture
@@ -85,7 +85,8 @@ async def test_the_migrations_produce_the_schema_snapshot(empty_conn: asyncpg.Co
         pytest.skip(f"wrote {SNAPSHOT}")
     assert schema == SNAPSHOT.read_text(), (
         f"the migrations no longer produce {SNAPSHOT.name}; if the change is intended, regenerate it with "
-        "`HOOKQL_UPDATE_SNAPSHOT=1 python -m pytest tests/test_db.py -k snapshot` and commit it with the migration"
+        "`HOOKQL_UPDATE_SNAPSHOT=1 python -m pytest tests/integration/test_db.py -k snapshot` "
+        "and commit it with the migration"
     )
 
 

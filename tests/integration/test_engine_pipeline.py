@@ -13,8 +13,8 @@ from app.engine.producer import Due, Producer
 from app.engine.wakeups import Wakeups
 from app.store import pipeline
 from app.types import Action, EntityType
-from tests.engine_harness import add_webhook, events, fast, running_engine, settled, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, events, fast, running_engine, settled, wait_until
+from tests.support.receivers import Receiver
 
 SHIPMENTS_QUERY = "query($id: ID!) { invoice(id: $id) { status shipments { carrier } } }"
 STATUS_QUERY = "query($id: ID!) { invoice(id: $id) { status } }"

@@ -21,8 +21,8 @@ from app.api.asgi import graphql_app
 from app.api.ids import to_global_id
 from app.config import Settings
 from app.store.apikeys import create_key
-from tests.live_server import serving
-from tests.logs import no_tracebacks
+from tests.support.live_server import serving
+from tests.support.logs import no_tracebacks
 
 CREATE = """mutation($input: WebhookCreateInput!) { webhookCreate(input: $input) {
   webhook { id } secret errors { field message } } }"""

@@ -25,8 +25,8 @@ from app.api.subscriptions import SubscriptionQuota, SubscriptionQuotaReached
 from app.config import Settings
 from app.store import db
 from app.store.apikeys import create_key, hash_key
-from tests.live_server import serving
-from tests.logs import no_tracebacks
+from tests.support.live_server import serving
+from tests.support.logs import no_tracebacks
 
 SUBSCRIPTION = """
 subscription($webhookId: ID) {

@@ -32,10 +32,10 @@ from app.store.apikeys import create_key
 from app.types import EntityType, Visibility
 from app.web.dashboard import dashboard_app
 from app.web.metrics import render_metrics
-from tests.engine_harness import add_webhook, events, fast, running_engine, wait_until
-from tests.live_server import serving
-from tests.receivers import Receiver
-from tests.test_api_webhooks import gql
+from tests.integration.test_api_webhooks import gql
+from tests.support.engine_harness import add_webhook, events, fast, running_engine, wait_until
+from tests.support.live_server import serving
+from tests.support.receivers import Receiver
 
 STATUS_QUERY = "query($id: ID!) { invoice(id: $id) { status } }"
 # About 5 KB: every product of the invoice's seller, with its variants.

@@ -7,7 +7,7 @@ from app.config import Settings
 from app.store.apikeys import create_key
 from app.transport.http import Transport
 from app.web.server import create_app
-from tests.live_server import serving
+from tests.support.live_server import serving
 
 
 async def test_http_contract(fixture_pool: asyncpg.Pool) -> None:

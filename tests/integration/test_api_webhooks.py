@@ -17,7 +17,7 @@ from app.config import Settings
 from app.store import db
 from app.transport.http import Transport
 from app.types import OPERATOR, Visibility
-from tests.receivers import Receiver
+from tests.support.receivers import Receiver
 
 LOCAL = Settings(allow_private_targets=True)
 STRICT = Settings(allow_private_targets=False)

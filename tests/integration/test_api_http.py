@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.api.asgi import MAX_BODY_BYTES, graphql_app
 from app.config import Settings
 from app.store.apikeys import create_key
-from tests.live_server import serving
+from tests.support.live_server import serving
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from app.policy.retry import next_concurrency
 from app.store import pipeline
-from tests.engine_harness import add_webhook
+from tests.support.engine_harness import add_webhook
 
 DISABLE_AFTER_S = 10 * 86400.0  # far away: these batches never disable a webhook
 

@@ -15,7 +15,7 @@ from app.evaluation.merge import merge_queries
 from app.policy.ids import encode as global_id
 from app.types import OPERATOR, EntityType, Visibility
 
-NO_LIMITS = Budgets(Meter(), time_ms=3_600_000, payload_bytes=2**31)  # budgets: tests/test_evaluation_budgets.py
+NO_LIMITS = Budgets(Meter(), time_ms=3_600_000, payload_bytes=2**31)  # budgets: test_evaluation_budgets.py
 
 
 def compiled(query: str, entity_type: EntityType = EntityType.INVOICE) -> CompiledQuery:

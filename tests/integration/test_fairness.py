@@ -14,8 +14,8 @@ from aiohttp import web
 from app.policy.ids import encode as global_id
 from app.policy.lanes import owner_max_held
 from app.store import pipeline
-from tests.engine_harness import add_webhook, bodies, fast, running_engine, wait_until
-from tests.receivers import Receiver
+from tests.support.engine_harness import add_webhook, bodies, fast, running_engine, wait_until
+from tests.support.receivers import Receiver
 
 ATTACKER = 3  # the fixtures' seller with the most invoices (34)
 VICTIM_INVOICE = 11  # seller 1's
