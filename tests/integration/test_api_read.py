@@ -9,7 +9,6 @@ import pytest
 
 from app.api.context import make_context
 from app.api.ids import to_global_id
-from app.api.money import format_money
 from app.api.schema import schema
 from app.config import Settings
 from app.store.db import init_connection
@@ -149,20 +148,6 @@ async def test_garbage_ids_are_null_not_errors(fixture_pool: asyncpg.Pool) -> No
         'e: node(id: "SW52b2ljZTrCsg==") { id } f: node(id: "Tm9wZTox") { id } }',  # "Invoice:²", "Nope:1"
     )
     assert data == {"a": None, "b": None, "c": None, "d": [None, {"id": "SW52b2ljZTox"}], "e": None, "f": None}
-
-
-@pytest.mark.parametrize(
-    ("amount", "currency", "formatted"),
-    [
-        ("12.5", "EUR", "€12.50"),
-        ("1234.5", "USD", "$1,234.50"),
-        ("7", "AUD", "A$7.00"),
-        ("-3", "GBP", "-£3.00"),
-        ("0.1", "CHF", "0.10 CHF"),
-    ],
-)
-def test_money_is_formatted_per_currency(amount: str, currency: str, formatted: str) -> None:
-    assert format_money(Decimal(amount), currency) == formatted
 
 
 async def test_columns_are_camel_case_fields_with_exact_values(fixture_pool: asyncpg.Pool) -> None:

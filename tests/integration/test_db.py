@@ -1,6 +1,5 @@
 """Migrations: they apply to an empty database once, in order, and produce the committed schema
-snapshot; the runner refuses an edited or unknown applied migration. The embedded server explains
-an unusable data dir.
+snapshot; the runner refuses an edited or unknown applied migration.
 
 The schema snapshot is tests/snapshots/schema.txt. After adding a migration, regenerate it with
     HOOKQL_UPDATE_SNAPSHOT=1 python -m pytest tests/integration/test_db.py -k snapshot
@@ -205,21 +204,3 @@ async def test_updated_at_is_maintained_by_the_database(pool: asyncpg.Pool) -> N
             later = await conn.fetchval("UPDATE sellers SET name = 'B' RETURNING updated_at")
     assert row["created_at"] == row["updated_at"]
     assert later > row["updated_at"]
-
-
-def test_an_unusable_data_dir_gets_a_clear_message(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with (
-        pytest.raises(db.DatabaseError, match=r"data directory .* is unusable"),
-        db.embedded_server(blocker / "x"),
-    ):
-        pass
-
-
-def test_urls_are_redacted_and_retargeted() -> None:
-    assert db.redact("postgresql://u:secret@h:5432/d") == "postgresql://u:***@h:5432/d"
-    assert db.with_database("postgresql://u@h:5432/postgres", "other") == "postgresql://u@h:5432/other"
-    assert (
-        db.with_database("postgresql://postgres:@/postgres?host=/tmp/s", "x") == "postgresql://postgres:@/x?host=/tmp/s"
-    )

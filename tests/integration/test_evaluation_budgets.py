@@ -12,8 +12,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-import strawberry
-from graphql import parse
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -21,10 +19,8 @@ from app.api.context import make_context
 from app.api.ids import to_global_id
 from app.api.schema import schema
 from app.config import Settings
-from app.evaluation import execute
 from app.evaluation.budgets import Meter
 from app.evaluation.compile import CompiledQuery, compile_query
-from app.evaluation.cost import measure
 from app.evaluation.execute import Breach, Budgets, evaluate, evaluate_many
 from app.policy.ids import encode as global_id
 from app.store import webhooks as webhook_store
@@ -36,6 +32,7 @@ from tests.integration.test_api_webhooks import gql
 from tests.support.engine_harness import add_webhook, events, fast, running_engine, wait_until
 from tests.support.live_server import serving
 from tests.support.receivers import Receiver
+from tests.support.slow_schema import SLOW_SCHEMA, slow_query
 
 STATUS_QUERY = "query($id: ID!) { invoice(id: $id) { status } }"
 # About 5 KB: every product of the invoice's seller, with its variants.
@@ -98,81 +95,6 @@ async def test_a_merged_run_that_breaches_fails_only_the_query_that_spent_the_bu
     assert outcomes[cheap] == await evaluate(schema, make_context(fixture_pool, Visibility(SELLER)), cheap, gids)
 
 
-@strawberry.type
-class Detail:
-    @strawberry.field
-    def n(self, info: strawberry.Info) -> int:
-        info.context["resolved_after_gate"] += 1
-        return 1
-
-
-@strawberry.type
-class SlowInvoice:
-    id: strawberry.ID
-
-    @strawberry.field
-    async def slow(self, info: strawberry.Info) -> Detail:
-        info.context["started"] += 1
-        await info.context["gate"].wait()
-        return Detail()
-
-    @strawberry.field
-    def fast(self) -> int:
-        return 7
-
-    @strawberry.field
-    async def nap(self) -> Detail:
-        await asyncio.sleep(0.05)
-        return Detail()
-
-    @strawberry.field
-    async def many(self) -> list[Detail]:
-        return [Detail() for _ in range(200_000)]
-
-
-@strawberry.type
-class SlowQuery:
-    @strawberry.field
-    def invoice(self, id: strawberry.ID) -> SlowInvoice:
-        return SlowInvoice(id=id)
-
-
-# A test-only schema whose resolver waits (the engine receives its schema as an argument): a run
-# that is waiting on I/O resolves nothing, so only its waiter can notice its budget is spent.
-SLOW_SCHEMA = strawberry.Schema(query=SlowQuery)
-
-
-def slow_query(text: str) -> CompiledQuery:
-    document = parse(text)
-    cost = measure(SLOW_SCHEMA._schema, document, None, {"id": "x"}, max_work=1_000_000)
-    return CompiledQuery(text, EntityType.INVOICE, document, cost)
-
-
-async def test_a_run_waiting_on_io_is_given_up_at_its_budget_while_other_groups_finish() -> None:
-    # given a group whose resolver waits on a gate that stays shut, and another group
-    slow, fast_query = slow_query("query($id: ID!) { invoice(id: $id) { slow { n } } }"), slow_query(
-        "query($id: ID!) { invoice(id: $id) { fast } }"
-    )
-    context: dict[str, Any] = {"gate": asyncio.Event(), "started": 0, "resolved_after_gate": 0}
-    limits = budgets(time_ms=100)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    # when both are evaluated at once, as a batch's groups are
-    waited, other = await asyncio.gather(
-        evaluate_many(SLOW_SCHEMA, context, [slow], ["a", "b"], limits),
-        evaluate_many(SLOW_SCHEMA, context, [fast_query], ["a", "b"], limits),
-    )
-    elapsed_s = loop.time() - started
-    # then the waiting group breaches at its budget (generous margin), the other has its payloads
-    assert waited[slow] == [Breach("time", "evaluation exceeded its 100 ms budget")] * 2
-    assert other[fast_query] == [{"data": {"invoice": {"fast": 7}}}] * 2
-    assert elapsed_s < 1.0
-    # and the executions left waiting end by themselves once the gate opens, resolving nothing more
-    context["gate"].set()
-    await wait_until(lambda: not execute._abandoned, timeout_s=5)
-    assert context["started"] == 2 and context["resolved_after_gate"] == 0
-
-
 # Seconds of CPU by design (a million resolved fields): it sits outside the unit tier's 20 s.
 @pytest.mark.integration
 async def test_a_group_is_not_charged_for_the_time_it_waited_behind_another_groups_work() -> None:
@@ -190,42 +112,6 @@ async def test_a_group_is_not_charged_for_the_time_it_waited_behind_another_grou
     # then only the expensive one breaches: the other is charged its own 50 ms, not the wait
     assert spent[expensive] == [Breach("time", "evaluation exceeded its 300 ms budget")] * 5
     assert waited[napping] == [{"data": {"invoice": {"nap": {"n": 1}}}}]
-
-
-async def test_a_query_that_breached_is_not_evaluated_for_the_rest_of_the_batch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # given runs of two entities, and a query that waits past its budget on every entity
-    monkeypatch.setattr(execute, "FIRST_RUN", 2)
-    slow = slow_query("query($id: ID!) { invoice(id: $id) { slow { n } } }")
-    context: dict[str, Any] = {"gate": asyncio.Event(), "started": 0, "resolved_after_gate": 0}
-    # when it is evaluated for five entities
-    outcomes = await evaluate_many(SLOW_SCHEMA, context, [slow], list("abcde"), budgets(time_ms=50))
-    context["gate"].set()
-    # then the first run breaches, and the other three entities are failed without being run
-    assert [o.evaluated for o in outcomes[slow] if isinstance(o, Breach)] == [True, True, False, False, False]
-    assert outcomes[slow][2].error == (
-        "not evaluated: the query exceeded its 50 ms budget on other entities of this batch"
-    )
-    assert context["started"] == 2
-
-
-def test_runs_are_sized_by_what_the_same_queries_cost_last_time() -> None:
-    sizes, key = execute.RunSizes(), ("query-a", "query-b")
-    # unknown queries start at the first run's size
-    assert sizes.size(key, 0.5) == execute.FIRST_RUN
-    # cheap ones get full runs; 10 ms an entity gets what takes a quarter of the budget
-    sizes.observe(key, 25, 0.025)
-    assert sizes.size(key, 0.5) == execute.MAX_RUN
-    sizes.observe(key, 25, 0.25)
-    assert sizes.size(key, 0.5) == 12
-    # a run that breached (charged at least the budget) shrinks the next to a quarter, down to one
-    sizes.observe(key, 12, 0.6)
-    assert sizes.size(key, 0.5) == 2
-    sizes.observe(key, 2, 0.6)
-    assert sizes.size(key, 0.5) == 1
-    # other queries are sized on their own
-    assert sizes.size(("query-a",), 0.5) == execute.FIRST_RUN
 
 
 # --- through the engine -----------------------------------------------------------------------

@@ -118,15 +118,3 @@ async def test_an_entity_whose_merged_run_fails_is_evaluated_query_by_query(fixt
         [error] = payload["errors"]
         assert error["path"][:2] == ["invoice", "lineItems"]
     assert all("errors" not in p and p["data"]["invoice"]["status"] for p in merged[spared])
-
-
-def test_queries_that_cannot_be_projected_faithfully_are_not_merged() -> None:
-    # given a query with an introspection field beside the entity (accepted? then never merged)
-    plain = compiled("query($id: ID!) { invoice(id: $id) { status } }")
-    typed = compile_query(schema, "query($id: ID!) { invoice(id: $id) { __type(name: \"Invoice\") { name } } }",
-                          EntityType.INVOICE)
-    if isinstance(typed, CompiledQuery):
-        assert merge_queries(schema._schema, [plain, typed]) is None
-    # and two ordinary queries always merge into a document that validates
-    other = compiled("query($id: ID!) { invoice(id: $id) { currency } }")
-    assert merge_queries(schema._schema, [plain, other]) is not None

@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app.api.asgi import HookqlGraphQL, graphql_app
-from app.api.subscriptions import SubscriptionQuota, SubscriptionQuotaReached
 from app.config import Settings
 from app.store import db
 from app.store.apikeys import create_key, hash_key
@@ -494,17 +493,3 @@ async def test_a_key_holds_at_most_its_quota_of_subscriptions_across_connections
                 await again.subscribe("g")
                 await again.subscribe("h")
                 await until(lambda: held(key) == 2)
-
-
-def test_a_slot_is_given_back_however_the_subscription_ends() -> None:
-    quota = SubscriptionQuota(per_key=1)
-    with quota.hold(b"k"):
-        assert quota.open_for(b"k") == 1
-        with pytest.raises(SubscriptionQuotaReached, match="at most 1"), quota.hold(b"k"):
-            pass
-        with quota.hold(b"other"):
-            assert quota.open_for(b"other") == 1
-    assert quota.open_for(b"k") == 0
-    with pytest.raises(RuntimeError), quota.hold(b"k"):
-        raise RuntimeError("the stream failed")
-    assert quota.open_for(b"k") == 0
