@@ -5,7 +5,7 @@ One `serve` on a fresh bench database. The neighbour is seller B's webhook on it
 (the bench's invoice query); the producer changes B's invoices at NEIGHBOUR_COMMITS_PER_S, and
 each delivery is timed from its commit to its receipt, debounce subtracted, as in
 bench/latency.py. First a quiet window; then the same window while seller A attacks with what
-tests/test_hostile.py found harmful, all at once:
+tests/hostile/test_hostile.py found harmful, all at once:
 
 - receivers that never answer: ATTACK_HANGING_WEBHOOKS webhooks (concurrency 100, timeout 10 s)
   on A's invoices, at the receiver's /hang/ URL;

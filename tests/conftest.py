@@ -1,10 +1,12 @@
 """Test tiers, and real PostgreSQL for every SQL-touching test.
 
-Every test lands in exactly one tier (README, "Two commands"): `faults`, `browser`, `bench` and
-`hostile` by their module's `pytestmark`; `integration` when it uses a database fixture or its
-module is marked so (real local HTTP, subprocesses); `unit` otherwise. A unit test runs under a
-guard that makes any socket connect/bind or subprocess spawn raise, so a test that reaches for a
-server while it sits in the unit tier fails loudly instead of quietly slowing the tier down.
+A test's folder is its tier (README, "Two commands"): tests/unit, tests/integration, tests/faults,
+tests/browser, tests/bench and tests/hostile; each test gets its folder's marker, so `-m unit` and
+`tests/unit` select the same tests. Shared helpers live in tests/support. A test outside the tier
+folders, a tier marker that contradicts the folder, and a test in tests/unit that requests a
+database or network fixture are collection errors naming the test (and the fixture). A unit test
+also runs under a guard that makes any socket connect/bind or subprocess spawn raise, so a test
+that reaches for a server from tests/unit fails loudly instead of quietly slowing the tier down.
 
 The server is the one named by HOOKQL_TEST_DATABASE_URL, or an embedded one started for the
 session. Migrations run once into a template database (and once more into a template with the
@@ -14,6 +16,7 @@ each other's rows."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -34,9 +37,8 @@ TEMPLATE = f"hookql_tpl_{SESSION_TAG}"
 FIXTURE_TEMPLATE = f"hookql_tplfx_{SESSION_TAG}"
 
 
-# The tiers of their own, each set by a module's `pytestmark`; `integration` and `unit` are assigned here.
-SPECIAL_TIERS = ("faults", "browser", "bench", "hostile")
-TIERS = ("unit", "integration", *SPECIAL_TIERS)
+TIERS = ("unit", "integration", "faults", "browser", "bench", "hostile")
+TESTS_DIR = Path(__file__).resolve().parent
 DATABASE_FIXTURES = frozenset(
     {"server_url", "templates", "database_url", "fixture_database_url", "pool", "fixture_pool"}
 )
@@ -44,22 +46,50 @@ DATABASE_FIXTURES = frozenset(
 NETWORK_FIXTURES = frozenset({"receiver", "transport"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        tiers = [name for name in TIERS if item.get_closest_marker(name) is not None]
-        fixtures = set(getattr(item, "fixturenames", ()))
-        uses_servers = not fixtures.isdisjoint(DATABASE_FIXTURES | NETWORK_FIXTURES)
-        if "unit" in tiers and uses_servers:
-            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses a database or network fixture")
-        if not tiers:
-            tiers = ["integration" if uses_servers else "unit"]
-            item.add_marker(tiers[0])
-        if len(tiers) > 1:
-            raise pytest.UsageError(f"{item.nodeid} sits in more than one tier: {tiers}")
+def tier_problem(item: pytest.Item) -> str | None:
+    """Mark `item` with its folder's tier; say what is wrong when it has no tier folder, carries
+    another tier's marker, or requests a server fixture from tests/unit."""
+    try:
+        folder = item.path.resolve().relative_to(TESTS_DIR).parts[0]
+    except ValueError:
+        return None  # not one of hookql's tests
+    if folder not in TIERS:
+        return f"{item.nodeid} is in no tier folder: move it under tests/{{{','.join(TIERS)}}}"
+    marked = [name for name in TIERS if name != folder and item.get_closest_marker(name) is not None]
+    if marked:
+        return f"{item.nodeid} sits in tests/{folder} but is marked {', '.join(marked)}: its folder is its tier"
+    item.add_marker(folder)
+    if folder == "unit":
+        servers = set(getattr(item, "fixturenames", ())) & (DATABASE_FIXTURES | NETWORK_FIXTURES)
+        if servers:
+            # the test's own arguments first, then what they bring in
+            own = set(inspect.signature(item.function).parameters) if isinstance(item, pytest.Function) else set()
+            named = sorted(servers & own) or sorted(servers)
+            through = sorted(servers - set(named))
+            return (
+                f"{item.nodeid} is a unit test but requests the fixture {', '.join(named)}"
+                + (f" (and through it {', '.join(through)})" if through else "")
+                + ": unit tests run without a database or a network server; move it to tests/integration"
+            )
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[pytest.CollectReport]:
+    """Tier problems fail the collection of the module (or class) that holds the test, so the run
+    stops before any test starts and the error names the test."""
+    report: pytest.CollectReport = yield
+    if report.passed:
+        problems = [p for node in report.result if isinstance(node, pytest.Item) if (p := tier_problem(node))]
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+            report.result = []
+    return report
 
 
 class UnitTierViolation(AssertionError):
-    """A unit-tier test reached for a socket or a subprocess: mark it (or its module) `integration`."""
+    """A unit-tier test reached for a socket or a subprocess: move it to tests/integration."""
 
 
 @pytest.fixture(autouse=True)

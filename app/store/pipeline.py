@@ -551,7 +551,7 @@ async def record_webhook_health(
     the webhook lock enqueueing reads it with. Returns (webhook_id, enabled, live_concurrency).
 
     `live_concurrency` follows app.policy.retry.next_concurrency, the rule's one statement, mirrored
-    here in SQL; tests/test_concurrency_rule.py pins the two together."""
+    here in SQL; tests/integration/test_concurrency_rule.py pins the two together."""
     await lock_webhooks(conn, sorted({w[0] for w in webhooks}))
     states: list[tuple[int, bool, int]] = []
     if webhooks:

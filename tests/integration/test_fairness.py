@@ -1,0 +1,183 @@
+"""Fair delivery across owners (app.policy.lanes), end to end: a seller whose receivers hang holds only
+its share of the send slots, and another owner's deliveries go out on time meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from aiohttp import web
+
+from app.policy.ids import encode as global_id
+from app.policy.lanes import owner_max_held
+from app.store import pipeline
+from tests.support.engine_harness import add_webhook, bodies, fast, running_engine, wait_until
+from tests.support.receivers import Receiver
+
+ATTACKER = 3  # the fixtures' seller with the most invoices (34)
+VICTIM_INVOICE = 11  # seller 1's
+
+
+@dataclass
+class HangingReceiver:
+    """Never answers until released (at teardown): counts the requests it holds open."""
+
+    open: int = 0
+    max_open: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        try:
+            await self.release.wait()
+        finally:
+            self.open -= 1
+        return web.Response(status=200)
+
+    async def start(self) -> HangingReceiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        # A request the engine gave up on (its timeout) is no longer counted open.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased: int = 0) -> None:
+    """`count` due events of distinct entities, the first `leased` of them leased (in flight)."""
+    await pool.execute(
+        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, payload, "
+        "payload_hash, changed_at, leased_until) "
+        "SELECT 'evt_' || $1::bigint || '_' || g, $1::bigint, 'invoice', g, 'invoice.updated', g, '{}', '\\x00', "
+        "now(), CASE WHEN g <= $3 THEN now() + interval '1 minute' END FROM generate_series(1, $2) g",
+        webhook_id, count, leased,
+    )
+
+
+async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
+    async with pool.acquire() as conn:
+        rows = await pipeline.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
+    return Counter(r["webhook_id"] for r in rows)
+
+
+async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool) -> None:
+    # given seller 1 with a busy webhook (4 of its events in flight), a failing one and a small
+    # one; seller 2 and the operator with a few events each
+    await pool.execute("INSERT INTO sellers (id, name) VALUES (1, 'one'), (2, 'two')")
+    busy, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=100, live_concurrency=100)
+    failing, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=100, live_concurrency=5,
+                                   failing_since=datetime.now(UTC))
+    small, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=10, live_concurrency=10)
+    other, _ = await add_webhook(pool, "http://x", seller_id=2)
+    operator, _ = await add_webhook(pool, "http://x")
+    await _due_events(pool, busy, 300, leased=4)
+    await _due_events(pool, failing, 300)
+    for hook in (small, other, operator):
+        await _due_events(pool, hook, 5)
+    # when this process has room for 3 events only, then the owners take turns for it
+    first = await _claim(pool, limit=3, owner_max_held=20)
+    assert sorted(first.values()) == [1, 1, 1] and first[other] == first[operator] == 1
+    # when it has room for many, then seller 1 gets what its share of 20 leaves (20 - 4 in flight
+    # - 1 just claimed): its webhooks the fewest-held first, the failing one one round (5) at most
+    second = await _claim(pool, limit=1000, owner_max_held=20)
+    assert second[busy] + second[failing] + second[small] + first[busy] + first[failing] + first[small] == 16
+    assert first[small] + second[small] == 5 and first[failing] + second[failing] == 5
+    assert first[other] + second[other] == 5 and first[operator] + second[operator] == 5
+    # and a claim leases it nothing more while its share is leased
+    assert await _claim(pool, limit=1000, owner_max_held=20) == Counter()
+
+
+def _delivered(receiver: Receiver, invoice_id: int) -> bool:
+    wanted = global_id("Invoice", invoice_id)
+    return any(b["entity"]["id"] == wanted for b in bodies(receiver.received))
+
+
+async def test_a_seller_with_hanging_receivers_holds_only_its_share_and_the_operator_is_on_time(
+    fixture_database_url: str,
+) -> None:
+    # given a seller with 8 webhooks of concurrency 100 at a receiver that never answers, and the
+    # operator's webhook at a receiver that does
+    settings = fast(owner_max_sending=4)
+    hanging = await HangingReceiver().start()
+    normal = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url, settings) as run:
+            try:
+                for _ in range(8):
+                    await add_webhook(run.pool, hanging.url, seller_id=ATTACKER, concurrency=100,
+                                      live_concurrency=100, timeout_seconds=10)
+                await add_webhook(run.pool, normal.url)
+                # when the seller changes all its invoices (34 × 8 events, more than the process's
+                # 256 send slots) and its receiver holds every request it gets
+                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
+                await wait_until(lambda: hanging.open >= settings.owner_max_sending)
+                # and then another seller's invoice changes
+                loop = asyncio.get_running_loop()
+                changed_at = loop.time()
+                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE id = $1", VICTIM_INVOICE)
+                await wait_until(lambda: _delivered(normal, VICTIM_INVOICE), timeout_s=30)
+                latency_s = loop.time() - changed_at
+                held_open = hanging.open
+                attacker_leased = await run.pool.fetchval(
+                    "SELECT count(*) FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id "
+                    "WHERE w.seller_id = $1 AND e.leased_until > now()",
+                    ATTACKER,
+                )
+            finally:
+                hanging.release.set()  # the engine's stop then records the attempts it held
+    finally:
+        await hanging.stop()
+        await normal.stop()
+    # then the operator's delivery arrives within its debounce plus 1 s
+    assert latency_s <= settings.debounce_ms / 1000 + 1.0, f"operator's delivery took {latency_s:.1f} s"
+    # and the seller never had more than its share of send slots, and used all of it
+    assert hanging.max_open == settings.owner_max_sending == held_open
+    # and of its 272 events, it holds leased only its share of held events
+    assert attacker_leased == owner_max_held(settings.owner_max_sending)
+
+
+
+async def test_a_sellers_healthy_webhook_keeps_delivering_beside_its_own_hanging_ones(
+    fixture_database_url: str,
+) -> None:
+    # given a seller with 4 webhooks at a receiver that never answers (timeout 1 s, retried
+    # again and again) and one at a receiver that does, sharing the seller's 4 send slots
+    settings = fast(owner_max_sending=4)
+    hanging = await HangingReceiver().start()
+    normal = await Receiver().start()
+    try:
+        async with running_engine(fixture_database_url, settings) as run:
+            try:
+                for _ in range(4):
+                    await add_webhook(run.pool, hanging.url, seller_id=ATTACKER, concurrency=100,
+                                      live_concurrency=100, timeout_seconds=1)
+                await add_webhook(run.pool, normal.url, seller_id=ATTACKER)
+                # when the seller changes all its invoices
+                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
+                # then its healthy webhook gets every one of them while the others keep hanging:
+                # their failing attempts hold at most half the seller's slots
+                # (each of them holds a slot for one timeout before it is known to be failing)
+                await normal.wait_for(34, timeout_s=30)
+                still_hanging = hanging.open
+            finally:
+                hanging.release.set()
+    finally:
+        await hanging.stop()
+        await normal.stop()
+    assert still_hanging > 0
