@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from app.policy.envelope import PayloadJSON
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import pipeline
+from app.store.pipeline import EventOutcome, HandoffWebhook, OutcomeCounts
 from app.store.webhooks import attempt_values
 from app.transport.http import Transport
 from app.types import EntityType, Outgoing, SendResult
@@ -123,13 +124,11 @@ class Dispatcher:
     def capacity(self) -> int:
         return 0 if self._stopping.is_set() else max(0, HANDOFF_HELD - len(self._unrecorded))
 
-    def budget(self, webhook: Mapping[str, Any]) -> int:
-        return handoff_budget(
-            webhook["live_concurrency"], webhook["leased"], webhook["failing_since"] is not None, CLAIM_AHEAD
-        )
+    def budget(self, webhook: HandoffWebhook) -> int:
+        return handoff_budget(webhook.live_concurrency, webhook.leased, webhook.failing_since is not None, CLAIM_AHEAD)
 
-    def owner_budget(self, webhook: Mapping[str, Any]) -> int:
-        return owner_handoff_budget(self.settings.owner_max_sending, webhook["owner_leased"])
+    def owner_budget(self, webhook: HandoffWebhook) -> int:
+        return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
 
     def accept(self, rows: list[dict[str, Any]]) -> None:
         """Events the producer committed leased to this process: sent like claimed ones."""
@@ -301,22 +300,24 @@ class Dispatcher:
         now = datetime.now(UTC)
         retrying = False
         attempts: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
+        events: list[EventOutcome] = []
         failed_pairs: list[tuple[int, str, int]] = []
-        per_hook: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # ok, limited, failed, gone
+        per_hook: dict[int, OutcomeCounts] = defaultdict(OutcomeCounts)
         for row, result in batch:
             outcome = classify(result)
             made = row["attempts"] + 1
             counters = per_hook[row["webhook_id"]]
             next_at = now
             if outcome is Outcome.DELIVERED:
-                status, counters[0] = "delivered", counters[0] + 1
+                status = "delivered"
+                counters.delivered += 1
             elif outcome is Outcome.GONE:
-                status, counters[3] = "failed", counters[3] + 1
+                status = "failed"
+                counters.gone += 1
             else:
-                counters[2] += 1
+                counters.failed += 1
                 if outcome is Outcome.RATE_LIMITED:
-                    counters[1] += 1
+                    counters.rate_limited += 1
                 if should_fail(made, row["max_attempts"]):
                     status = "failed"
                 else:
@@ -328,7 +329,7 @@ class Dispatcher:
             if status == "failed" and row["entity_type"] is not None:
                 failed_pairs.append((row["webhook_id"], row["entity_type"], row["entity_id"]))
             attempts.append(attempt_values(row["id"], row["webhook_id"], result))
-            events.append((row["id"], status, next_at))
+            events.append(EventOutcome(row["id"], status, next_at))
             attempt_log.info(
                 "attempt webhook=%s event=%s entity=%s:%s seq=%s try=%s status=%s duration_ms=%s outcome=%s "
                 "next_in_s=%s error=%s",
@@ -353,17 +354,17 @@ class Dispatcher:
             if row["live_concurrency"] < row["concurrency"] or row["failing_since"] is not None
         }
         settled = set(per_hook) - unsettled
-        hooks = [(hid, *c) for hid, c in per_hook.items() if not (hid in settled and c[0] and not any(c[1:]))]
+        hooks = {hid: c for hid, c in per_hook.items() if not (hid in settled and c.only_delivered())}
 
         # Two transactions: the attempts and event outcomes first, holding no webhook row for
-        # update (enqueueing locks those for its whole transaction; recording used to wait for it,
-        # and it for recording); then the webhooks' health, briefly under their locks. A crash
+        # update (enqueueing locks those for its whole transaction: holding them here would make
+        # each wait for the other); then the webhooks' health, briefly under their locks. A crash
         # between the two loses only health counters, which the next outcomes set again.
         async def attempts_tx() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 await pipeline.record_attempts(conn, attempts, events, list(per_hook))
 
-        async def health_tx() -> list[tuple[int, bool, int]]:
+        async def health_tx() -> list[pipeline.WebhookState]:
             async with self.pool.acquire() as conn, conn.transaction():
                 return await pipeline.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
 
@@ -377,7 +378,8 @@ class Dispatcher:
             else []
         )
         # Waiting attempts follow what the outcomes did to their webhook: a halved concurrency
-        # (429) applies at once, a disabled webhook (410, 5 days failing) sends nothing more.
+        # (429) applies at once, a disabled webhook (410, or failing past FAILING_DISABLE_AFTER_S)
+        # sends nothing more.
         disabled: set[int] = set()
         for webhook_id, enabled, live_concurrency in states:
             if not enabled:
