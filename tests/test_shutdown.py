@@ -437,7 +437,7 @@ async def test_stopped_loops_end_by_themselves(fixture_database_url: str) -> Non
         await run.pool.execute("UPDATE variants SET count_on_hand = 7 WHERE id = 1")
         await receiver.wait_for(1)  # running steady: its loops are back asleep, mostly
         loops = [t for t in run.engine._tasks if t.get_name() in ("hookql-listener", "hookql-dispatcher")]
-        run.engine.listener.stop()
+        run.engine.producer.stop()
         await run.engine.dispatcher.stop(5)
         done, _ = await asyncio.wait(loops, timeout=5)
         assert done == set(loops) and not any(t.cancelled() or t.exception() for t in loops)
