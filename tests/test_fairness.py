@@ -73,7 +73,7 @@ async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased
 async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
     async with pool.acquire() as conn:
         rows = await pipeline.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
-    return Counter(r["webhook_id"] for r in rows)
+    return Counter(r.webhook_id for r in rows)
 
 
 async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool) -> None:

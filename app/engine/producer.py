@@ -62,8 +62,8 @@ class Handoff(Protocol):
         """Events of this webhook's owner, over all the owner's webhooks, it may be leased now."""
         ...
 
-    def accept(self, rows: list[dict[str, Any]]) -> None:
-        """Committed, leased events to send: rows shaped as a claim returns them."""
+    def accept(self, rows: list[pipeline.ClaimedEvent]) -> None:
+        """Committed events, leased to it, to send."""
         ...
 
 
@@ -527,18 +527,18 @@ def _budget_streaks(
     ]
 
 
-def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> dict[str, Any]:
-    """An event inserted leased, shaped as `pipeline.claim_events` returns one."""
-    return {
-        "id": event_id,
-        "public_id": event.public_id,
-        "webhook_id": event.webhook_id,
-        "entity_type": event.entity_type,
-        "entity_id": event.entity_id,
-        "event": event.event,
-        "sequence": event.sequence,
-        "payload": event.payload,
-        "changed_at": event.changed_at,
-        "attempts": event.attempts,
+def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> pipeline.ClaimedEvent:
+    """An event inserted leased, as a claim returns one."""
+    return pipeline.ClaimedEvent(
+        id=event_id,
+        public_id=event.public_id,
+        webhook_id=event.webhook_id,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        event=event.event,
+        sequence=event.sequence,
+        payload=event.payload,
+        changed_at=event.changed_at,
+        attempts=event.attempts,
         **webhook.delivery,
-    }
+    )

@@ -480,6 +480,54 @@ async def record_budget_outcomes(
 # --- delivery ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    """An event leased to this process (by a claim, or inserted leased by an enqueue and handed
+    over), with its webhook's delivery configuration (DELIVERY_WEBHOOK_COLUMNS) as read then.
+    `payload` is the stored JSON text; `entity_type` and `entity_id` are None for a ping."""
+
+    id: int
+    public_id: str
+    webhook_id: int
+    entity_type: str | None
+    entity_id: int | None
+    event: str
+    sequence: int
+    payload: str
+    changed_at: datetime
+    attempts: int
+    url: str
+    method: str
+    format: str
+    headers: list[dict[str, str]]
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    timeout_seconds: float
+    max_attempts: int
+    concurrency: int
+    live_concurrency: int
+    failing_since: datetime | None
+    seller_id: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ClaimedEvent:
+        return cls(**row)
+
+    def webhook(self) -> dict[str, Any]:
+        """The webhook's configuration as an attempt is built from it (app.policy.attempt)."""
+        return {
+            "url": self.url,
+            "method": self.method,
+            "format": self.format,
+            "headers": self.headers,
+            "secret": self.secret,
+            "previous_secret": self.previous_secret,
+            "previous_secret_expires_at": self.previous_secret_expires_at,
+            "timeout_seconds": self.timeout_seconds,
+        }
+
+
 async def claim_events(
     conn: asyncpg.Connection,
     limit: int,
@@ -488,7 +536,7 @@ async def claim_events(
     finished: list[int],
     ahead: int,
     owner_max_held: int,
-) -> list[asyncpg.Record]:
+) -> list[ClaimedEvent]:
     """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook and
     `owner_max_held` per owner (a seller, or the operator), owners taking turns (app.policy.lanes).
     `finished`: this process's attempts sent and not yet recorded, which hold no slot. Each row
@@ -497,18 +545,17 @@ async def claim_events(
     (one statement would not)."""
     async with conn.transaction():
         await conn.execute(*Q.claim_lock(lock_key=CLAIM_LOCK_KEY))
-        return list(
-            await conn.fetch(
-                *Q.claim_events(
-                    limit=limit,
-                    lease_s=lease_s,
-                    scan_limit=scan_limit,
-                    finished=finished,
-                    ahead=ahead,
-                    owner_max_held=owner_max_held,
-                )
+        rows = await conn.fetch(
+            *Q.claim_events(
+                limit=limit,
+                lease_s=lease_s,
+                scan_limit=scan_limit,
+                finished=finished,
+                ahead=ahead,
+                owner_max_held=owner_max_held,
             )
         )
+    return [ClaimedEvent.from_row(r) for r in rows]
 
 
 async def renew_leases(conn: asyncpg.Connection, event_ids: list[int], lease_s: float) -> list[int]:
