@@ -36,8 +36,7 @@ from app.policy.envelope import PayloadJSON
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import pipeline
-from app.store.pipeline import ClaimedEvent, EventOutcome, HandoffWebhook, OutcomeCounts
-from app.store.webhooks import attempt_values
+from app.store.pipeline import ClaimedEvent, EventOutcome, HandoffWebhook, OutcomeCounts, attempt_values
 from app.transport.http import Transport
 from app.types import EntityType, Outgoing, SendResult
 

@@ -315,8 +315,8 @@ class Producer:
                 contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
         group_list = [(group, list(entities[group].values()), by_query) for group, by_query in groups.items()]
         # All groups at once: each waits on its loaders' round trips (a nested query is 3-4 waves
-        # of them), so running them one after another made a batch's latency their sum. Memory is
-        # bounded by the batch size (EVENTS_PER_BATCH), not by running them together.
+        # of them), so one after another a batch's latency would be their sum. Memory is bounded
+        # by the batch size (EVENTS_PER_BATCH), not by running them together.
         # Each group breaches alone: its outcomes say so, and the others' are unaffected.
         results = await asyncio.gather(
             *(

@@ -4,7 +4,11 @@ recording deliveries, pruning. The statements are in `sql/pipeline.sql`; they ar
 (unnest arrays), so a batch costs a fixed number of statements whatever its size.
 
 Rows the engine reads back are typed here (`from_row`); rows it writes are dataclasses whose
-fields the statements name."""
+fields the statements name. They are values: nothing mutates one after it is built. Those built
+once per entity or event (thousands a batch) are slotted but not frozen, and read a claim's
+record by position: a frozen dataclass's `__init__` sets each field through `object.__setattr__`
+(4 µs for NewEvent's 14 fields against 0.3 µs, measured on the 2-CPU CI machine), and
+`cls(**record)` costs 15 µs for ClaimedEvent's 23 columns against 0.7 µs for `cls(*record)`."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from app.store.queries import load
+from app.types import SendResult
 
 Q = load("pipeline")
 
@@ -54,7 +59,7 @@ async def lock_pending(conn: asyncpg.Connection, types: list[str], ids: list[int
     return list(await conn.fetch(*Q.lock_pending(types=types, ids=ids)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per row: see the module docstring
 class PendingUpsert:
     """An entity's folded state after an ingest: its next evaluation is due at `due_at`."""
 
@@ -189,7 +194,7 @@ async def lock_webhooks_for_handoff(conn: asyncpg.Connection, webhook_ids: list[
     return [HandoffWebhook.from_row(r) for r in await conn.fetch(*Q.lock_webhooks_for_handoff(webhook_ids=webhook_ids))]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per row: see the module docstring
 class RetryClock:
     """A superseded pending event's retry clock: the attempts it made and when the next was due.
     The event that supersedes it inherits both (see `pending_event`)."""
@@ -242,7 +247,7 @@ async def reserve_and_read_hashes(
     return firsts, hashes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per row: see the module docstring
 class NewEvent:
     """An event to insert (`finish_enqueue`). `payload` is its JSON text. `finished`: inserted
     finished (a skipped event). `leased`: inserted leased to this process, to be handed to its
@@ -268,8 +273,9 @@ class NewEvent:
         return self.webhook_id, self.entity_type, self.entity_id
 
 
-# finish_enqueue's column arrays, in NewEvent's field order: one C-level getter per row.
-_NEW_EVENT_COLUMNS = attrgetter(*(f.name for f in fields(NewEvent)))
+# finish_enqueue's column arrays: every field of a row in one C-level call.
+_NEW_EVENT_FIELDS = tuple(f.name for f in fields(NewEvent))
+_NEW_EVENT_COLUMNS = attrgetter(*_NEW_EVENT_FIELDS)
 
 
 def pending_event(
@@ -322,27 +328,26 @@ async def finish_enqueue(
     flight, or waiting in some process): one at a time per pair, so it is left to a claim. Call
     after `supersede`, which locked the pair's pending event. Returns the events inserted
     leased: public id → id."""
-    columns: list[Any] = [list(c) for c in zip(*map(_NEW_EVENT_COLUMNS, rows), strict=True)]
-    if not columns:
-        columns = [[] for _ in fields(NewEvent)]
-    (public_ids, webhook_ids, entity_types, entity_ids, events, sequences, statuses, payloads, payload_hashes,
-     changed_ats, attempts, next_attempt_ats, finished, leased) = columns
+    # One list per NewEvent field, by name: `c["sequence"]` holds every row's sequence.
+    c: dict[str, list[Any]] = {name: [] for name in _NEW_EVENT_FIELDS}
+    if rows:
+        c = dict(zip(_NEW_EVENT_FIELDS, map(list, zip(*map(_NEW_EVENT_COLUMNS, rows), strict=True)), strict=True))
     leased_rows = await conn.fetch(
         *Q.finish_enqueue(
-            public_ids=public_ids,
-            webhook_ids=webhook_ids,
-            entity_types=entity_types,
-            entity_ids=entity_ids,
-            events=events,
-            sequences=sequences,
-            statuses=statuses,
-            payloads=payloads,
-            payload_hashes=payload_hashes,
-            changed_ats=changed_ats,
-            attempts=attempts,
-            next_attempt_ats=next_attempt_ats,
-            finished=finished,
-            leased=leased,
+            public_ids=c["public_id"],
+            webhook_ids=c["webhook_id"],
+            entity_types=c["entity_type"],
+            entity_ids=c["entity_id"],
+            events=c["event"],
+            sequences=c["sequence"],
+            statuses=c["status"],
+            payloads=c["payload"],
+            payload_hashes=c["payload_hash"],
+            changed_ats=c["changed_at"],
+            attempts=c["attempts"],
+            next_attempt_ats=c["next_attempt_at"],
+            finished=c["finished"],
+            leased=c["leased"],
             lease_s=lease_s,
             superseded_ids=superseded,
             hash_webhook_ids=[h[0] for h in hashes],
@@ -480,7 +485,7 @@ async def record_budget_outcomes(
 # --- delivery ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per row: see the module docstring
 class ClaimedEvent:
     """An event leased to this process (by a claim, or inserted leased by an enqueue and handed
     over), with its webhook's delivery configuration (DELIVERY_WEBHOOK_COLUMNS) as read then.
@@ -511,8 +516,9 @@ class ClaimedEvent:
     seller_id: int | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ClaimedEvent:
-        return cls(**row)
+    def from_row(cls, row: asyncpg.Record) -> ClaimedEvent:
+        """A `claim_events` row: its columns are this class's fields, in order (a test pins it)."""
+        return cls(*row)
 
     def webhook(self) -> dict[str, Any]:
         """The webhook's configuration as an attempt is built from it (app.policy.attempt)."""
@@ -570,6 +576,20 @@ async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
     return None if due is None else float(due)
 
 
+def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[object, ...]:
+    """A `webhook_attempts` row, in the column order `record_attempts` takes."""
+    return (
+        event_id,
+        webhook_id,
+        result.started_at,
+        result.duration_ms,
+        result.status_code,
+        result.response_headers,
+        result.response_body,
+        result.error,
+    )
+
+
 class EventOutcome(NamedTuple):
     """What an attempt leaves its event: `status` (applied only if the event is still pending)
     and when the next attempt is due."""
@@ -586,7 +606,7 @@ async def record_attempts(
     webhook_ids: list[int],
 ) -> None:
     """One transaction's worth of attempt results (call inside a transaction). `attempts` are
-    `webhook_attempts` rows in column order (app.store.webhooks.attempt_values).
+    `webhook_attempts` rows in column order (`attempt_values`).
 
     Webhook rows are only KEY SHARE locked here (a webhook delete waits; enqueueing, which locks
     them for update, does not), and event rows are locked in id order, as enqueueing's supersede

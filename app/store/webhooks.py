@@ -145,20 +145,6 @@ async def insert_finished_event(
     )
 
 
-def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[object, ...]:
-    """A `webhook_attempts` row, in column order: what every attempt records."""
-    return (
-        event_id,
-        webhook_id,
-        result.started_at,
-        result.duration_ms,
-        result.status_code,
-        result.response_headers,
-        result.response_body,
-        result.error,
-    )
-
-
 async def record_attempt(conn: asyncpg.Connection, event_id: int, webhook_id: int, result: SendResult) -> int:
     return int(
         await conn.fetchval(
