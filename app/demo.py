@@ -27,6 +27,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.config import Settings
 from app.store import db
+from app.store import demo as demo_store
 from app.types import OPERATOR
 
 DRAIN_TIMEOUT_S = 15.0  # after the activity stops, how long to wait for the last deliveries
@@ -126,115 +127,57 @@ def describe(delivery: dict[str, Any]) -> str:
 
 
 class Shop:
-    """Simulated marketplace activity in plain SQL, as any application writing these tables would."""
+    """Simulated marketplace activity (`app.store.demo`), with the random choices made here."""
 
     def __init__(self, conn: asyncpg.Connection, rng: random.Random) -> None:
         self.conn = conn
         self.rng = rng
 
-    async def _pick(self, sql: str) -> asyncpg.Record | None:
-        rows = await self.conn.fetch(sql + " ORDER BY random() LIMIT 1")
-        return rows[0] if rows else None
-
     async def new_order(self) -> str:
-        variants = await self.conn.fetch(
-            "SELECT v.id, v.price, v.currency, p.seller_id"
-            " FROM variants v JOIN products p ON p.id = v.product_id"
-            " ORDER BY random() LIMIT 2"
-        )
+        variants = await demo_store.variants_to_sell(self.conn, 2)
         if not variants:
             return "no variants to sell"
-        async with self.conn.transaction():
-            order = await self.conn.fetchval(
-                "INSERT INTO orders (buyer_name, buyer_email) VALUES ($1, $2) RETURNING id",
-                self.rng.choice(["Ada", "Grace", "Linus", "Margaret", "Ken"]),
-                "buyer@example.com",
-            )
-            invoice = await self.conn.fetchval(
-                "INSERT INTO invoices (order_id, seller_id, currency) VALUES ($1, $2, $3) RETURNING id",
-                order,
-                variants[0]["seller_id"],
-                variants[0]["currency"],
-            )
-            for v in variants:
-                await self.conn.execute(
-                    "INSERT INTO invoice_line_items (invoice_id, variant_id, quantity, unit_price)"
-                    " VALUES ($1, $2, $3, $4)",
-                    invoice,
-                    v["id"],
-                    self.rng.randint(1, 3),
-                    v["price"],
-                )
+        buyer = self.rng.choice(["Ada", "Grace", "Linus", "Margaret", "Ken"])
+        lines = [(v, self.rng.randint(1, 3)) for v in variants]
+        order, invoice = await demo_store.place_order(self.conn, buyer, "buyer@example.com", lines)
         return f"order #{order} → invoice #{invoice}"
 
     async def pay(self) -> str:
-        row = await self._pick("SELECT id FROM invoices WHERE status = 'pending'")
-        if row is None:
+        invoice = await demo_store.any_invoice_in_status(self.conn, "pending")
+        if invoice is None:
             return await self.new_order()
-        await self.conn.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", row["id"])
-        return f"invoice #{row['id']} paid"
+        await demo_store.set_invoice_status(self.conn, invoice, "paid")
+        return f"invoice #{invoice} paid"
 
     async def ship(self) -> str:
-        row = await self._pick("SELECT id FROM invoices WHERE status = 'paid'")
-        if row is None:
+        invoice = await demo_store.any_invoice_in_status(self.conn, "paid")
+        if invoice is None:
             return await self.pay()
         # A burst: three writes to one invoice within milliseconds, coalesced into one delivery.
-        async with self.conn.transaction():
-            shipment = await self.conn.fetchval(
-                "INSERT INTO shipments (invoice_id, carrier, tracking_number, status, shipped_at)"
-                " VALUES ($1, 'DHL', $2, 'shipped', now()) RETURNING id",
-                row["id"],
-                f"JD{self.rng.randint(10**9, 10**10 - 1)}",
-            )
-            await self.conn.execute(
-                "INSERT INTO shipment_items (shipment_id, invoice_line_item_id, quantity)"
-                " SELECT $1, id, quantity FROM invoice_line_items WHERE invoice_id = $2",
-                shipment,
-                row["id"],
-            )
-        await self.conn.execute("UPDATE invoice_line_items SET status = 'shipped' WHERE invoice_id = $1", row["id"])
-        await self.conn.execute("UPDATE invoices SET status = 'shipped' WHERE id = $1", row["id"])
-        return f"invoice #{row['id']} shipped"
+        await demo_store.ship_invoice(self.conn, invoice, f"JD{self.rng.randint(10**9, 10**10 - 1)}")
+        return f"invoice #{invoice} shipped"
 
     async def refund(self) -> str:
-        row = await self._pick(
-            "SELECT i.id AS invoice_id, li.id AS line_id, li.unit_price FROM invoices i"
-            " JOIN invoice_line_items li ON li.invoice_id = i.id WHERE i.status IN ('paid', 'shipped')"
-        )
-        if row is None:
+        line = await demo_store.any_refundable_line(self.conn)
+        if line is None:
             return await self.pay()
-        async with self.conn.transaction():
-            request = await self.conn.fetchval(
-                "INSERT INTO refund_requests (invoice_id, reason) VALUES ($1, 'arrived damaged') RETURNING id",
-                row["invoice_id"],
-            )
-            await self.conn.execute(
-                "INSERT INTO refund_request_line_items"
-                " (refund_request_id, invoice_line_item_id, quantity, amount) VALUES ($1, $2, 1, $3)",
-                request,
-                row["line_id"],
-                row["unit_price"],
-            )
-        return f"refund requested on invoice #{row['invoice_id']}"
+        await demo_store.request_refund(self.conn, line, "arrived damaged")
+        return f"refund requested on invoice #{line.invoice_id}"
 
     async def stock(self) -> str:
-        row = await self._pick("SELECT id, sku FROM variants WHERE NOT infinite_quantity")
-        if row is None:
+        variant = await demo_store.any_variant(self.conn, stocked=True)
+        if variant is None:
             return "no stock to change"
         delta = self.rng.choice([-3, -1, -1, 2, 5])
-        await self.conn.execute(
-            "UPDATE variants SET count_on_hand = greatest(0, count_on_hand + $2) WHERE id = $1",
-            row["id"],
-            delta,
-        )
-        return f"stock of {row['sku']} {delta:+d}"
+        await demo_store.change_stock(self.conn, variant.id, delta)
+        return f"stock of {variant.sku} {delta:+d}"
 
     async def reprice(self) -> str:
-        row = await self._pick("SELECT id, sku FROM variants")
-        if row is None:
+        variant = await demo_store.any_variant(self.conn, stocked=False)
+        if variant is None:
             return "no variants to reprice"
-        await self.conn.execute("UPDATE variants SET price = price * 1.05 WHERE id = $1", row["id"])
-        return f"price of {row['sku']} +5% (the stock feed does not select prices: skipped)"
+        await demo_store.raise_price(self.conn, variant.id)
+        return f"price of {variant.sku} +5% (the stock feed does not select prices: skipped)"
 
     async def step(self) -> str:
         action: Callable[[], Any] = self.rng.choices(
@@ -245,21 +188,6 @@ class Shop:
 
 
 # --- the tour ------------------------------------------------------------------------------------
-
-# Demo-only bookkeeping in the throwaway database: how many changes of each entity type the
-# triggers captured, so the summary can say how many the engine coalesced away.
-_COUNT_CHANGES_SQL = """
-CREATE TABLE demo_change_counts (entity_type text PRIMARY KEY, n bigint NOT NULL);
-CREATE FUNCTION demo_count_changes() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO demo_change_counts AS c SELECT entity_type, count(*) FROM new_rows GROUP BY entity_type
-    ON CONFLICT (entity_type) DO UPDATE SET n = c.n + EXCLUDED.n;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER demo_count_changes AFTER INSERT ON changes REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION demo_count_changes();
-"""
-
 
 async def _register(schema: Any, context: Any, receiver: Receiver, name: str, type_: str, query: str) -> None:
     path = name.lower().replace(" ", "-")
@@ -278,28 +206,11 @@ async def _register(schema: Any, context: Any, receiver: Receiver, name: str, ty
 
 
 async def _summary(conn: asyncpg.Connection, summary: DemoSummary) -> None:
-    summary.changes = await conn.fetchval("SELECT COALESCE(sum(n), 0) FROM demo_change_counts")
-    summary.events = Counter(
-        {
-            r["status"]: r["n"]
-            for r in await conn.fetch("SELECT status, count(*) AS n FROM webhook_events GROUP BY status")
-        }
-    )
+    summary.changes = await demo_store.changes_captured(conn)
+    summary.events = Counter(await demo_store.events_by_status(conn))
     # Each watched change would be one event without coalescing; the difference was folded away.
-    watched = await conn.fetchval(
-        "SELECT COALESCE(sum(c.n), 0) FROM demo_change_counts c"
-        " WHERE c.entity_type IN (SELECT entity_type FROM webhooks)"
-    )
+    watched = await demo_store.watched_changes_captured(conn)
     summary.coalesced = max(0, watched - sum(summary.events.values()))
-
-
-async def _drained(conn: asyncpg.Connection) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT NOT EXISTS (SELECT 1 FROM changes) AND NOT EXISTS (SELECT 1 FROM pending_entities)"
-            " AND NOT EXISTS (SELECT 1 FROM webhook_events WHERE status = 'pending')"
-        )
-    )
 
 
 @contextlib.asynccontextmanager
@@ -338,8 +249,7 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
             async with pool.acquire() as conn:
                 await db.migrate(conn)
                 counts = await load_fixtures(conn)
-                await conn.execute(_COUNT_CHANGES_SQL)
-                await conn.execute("TRUNCATE changes, pending_entities")  # the fixtures are not news
+                await demo_store.start_counting_changes(conn)  # and the fixtures are not news
             say("loaded the sample marketplace: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
             await receiver.start()
             async with running_engine(
@@ -355,7 +265,7 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
                 async with pool.acquire() as conn:
                     # Polling: the deliveries happen in the engine; the table is where they show.
                     for _ in range(int(DRAIN_TIMEOUT_S / 0.2)):
-                        if await _drained(conn):
+                        if await demo_store.drained(conn):
                             break
                         await asyncio.sleep(0.2)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -379,7 +289,7 @@ async def _play(pool: asyncpg.Pool, summary: DemoSummary, seconds: float, say: C
         while (elapsed := time.monotonic() - started) < seconds:
             what = await shop.step()
             summary.actions += 1
-            pending = await conn.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+            pending = await demo_store.pending_events(conn)
             say(f"[{elapsed:5.1f}/{seconds:.0f} s] {summary.actions:>3} actions · {pending} pending · {what}")
             await asyncio.sleep(rng.expovariate(ACTIONS_PER_S))
     summary.seconds = time.monotonic() - started

@@ -429,14 +429,14 @@ async def test_wait_any_leaves_the_events_as_they_are() -> None:
 
 
 async def test_stopped_loops_end_by_themselves(fixture_database_url: str) -> None:
-    """A drain waits for the listener's round to end (its claimed entities enqueued, not left
+    """A drain waits for the producer's round to end (its claimed entities enqueued, not left
     to their claim's expiry) and the dispatcher claims nothing more once stopping: both need
     their stop flag to stay set through the sleeps they wake from."""
     async with receiver_on(free_port()) as receiver, running_engine(fixture_database_url) as run:
         await add_webhook(run.pool, receiver.url, entity_type="variant", query=VARIANT_QUERY)
         await run.pool.execute("UPDATE variants SET count_on_hand = 7 WHERE id = 1")
         await receiver.wait_for(1)  # running steady: its loops are back asleep, mostly
-        loops = [t for t in run.engine._tasks if t.get_name() in ("hookql-listener", "hookql-dispatcher")]
+        loops = [t for t in run.engine._tasks if t.get_name() in ("hookql-producer", "hookql-dispatcher")]
         run.engine.producer.stop()
         await run.engine.dispatcher.stop(5)
         done, _ = await asyncio.wait(loops, timeout=5)

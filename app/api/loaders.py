@@ -1,8 +1,7 @@
-"""Every SQL statement of the API's read side, behind per-request DataLoaders.
+"""The API's reads of the marketplace, batched and cached behind per-request DataLoaders.
 
-Visibility is enforced here, in SQL: for a seller, every by-id lookup joins up to the row's
-seller, so a foreign row is simply not found. Children are loaded by their parent's id and are
-visible exactly when the (already visible) parent is."""
+The statements, and the visibility they enforce, are `app.store.marketplace`'s: each loader
+runs one of them per batch, for the viewer's seller (None for the operator)."""
 
 from __future__ import annotations
 
@@ -14,61 +13,8 @@ from typing import TypeVar
 import asyncpg
 from strawberry.dataloader import DataLoader
 
+from app.store import marketplace
 from app.types import Visibility
-
-# table -> (FROM clause with alias t, the expression naming the row's seller)
-_OWNERSHIP: dict[str, tuple[str, str]] = {
-    "sellers": ("sellers t", "t.id"),
-    "products": ("products t", "t.seller_id"),
-    "variants": ("variants t JOIN products p ON p.id = t.product_id", "p.seller_id"),
-    "invoices": ("invoices t", "t.seller_id"),
-    "invoice_line_items": ("invoice_line_items t JOIN invoices i ON i.id = t.invoice_id", "i.seller_id"),
-    "shipments": ("shipments t JOIN invoices i ON i.id = t.invoice_id", "i.seller_id"),
-    "shipment_items": (
-        "shipment_items t JOIN shipments s ON s.id = t.shipment_id JOIN invoices i ON i.id = s.invoice_id",
-        "i.seller_id",
-    ),
-    "invoice_amendments": ("invoice_amendments t JOIN invoices i ON i.id = t.invoice_id", "i.seller_id"),
-    "refund_requests": ("refund_requests t JOIN invoices i ON i.id = t.invoice_id", "i.seller_id"),
-    "refund_request_line_items": (
-        "refund_request_line_items t JOIN refund_requests r ON r.id = t.refund_request_id "
-        "JOIN invoices i ON i.id = r.invoice_id",
-        "i.seller_id",
-    ),
-}
-TABLES = (*_OWNERSHIP, "orders")
-
-
-def _by_id_sql(table: str) -> str:
-    if table == "orders":  # an order is a seller's when it holds one of the seller's invoices
-        return (
-            "SELECT t.* FROM orders t WHERE t.id = ANY($1::bigint[]) AND ($2::bigint IS NULL OR EXISTS "
-            "(SELECT 1 FROM invoices i WHERE i.order_id = t.id AND i.seller_id = $2))"
-        )
-    source, seller = _OWNERSHIP[table]
-    return f"SELECT t.* FROM {source} WHERE t.id = ANY($1::bigint[]) AND ($2::bigint IS NULL OR {seller} = $2)"
-
-
-# (child table, foreign key) for children loaded by parent id, ordered by id
-_CHILDREN = {
-    "products_by_seller": ("products", "seller_id"),
-    "variants_by_product": ("variants", "product_id"),
-    "invoices_by_order": ("invoices", "order_id"),
-    "line_items_by_invoice": ("invoice_line_items", "invoice_id"),
-    "shipments_by_invoice": ("shipments", "invoice_id"),
-    "shipment_items_by_shipment": ("shipment_items", "shipment_id"),
-    "amendments_by_invoice": ("invoice_amendments", "invoice_id"),
-    "refund_requests_by_invoice": ("refund_requests", "invoice_id"),
-    "refund_lines_by_refund_request": ("refund_request_line_items", "refund_request_id"),
-}
-
-
-def page_sql(table: str) -> str:
-    """Keyset page of a root list: ids after the cursor, visible to the viewer, one extra row to
-    learn whether there is a next page."""
-    source, seller = _OWNERSHIP[table]
-    return f"SELECT t.* FROM {source} WHERE t.id > $1 AND ($2::bigint IS NULL OR {seller} = $2) ORDER BY t.id LIMIT $3"
-
 
 V = TypeVar("V")
 
@@ -100,31 +46,30 @@ class Loaders:
     children: dict[str, DataLoader[int, list[asyncpg.Record]]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_id = _OnDemand(TABLES, lambda t: DataLoader(load_fn=self._by_id_loader(t)))
-        self.children = _OnDemand(_CHILDREN, lambda name: DataLoader(load_fn=self._children_loader(*_CHILDREN[name])))
+        self.by_id = _OnDemand(marketplace.TABLES, lambda t: DataLoader(load_fn=self._by_id_loader(t)))
+        self.children = _OnDemand(marketplace.CHILDREN, lambda link: DataLoader(load_fn=self._children_loader(link)))
 
     def _by_id_loader(self, table: str):  # type: ignore[no-untyped-def]
-        sql = _by_id_sql(table)
+        query = marketplace.by_id(table)
 
         async def load(ids: Sequence[int]) -> list[asyncpg.Record | None]:
-            rows = await self._fetch(sql, list(ids), self.visibility.seller_id)
+            rows = await self._fetch(*query(ids=list(ids), seller_id=self.visibility.seller_id))
             found = {r["id"]: r for r in rows}
             return [found.get(i) for i in ids]
 
         return load
 
-    def _children_loader(self, table: str, fk: str):  # type: ignore[no-untyped-def]
-        seller_filter = ""
-        if table == "invoices":  # an order's invoices: a seller sees only its own
-            seller_filter = " AND ($2::bigint IS NULL OR t.seller_id = $2)"
-        sql = f"SELECT t.* FROM {table} t WHERE t.{fk} = ANY($1::bigint[]){seller_filter} ORDER BY t.id"
+    def _children_loader(self, link: str):  # type: ignore[no-untyped-def]
+        table, fk = marketplace.CHILDREN[link]
+        query = marketplace.children(link)
+        by_seller = "seller_id" in query.params
 
         async def load(parent_ids: Sequence[int]) -> list[list[asyncpg.Record]]:
-            args: list[object] = [list(parent_ids)]
-            if seller_filter:
-                args.append(self.visibility.seller_id)
+            values: dict[str, object] = {"parent_ids": list(parent_ids)}
+            if by_seller:
+                values["seller_id"] = self.visibility.seller_id
             grouped: dict[int, list[asyncpg.Record]] = defaultdict(list)
-            for row in await self._fetch(sql, *args):
+            for row in await self._fetch(*query(**values)):
                 grouped[row[fk]].append(row)
             self._prime(table, [r for rows in grouped.values() for r in rows])
             return [grouped.get(p, []) for p in parent_ids]
@@ -136,14 +81,15 @@ class Loaders:
         return list(await self.pool.fetch(sql, *args))
 
     async def page(self, table: str, after_id: int, limit: int) -> list[asyncpg.Record]:
-        rows = await self._fetch(page_sql(table), after_id, self.visibility.seller_id, limit)
+        query = marketplace.page(table)
+        rows = await self._fetch(*query(after_id=after_id, seller_id=self.visibility.seller_id, limit=limit))
         self._prime(table, rows)
         return rows
 
     def _prime(self, table: str, rows: list[asyncpg.Record]) -> None:
         """Rows already fetched answer later by-id lookups (a line item's invoice, a shipment
         item's line item) without another statement. Children of a visible parent are visible."""
-        if table in TABLES:
+        if table in marketplace.TABLES:
             loader = self.by_id[table]
             for row in rows:
                 loader.prime(row["id"], row)

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from app.store import db
 from app.store.pipeline import CHANGES_CHANNEL, EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,12 @@ class Wakeups:
                 delay_s = 0.1
                 while True:
                     await asyncio.sleep(HEALTH_CHECK_S)
-                    await conn.fetchval("SELECT 1", timeout=HEALTH_CHECK_S)
+                    await db.ping(conn, HEALTH_CHECK_S)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 self.connected.clear()
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1f s", exc, delay_s)
+                log.warning("lost the LISTEN connection (%s); reconnecting in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(RECONNECT_MAX_S, delay_s * 2)
             finally:

@@ -1,5 +1,5 @@
 """The database: which PostgreSQL (an existing one, or the embedded one under the data dir),
-the connection pool, and the numbered migrations in `sql/migrations`."""
+the connection pool, and the numbered migrations in `migrations/`."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ import orjson
 import psutil
 
 from app.config import Settings
+from app.store.queries import load
 
 log = logging.getLogger(__name__)
+
+Q = load("db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Taken by whoever migrates, so that several processes starting at once migrate once.
@@ -65,25 +68,6 @@ class AppliedMigration:
         return cls(row["version"], row["name"], row["checksum"])
 
 
-# The runner's bookkeeping: one row per applied migration. `checksum` is nullable because
-# databases migrated before checksums were kept have rows without one (see `migrate`).
-_CREATE_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS hookql_migrations (
-    version integer PRIMARY KEY,
-    name text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE hookql_migrations ADD COLUMN IF NOT EXISTS checksum text;
-"""
-_APPLIED_MIGRATIONS = "SELECT version, name, checksum FROM hookql_migrations ORDER BY version"
-_ADOPT_CHECKSUMS = """
-UPDATE hookql_migrations m SET checksum = a.checksum
-FROM unnest($1::integer[], $2::text[]) AS a(version, checksum)
-WHERE m.version = a.version AND m.checksum IS NULL
-"""
-_RECORD_MIGRATION = "INSERT INTO hookql_migrations (version, name, checksum) VALUES ($1, $2, $3)"
-
-
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply the migrations in `directory` that this database lacks, in version order, each in
     its own transaction; idempotent. Returns the versions applied now.
@@ -94,17 +78,18 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     on_disk = migrations(directory)
     applied_now: list[int] = []
     # A session lock: concurrent `serve`/`worker` starts wait here, then find nothing to do.
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    await conn.execute(*Q.migration_lock(key=MIGRATION_LOCK_KEY))
     try:
-        await conn.execute(_CREATE_MIGRATIONS_TABLE)
-        applied = [AppliedMigration.from_row(r) for r in await conn.fetch(_APPLIED_MIGRATIONS)]
+        await conn.execute(*Q.create_migrations_table())
+        applied = [AppliedMigration.from_row(r) for r in await conn.fetch(*Q.applied_migrations())]
         _check_applied(applied, on_disk, directory)
         # The upgrade path from the runner that kept no checksums: its rows are adopted by
         # recording the current file's checksum, once; from then on an edit is refused.
         by_version = {m.version: m for m in on_disk}
         unrecorded = [a.version for a in applied if a.checksum is None]
         if unrecorded:
-            await conn.execute(_ADOPT_CHECKSUMS, unrecorded, [by_version[v].checksum for v in unrecorded])
+            checksums = [by_version[v].checksum for v in unrecorded]
+            await conn.execute(*Q.adopt_checksums(versions=unrecorded, checksums=checksums))
             log.info("recorded checksums of migrations applied without one: %s", unrecorded)
         done = {a.version for a in applied}
         highest = max(done, default=0)
@@ -119,11 +104,11 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                 )
             async with conn.transaction():
                 await conn.execute(m.sql)
-                await conn.execute(_RECORD_MIGRATION, m.version, m.name, m.checksum)
+                await conn.execute(*Q.record_migration(version=m.version, name=m.name, checksum=m.checksum))
             applied_now.append(m.version)
             log.info("applied migration %s", m.filename)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(*Q.migration_unlock(key=MIGRATION_LOCK_KEY))
     return applied_now
 
 
@@ -145,6 +130,12 @@ def _check_applied(applied: list[AppliedMigration], on_disk: list[Migration], di
                 f"migration {m.filename} was changed after it was applied to this database: "
                 "never edit an applied migration; restore the file and add a new migration instead"
             )
+
+
+async def ping(conn: asyncpg.Connection, timeout_s: float) -> None:
+    """Return once the database answers a trivial statement; raise (TimeoutError, or whatever the
+    connection raises) if it does not within `timeout_s`."""
+    await conn.fetchval(*Q.ping(), timeout=timeout_s)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

@@ -24,27 +24,16 @@ from typing import Any
 
 import asyncpg
 
+from app.store.queries import load
 from app.types import Visibility
 
 log = logging.getLogger(__name__)
 
+Q = load("events_feed")
+
 CHANNEL = "hookql_event_updates"
 QUEUE_LIMIT = 1000  # updates per subscriber
 RECONNECT_DELAY_S = 1.0
-
-_FETCH_SQL = """
-SELECT e.id, e.public_id, e.webhook_id, w.seller_id, e.entity_type, e.entity_id, e.event, e.sequence,
-       e.status, e.payload, e.attempts, e.changed_at, e.created_at, e.next_attempt_at, e.finished_at,
-       a.id AS attempt_id, a.attempted_at, a.duration_ms, a.status_code, a.response_headers,
-       a.response_body, a.error
-FROM webhook_events e
-JOIN webhooks w ON w.id = e.webhook_id
-LEFT JOIN LATERAL (SELECT * FROM webhook_attempts x WHERE x.event_id = e.id ORDER BY x.id DESC LIMIT 1) a
-       ON true
-WHERE e.id = ANY($1::bigint[])
-ORDER BY e.id
-"""
-
 
 @dataclass(frozen=True)
 class AttemptUpdate:
@@ -219,7 +208,7 @@ class EventFeed:
             ids, self._announced = sorted(self._announced), set()
             try:
                 async with self._pool.acquire() as conn:
-                    rows = await conn.fetch(_FETCH_SQL, ids)
+                    rows = await conn.fetch(*Q.event_updates(event_ids=ids))
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("event feed: cannot read %d announced events: %s", len(ids), exc)
                 return

@@ -11,10 +11,15 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from app.store.queries import Query, compile_block, load
+
+Q = load("fixtures")
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "fixtures"
 DATA_FILE = "marketplace.json"
@@ -38,21 +43,14 @@ TABLES = (
 _NUMERIC = frozenset({"price", "unit_price", "amount"})
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "shipped_at"})
 
-# The type of each column, as PostgreSQL spells it, so unnest() gets typed arrays. Tables are found
-# the way the unqualified INSERTs below find them: through the search_path.
-_COLUMN_TYPES_SQL = """
-SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-WHERE c.relname = ANY($1::text[]) AND c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)
-  AND a.attnum > 0 AND NOT a.attisdropped
-"""
-
+# The statements that name a table are templates; `{table}` is always one of TABLES.
+#
 # Move the id sequence past the largest id, never backwards: a sequence that already handed out
 # higher ids (rows since deleted) must not hand them out again, or a new row would reuse the id of
 # a deleted entity that webhooks have already been told about.
-_BUMP_SEQUENCE_SQL = """
+_BUMP_SEQUENCE = """
 SELECT setval(s.seq, m.max_id)
-FROM (SELECT pg_get_serial_sequence($1, 'id') AS seq) s,
+FROM (SELECT pg_get_serial_sequence(:table, 'id') AS seq) s,
      LATERAL (SELECT max(id) AS max_id FROM {table}) m
 WHERE m.max_id > coalesce(
     (SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = s.seq), 0)
@@ -94,13 +92,18 @@ async def load_fixtures(conn: asyncpg.Connection, directory: Path | None = None)
     async with conn.transaction():
         types: dict[tuple[str, str], str] = {
             (r["table_name"], r["column_name"]): r["type"]
-            for r in await conn.fetch(_COLUMN_TYPES_SQL, list(TABLES))
+            for r in await conn.fetch(*Q.column_types(tables=list(TABLES)))
         }
         for table in TABLES:
             rows = data[table]
             added[table] = await _insert(conn, table, rows, types) if rows else 0
-            await conn.execute(_BUMP_SEQUENCE_SQL.format(table=table), table)
+            await conn.execute(*_bump_sequence(table)(table=table))
     return added
+
+
+@cache
+def _bump_sequence(table: str) -> Query:
+    return compile_block(f"bump_{table}_id", _BUMP_SEQUENCE.format(table=table))
 
 
 async def _insert(

@@ -5,9 +5,9 @@ with retry/cancel and enable/disable.
 Signing in posts the API key once; it is kept in an HttpOnly, SameSite=Strict cookie scoped to the
 dashboard (never in a URL, where it would leak into logs and history). Every state-changing form
 carries a CSRF token derived from the key (an HMAC only a holder of the key can compute), on top
-of SameSite=Strict and an Origin check. Reads are the SQL below, always filtered by the key's
-visibility; changes go through the registration store, so they behave exactly like the GraphQL
-mutations."""
+of SameSite=Strict and an Origin check. Reads are `app.store.dashboard`'s, always filtered by the
+key's visibility; changes go through the registration store, so they behave exactly like the
+GraphQL mutations."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
+from app.store import dashboard as dashboard_store
 from app.store import webhooks as webhook_store
 from app.store.apikeys import authenticate
+from app.store.dashboard import EventSummary, WebhookHealth
 from app.types import EventStatus, Visibility
 
 COOKIE = "hookql_dashboard_key"
@@ -88,83 +90,34 @@ class Session:
         return csrf_token(self.key)
 
 
-_WEBHOOKS_SQL = """
-SELECT w.id, w.seller_id, s.name AS seller_name, w.name, w.url, w.entity_type, w.enabled,
-       w.disabled_reason, w.created_at,
-       (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.status = 'pending') AS backlog,
-       la.status_code AS last_status_code, la.error AS last_error, la.attempted_at AS last_attempt_at,
-       le.status AS last_event_status,
-       st.total AS attempts_24h, st.ok AS ok_24h
-FROM webhooks w
-LEFT JOIN sellers s ON s.id = w.seller_id
-LEFT JOIN LATERAL (SELECT a.status_code, a.error, a.attempted_at FROM webhook_attempts a
-                   WHERE a.webhook_id = w.id ORDER BY a.attempted_at DESC LIMIT 1) la ON true
-LEFT JOIN LATERAL (SELECT e.status FROM webhook_events e
-                   WHERE e.webhook_id = w.id ORDER BY e.id DESC LIMIT 1) le ON true
-LEFT JOIN LATERAL (SELECT count(*) AS total,
-                          count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS ok
-                   FROM webhook_attempts a
-                   WHERE a.webhook_id = w.id AND a.attempted_at > now() - interval '24 hours') st ON true
-WHERE ($1::bigint IS NULL OR w.seller_id = $1) AND ($2::bigint IS NULL OR w.id = $2)
-ORDER BY w.id
-LIMIT $3
-"""
-
-_EVENTS_SQL = """
-SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.attempts,
-       e.changed_at, e.created_at, e.next_attempt_at, e.finished_at, e.error
-FROM webhook_events e
-WHERE e.webhook_id = $1 AND ($2::text IS NULL OR e.status = $2) AND ($3::bigint IS NULL OR e.id < $3)
-ORDER BY e.id DESC
-LIMIT $4
-"""
-
-_ATTEMPTS_SQL = """
-SELECT event_id, attempted_at, duration_ms, status_code, response_body, error
-FROM (SELECT a.*, row_number() OVER (PARTITION BY a.event_id ORDER BY a.id DESC) AS newest
-      FROM webhook_attempts a WHERE a.event_id = ANY($1::bigint[])) a
-WHERE newest <= $2
-ORDER BY event_id, attempted_at DESC
-"""
-
-_EVENT_OWNER_SQL = """
-SELECT e.webhook_id FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id
-WHERE e.id = $1 AND ($2::bigint IS NULL OR w.seller_id = $2)
-"""
-
-
-def _health(row: asyncpg.Record) -> dict[str, Any]:
-    hook = dict(row)
-    total, ok = row["attempts_24h"], row["ok_24h"]
-    hook["success_rate_24h"] = None if not total else ok / total
-    return hook
-
-
 async def list_webhooks(
     conn: asyncpg.Connection, visibility: Visibility, webhook_id: int | None = None
-) -> list[dict[str, Any]]:
-    rows = await conn.fetch(_WEBHOOKS_SQL, visibility.seller_id, webhook_id, WEBHOOKS_LIMIT)
-    return [_health(r) for r in rows]
+) -> list[WebhookHealth]:
+    return await dashboard_store.webhooks_health(
+        conn, visibility.seller_id, webhook_id=webhook_id, limit=WEBHOOKS_LIMIT
+    )
 
 
 async def recent_events(
     conn: asyncpg.Connection, webhook_id: int, status: str | None, before_id: int | None
-) -> list[dict[str, Any]]:
-    events = [dict(r) for r in await conn.fetch(_EVENTS_SQL, webhook_id, status, before_id, EVENTS_PER_PAGE)]
-    attempts: dict[int, list[dict[str, Any]]] = {}
-    if events:
-        for a in await conn.fetch(_ATTEMPTS_SQL, [e["id"] for e in events], ATTEMPTS_PER_EVENT):
-            attempt = dict(a)
-            attempt["excerpt"] = _excerpt(a["response_body"])
-            attempts.setdefault(a["event_id"], []).append(attempt)
-    for e in events:
-        e["attempt_list"] = attempts.get(e["id"], [])
-    return events
+) -> list[EventSummary]:
+    return await dashboard_store.recent_events(
+        conn,
+        webhook_id,
+        status=status,
+        before_id=before_id,
+        limit=EVENTS_PER_PAGE,
+        attempts_per_event=ATTEMPTS_PER_EVENT,
+    )
 
 
 def _excerpt(body: str) -> str:
+    """A response body on one line, cut to `EXCERPT_CHARS`."""
     flat = " ".join(body.split())
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+_templates.filters["excerpt"] = _excerpt
 
 
 def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -247,10 +200,10 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
             if not found:
                 # Another seller's webhook is indistinguishable from a missing one.
                 return _render("dashboard_missing.html", 404, base=_base(request), session=current, what="webhook")
-            events = await recent_events(conn, found[0]["id"], status, before)
+            events = await recent_events(conn, found[0].id, status, before)
         older = None
         if len(events) == EVENTS_PER_PAGE:
-            older = "?" + urlencode({k: v for k, v in (("status", status), ("before", events[-1]["id"])) if v})
+            older = "?" + urlencode({k: v for k, v in (("status", status), ("before", events[-1].id)) if v})
         return _render(
             "dashboard_webhook.html",
             base=_base(request),
@@ -302,8 +255,8 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
             found = await list_webhooks(conn, current.visibility, webhook_id) if webhook_id else []
             if not found or action not in ("enable", "disable"):
                 return Response("not found", status_code=404)
-            notice = await _set_enabled(conn, found[0]["id"], enabled=action == "enable", visibility=current.visibility)
-        return _redirect(request, f"/webhooks/{found[0]['id']}?" + urlencode({"notice": notice}))
+            notice = await _set_enabled(conn, found[0].id, enabled=action == "enable", visibility=current.visibility)
+        return _redirect(request, f"/webhooks/{found[0].id}?" + urlencode({"notice": notice}))
 
     async def event_action(request: Request) -> Response:
         current = await session(request)
@@ -313,7 +266,7 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
         event_id = _int(request.path_params["event_id"])
         action = request.path_params["action"]
         async with pool.acquire() as conn:
-            webhook_id = await conn.fetchval(_EVENT_OWNER_SQL, event_id, current.visibility.seller_id)
+            webhook_id = await dashboard_store.event_webhook(conn, event_id, current.visibility.seller_id)
             if webhook_id is None or action not in ("retry", "cancel"):
                 return Response("not found", status_code=404)
             if action == "retry":

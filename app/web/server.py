@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.api.asgi import graphql_app
 from app.config import Settings
+from app.store import db
 from app.transport.http import Transport
 from app.web.dashboard import dashboard_app
 from app.web.metrics import render_metrics
@@ -29,7 +30,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
     async def healthz(request: Request) -> Response:
         try:
             async with pool.acquire(timeout=HEALTH_TIMEOUT_S) as conn:
-                await conn.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
+                await db.ping(conn, HEALTH_TIMEOUT_S)
         except Exception as exc:  # whatever stops the database answering makes us unhealthy
             return JSONResponse({"status": "unavailable", "error": str(exc) or type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
