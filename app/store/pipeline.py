@@ -7,7 +7,7 @@ Rows the engine reads back are typed here (`from_row`); rows it writes are datac
 fields the statements name. They are values: nothing mutates one after it is built. Those built
 once per entity or event (thousands a batch) are slotted but not frozen, and read a claim's
 record by position: a frozen dataclass's `__init__` sets each field through `object.__setattr__`
-(4 µs for NewEvent's 14 fields against 0.3 µs, measured on the 2-CPU CI machine), and
+(4 µs for NewEvent's 14 fields against 0.3 µs on the 2-CPU dev machine, 2026-12-02), and
 `cls(**record)` costs 15 µs for ClaimedEvent's 23 columns against 0.7 µs for `cls(*record)`."""
 
 from __future__ import annotations
