@@ -139,7 +139,13 @@ class Producer:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
-                if ingest_wanted or loop.time() - last_ingest >= SWEEP_INTERVAL_S:
+                sweep = not ingest_wanted and loop.time() - last_ingest >= SWEEP_INTERVAL_S
+                if sweep and not await self._any_changes():
+                    # A sweep that finds nothing (the usual case: no notification was lost) costs
+                    # one statement and wakes no one: folds announced by a notification woke the
+                    # evaluator then, and it looks for due entities at least every SWEEP_INTERVAL_S.
+                    last_ingest = loop.time()
+                elif ingest_wanted or sweep:
                     ingest_wanted, last_ingest = False, loop.time()
                     ingested = await self.ingest_once()
                     ingest_wanted = ingested == INGEST_BATCH
@@ -167,6 +173,10 @@ class Producer:
             woken = await wait_any([self.wakeups.changes, self._stopping], SWEEP_INTERVAL_S)
             ingest_wanted = self.wakeups.changes in woken
             self.wakeups.changes.clear()
+
+    async def _any_changes(self) -> bool:
+        async with self.pool.acquire() as conn:
+            return await pipeline.any_changes(conn)
 
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
@@ -224,27 +234,23 @@ class Producer:
             by_entity: dict[tuple[str, int], list[asyncpg.Record]] = defaultdict(list)
             for change in changes:  # id order = commit order for one entity (its row lock)
                 by_entity[(change["entity_type"], change["entity_id"])].append(change)
-            keys = list(by_entity)
-            existing = {
-                (r["entity_type"], r["entity_id"]): r
-                for r in await pipeline.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
-            }
             upserts: list[pipeline.PendingUpsert] = []
             deletes: list[tuple[str, int]] = []
             for key, entity_changes in by_entity.items():
-                prev = existing.get(key)
-                action = fold(Action(prev["action"]) if prev else None, [Action(c["action"]) for c in entity_changes])
+                prev = entity_changes[0]  # every change of the entity carries its pending row (prev_*)
+                prev_action = Action(prev["prev_action"]) if prev["prev_action"] is not None else None
+                action = fold(prev_action, [Action(c["action"]) for c in entity_changes])
                 if action is None:
-                    if prev is not None:
+                    if prev_action is not None:
                         deletes.append(key)
                     continue
-                first = prev["first_change_at"] if prev else entity_changes[0]["changed_at"]
+                first = prev["prev_first_change_at"] if prev_action else entity_changes[0]["changed_at"]
                 last = max(c["changed_at"] for c in entity_changes)
-                if prev:
-                    last = max(last, prev["last_change_at"])
+                if prev_action:
+                    last = max(last, prev["prev_last_change_at"])
                 seller = next(
                     (c["seller_id"] for c in reversed(entity_changes) if c["seller_id"] is not None),
-                    prev["seller_id"] if prev else None,
+                    prev["prev_seller_id"] if prev_action else None,
                 )
                 upserts.append(
                     pipeline.PendingUpsert(
@@ -257,8 +263,7 @@ class Producer:
                         due_at(first, last, self.settings.debounce_ms, self.settings.max_delay_ms),
                     )
                 )
-            await pipeline.upsert_pending(conn, upserts)
-            await pipeline.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
+            await pipeline.fold_pending(conn, upserts, deletes)
         taken_at = changes[0]["taken_at"]
         self._fold_due_in_s = min(((u.due_at - taken_at).total_seconds() for u in upserts), default=float("inf"))
         return len(changes)
@@ -362,8 +367,11 @@ class Producer:
         skip_identical = {h.id: h.skip_identical_payloads for h in webhooks}
         breach_streaks = {h.id: h.budget_breaches for h in webhooks}
         by_key = {d.key: d for d in due}
+        handoff = self.handoff
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await pipeline.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            # Every webhook with a payload is locked, also those whose entities turn out not to be
+            # sendable below: locking the entities and the webhooks takes one statement.
+            current, locked = await pipeline.lock_for_enqueue(conn, list(by_key), list({k[0] for k in payloads}))
             versions = {(r.entity_type, r.entity_id): r.version for r in current}
             actions = {(r.entity_type, r.entity_id): r.action for r in current}
             # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
@@ -379,13 +387,7 @@ class Producer:
                 k for k in moved if by_key[k].action is not Action.DELETED and actions[k] != Action.DELETED.value
             }
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
-            webhook_ids = sorted({k[0] for k in outputs})
-            handoff = self.handoff
-            config: dict[int, pipeline.HandoffWebhook] = {}
-            if handoff is not None:
-                config = {w.id: w for w in await pipeline.lock_webhooks_for_handoff(conn, webhook_ids)}
-            else:
-                await pipeline.lock_webhooks(conn, webhook_ids)
+            config: dict[int, pipeline.HandoffWebhook] = {w.id: w for w in locked} if handoff is not None else {}
             # A breach is an event like any other — it takes the next sequence number — but it
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
@@ -395,13 +397,10 @@ class Producer:
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
                 counts[k[0]] += 1
-            firsts, previous = await pipeline.reserve_and_read_hashes(conn, dict(counts), list(encoded))
-            pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
-            pending_set = set(pending)
-            skipped = {k for k in encoded if k not in pending_set}
-            superseded = await pipeline.supersede(
-                conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending]
-            )
+            keys = [pipeline.SupersedeKey(*k, hashes[k], skip_identical[k[0]]) for k in encoded]
+            firsts, previous, superseded = await pipeline.reserve_and_supersede(conn, dict(counts), keys)
+            skipped = {k[:3] for k in keys if pipeline.is_skipped(k, previous.get(k[:3]))}
+            pending = [k for k in encoded if k not in skipped]
             clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
