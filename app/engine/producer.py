@@ -78,7 +78,7 @@ class Due:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Due:
-        """A claimed `pending_entities` row (`pipeline.claim_due_entities`)."""
+        """A claimed `pending_entities` row (`pipeline.claim_due`)."""
         return cls(EntityType(row["entity_type"]), row["entity_id"], Action(row["action"]), row["seller_id"],
                    row["last_change_at"], row["version"])
 
@@ -117,8 +117,9 @@ class Producer:
         # time it wrote (inf: nothing new comes due), or None when it folded nothing here — then
         # another process may have, and the evaluator asks the database.
         self._fold_due_in_s: float | None = None
-        self._due_hint: float | None = None  # loop time the folds since the evaluator slept come due
+        self._due_hint: float | None = None  # loop time the folds since the last claim come due
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
+        self._next_due_at: float | None = None  # loop time the entities the last claim left come due
         self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
 
     def stop(self) -> None:
@@ -195,12 +196,17 @@ class Producer:
             await self._sleep_until_due()
 
     async def _sleep_until_due(self) -> None:
-        """Sleep until the next entity is due: the database says when, and folds done here
-        meanwhile can only bring that earlier (they say by how much); any other wake-up — a fold
-        elsewhere, a sweep — means looking again."""
+        """Sleep until the next entity is due: the last claim said when, and folds done here since
+        can only bring that earlier (they say by how much); any other wake-up — a fold elsewhere,
+        a sweep, an entity changed while it was evaluated — means looking again."""
         loop = asyncio.get_running_loop()
-        self._due_hint, self._due_unknown = None, False
-        wake_at = loop.time() + await self._sleep_s()
+        if self._due_unknown:
+            self._due_hint, self._due_unknown = None, False
+            wake_at = loop.time() + await self._sleep_s()
+        else:
+            wake_at = loop.time() + SWEEP_INTERVAL_S
+            if self._next_due_at is not None:
+                wake_at = min(wake_at, max(loop.time(), self._next_due_at + DUE_PAD_S))
         while not self._stopping.is_set():
             woken = await wait_any([self._ingested, self._stopping], wake_at - loop.time())
             self._ingested.clear()
@@ -269,13 +275,18 @@ class Producer:
         return len(changes)
 
     async def evaluate_once(self) -> int:
+        loop = asyncio.get_running_loop()
+        # What is folded from here on is news to the sleep after this batch (`_sleep_until_due`);
+        # what was folded before, the claim sees.
+        self._due_hint, self._due_unknown = None, False
         async with self.pool.acquire() as conn:
             self._last_claim_size = self._batch_size
-            claimed = await pipeline.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
-            if not claimed:
-                return 0
-            due = [Due.from_row(r) for r in claimed]
-            webhooks = await pipeline.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
+            claim = await pipeline.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
+        self._next_due_at = None if claim.next_due_in_s is None else loop.time() + claim.next_due_in_s
+        if not claim.entities:
+            return 0
+        due = [Due.from_row(r) for r in claim.entities]
+        webhooks = claim.webhooks
         try:
             await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
         except Exception:
@@ -466,6 +477,8 @@ class Producer:
                 )
                 for k in moved
             ]
+            if restarted:  # due again at times the claim did not see: the evaluator looks
+                self._due_unknown = True
             leased_ids = await pipeline.finish_enqueue(
                 conn,
                 rows,

@@ -100,12 +100,6 @@ async def fold_pending(conn: asyncpg.Connection, rows: list[PendingUpsert], dele
 # --- evaluate: claiming due entities ----------------------------------------------------------
 
 
-async def claim_due_entities(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    """Lease up to `limit` due, unclaimed `pending_entities` rows, earliest due first (the
-    engine reads them with `Due.from_row`)."""
-    return list(await conn.fetch(*Q.claim_due_entities(limit=limit, lease_s=lease_s)))
-
-
 async def next_entity_due_in_s(conn: asyncpg.Connection) -> float | None:
     """Seconds until the next unclaimed entity is due (negative: overdue), or None."""
     due = await conn.fetchval(*Q.next_entity_due_in_s())
@@ -130,9 +124,28 @@ class SubscribedWebhook:
                    row["skip_identical_payloads"], row["budget_breaches"])
 
 
-async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[SubscribedWebhook]:
-    """The enabled webhooks of these entity types, in id order."""
-    return [SubscribedWebhook.from_row(r) for r in await conn.fetch(*Q.enabled_webhooks(types=types))]
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An evaluator's claim (`claim_due`): the entities leased (`pending_entities` rows, read with
+    `Due.from_row`), the enabled webhooks of their types in id order, and the seconds until the
+    next entity it left unclaimed is due (≤ 0: due already; None: nothing else pending)."""
+
+    entities: list[asyncpg.Record]
+    webhooks: list[SubscribedWebhook]
+    next_due_in_s: float | None
+
+
+async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Claim:
+    """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, earliest due first;
+    with them the enabled webhooks of their types and when the next of the others is due — one
+    statement (`claim_due` in sql/pipeline.sql)."""
+    rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s))
+    nexts = [r["due_in_s"] for r in rows if r["kind"] == "next"]
+    return Claim(
+        [r for r in rows if r["kind"] == "entity"],
+        [SubscribedWebhook.from_row(r) for r in rows if r["kind"] == "webhook"],
+        nexts[0] if nexts else None,
+    )
 
 
 class EntityVersion(NamedTuple):
