@@ -84,7 +84,7 @@ _PAGE = f"""<!doctype html>
 <body>
 <form id="hookql-key" autocomplete="off">
 <label for="hookql-api-key">API key</label>
-<input id="hookql-api-key" name="key" type="password" spellcheck="false" placeholder="hk_…">
+<input id="hookql-api-key" name="key" type="password" autocomplete="off" spellcheck="false" placeholder="hk_…">
 <button type="submit">Use key</button>
 <button type="button" id="hookql-forget-key">Forget</button>
 <span id="hookql-key-status" role="status"></span>
