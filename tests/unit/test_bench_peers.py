@@ -1,0 +1,75 @@
+"""The peers bench's pure parts: matching receipts to commits for latency, the medians and
+spreads its figures report, the node version gate, and the receiver's signature check."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections import defaultdict
+
+from bench.peers.scenario import latency_samples, median_of, spread
+from bench.peers.systems import node_major
+from bench.peers.workload import InvoiceRun
+from bench.receiver import hmac_key, signature_ok
+
+
+def _run(commits: dict[int, list[float]]) -> InvoiceRun:
+    run = InvoiceRun()
+    run.commits = defaultdict(list, commits)
+    return run
+
+
+def test_a_receipt_is_timed_from_the_last_commit_of_its_invoice_before_it_arrived() -> None:
+    # given invoice 7 committed at 10.0 and again at 10.5
+    run = _run({7: [10.0, 10.5]})
+
+    # when receipts arrive after each commit
+    samples = latency_samples(run, [[7, "w0", 10.02], [7, "w0", 10.53]], counted_from=0.0)
+
+    # then each is timed from the commit just before it
+    assert [round(s, 1) for s in samples] == [20.0, 30.0]
+
+
+def test_only_the_first_receipt_per_commit_and_webhook_counts_and_only_inside_the_window() -> None:
+    run = _run({7: [9.0, 10.0]})
+    receipts = [[7, "w0", 9.1], [7, "w0", 10.1], [7, "w0", 10.2], [7, "w1", 10.3], [8, "w0", 10.4]]
+
+    samples = latency_samples(run, receipts, counted_from=9.5)
+
+    # the 9.0 commit is before the window, the second w0 receipt repeats, invoice 8 never changed
+    assert [round(s) for s in samples] == [100, 300]
+
+
+def test_medians_and_spreads_over_rounds() -> None:
+    results = [{"x": 3.0}, {"x": 1.0}, {"x": 2.0}, {"x": None}]
+    assert median_of(results, "x") == (2.0, [3.0, 1.0, 2.0])
+    assert spread([3.0, 1.0, 2.0]) == "1.0–3.0"
+    assert spread([5.0]) == "one round"
+    assert median_of([{"x": None}], "x") == (None, [])
+
+
+def test_node_major_reads_node_version_strings() -> None:
+    assert node_major("v20.20.2") == 20
+    assert node_major("v22.1.0\n") == 22
+    assert node_major("nonsense") is None
+
+
+def _signed(key: bytes, msg_id: str, ts: str, body: bytes) -> str:
+    return "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+
+
+def test_receiver_accepts_a_standard_webhooks_signature_and_rejects_others() -> None:
+    key = hmac_key("whsec_" + base64.b64encode(b"k" * 32).decode())
+    body = b'{"legacyId": 1}'
+    good = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": _signed(key, "msg_1", "1700000000", body),
+    }
+    assert signature_ok(key, good, body)
+    # one of several (a rotation's overlap) is enough
+    assert signature_ok(key, {**good, "webhook-signature": "v1,AAAA " + good["webhook-signature"]}, body)
+    assert not signature_ok(key, good, body + b" ")
+    assert not signature_ok(key, {**good, "webhook-id": "msg_2"}, body)
+    assert not signature_ok(key, {"webhook-id": "msg_1"}, body)
