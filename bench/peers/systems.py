@@ -30,7 +30,7 @@ READY_POLL_S = 0.05
 EXTRA_HINT = "pip install -e '.[peers]'"
 
 GRAPHILE_VERSION = "0.18.0"
-GRAPHILE_MIN_NODE = 22
+GRAPHILE_MIN_NODE = (22, 18)  # graphile-worker 0.18.0's `engines`: node >= 22.18.0
 NPM_INSTALL_TIMEOUT_S = 300.0
 
 GRAPHILE_TRIGGER_SQL = """
@@ -100,21 +100,23 @@ def cache_dir() -> Path:
     return Path(base) / "hookql-bench" / f"graphile-worker-{GRAPHILE_VERSION}"
 
 
-def node_major(version: str) -> int | None:
-    match = re.match(r"v?(\d+)\.", version.strip())
-    return int(match.group(1)) if match else None
+def node_version(version: str) -> tuple[int, int] | None:
+    """(major, minor) of `node --version`'s answer, e.g. "v20.20.2" → (20, 20)."""
+    match = re.match(r"v?(\d+)\.(\d+)", version.strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 @dataclass(frozen=True)
 class GraphilePeer(Peer):
     def missing(self) -> str | None:
         node = shutil.which("node")
+        wanted = ".".join(map(str, GRAPHILE_MIN_NODE))
         if node is None:
-            return f"no `node` on PATH; graphile-worker {GRAPHILE_VERSION} needs node ≥ {GRAPHILE_MIN_NODE}"
+            return f"no `node` on PATH; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
         found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-        major = node_major(found)
-        if major is None or major < GRAPHILE_MIN_NODE:
-            return f"node {found or '?'} found; graphile-worker {GRAPHILE_VERSION} needs node ≥ {GRAPHILE_MIN_NODE}"
+        version = node_version(found)
+        if version is None or version < GRAPHILE_MIN_NODE:
+            return f"node {found or '?'} found; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
         if shutil.which("npm") is None:
             return "no `npm` on PATH to install graphile-worker with"
         return None

@@ -9,7 +9,7 @@ import hmac
 from collections import defaultdict
 
 from bench.peers.scenario import latency_samples, median_of, spread
-from bench.peers.systems import node_major
+from bench.peers.systems import GRAPHILE_MIN_NODE, node_version
 from bench.peers.workload import InvoiceRun
 from bench.receiver import hmac_key, signature_ok
 
@@ -49,10 +49,15 @@ def test_medians_and_spreads_over_rounds() -> None:
     assert median_of([{"x": None}], "x") == (None, [])
 
 
-def test_node_major_reads_node_version_strings() -> None:
-    assert node_major("v20.20.2") == 20
-    assert node_major("v22.1.0\n") == 22
-    assert node_major("nonsense") is None
+def test_node_version_gate_follows_graphile_workers_engines() -> None:
+    assert node_version("v20.20.2") == (20, 20)
+    assert node_version("v22.18.0\n") == (22, 18)
+    assert node_version("nonsense") is None
+    # graphile-worker 0.18.0 declares node >= 22.18.0
+    assert node_version("v20.20.2") < GRAPHILE_MIN_NODE
+    assert node_version("v22.17.1") < GRAPHILE_MIN_NODE
+    assert node_version("v22.18.0") >= GRAPHILE_MIN_NODE
+    assert node_version("v24.1.0") >= GRAPHILE_MIN_NODE
 
 
 def _signed(key: bytes, msg_id: str, ts: str, body: bytes) -> str:
