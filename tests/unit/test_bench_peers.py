@@ -8,6 +8,9 @@ import hashlib
 import hmac
 from collections import defaultdict
 
+import pytest
+
+from bench.__main__ import main as bench_main
 from bench.peers.scenario import latency_samples, median_of, spread
 from bench.peers.systems import GRAPHILE_MIN_NODE, node_version
 from bench.peers.workload import InvoiceRun
@@ -78,3 +81,15 @@ def test_receiver_accepts_a_standard_webhooks_signature_and_rejects_others() -> 
     assert not signature_ok(key, good, body + b" ")
     assert not signature_ok(key, {**good, "webhook-id": "msg_2"}, body)
     assert not signature_ok(key, {"webhook-id": "msg_1"}, body)
+
+
+def test_an_unknown_peer_is_a_clear_usage_error_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    # when a user names a system the bench does not know
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--peers", "pgqueuer,sidekiq"])
+
+    # then argparse's usage error names it and the known ones, and nothing ran (no server, no socket)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown system(s) sidekiq" in err
+    assert "pgqueuer, procrastinate, graphile_worker" in err
