@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -137,13 +138,19 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         }
     )
     runs: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    failures: dict[str, str] = {}  # system → why its last failed round failed
     for r in range(plan.peers_rounds):
         order = keys[r % len(keys) :] + keys[: r % len(keys)]
         for key in order:
-            result = await run_system(bench, key, by_key.get(key), r)
+            try:
+                result = await run_system(bench, key, by_key.get(key), r)
+            except Exception as exc:  # one system failing does not cost the others their rounds
+                failures[key] = f"round {r + 1}: {type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+                details.setdefault("errors", {})[f"{key}-r{r + 1}"] = traceback.format_exc(limit=6)
+                continue
             runs[key].append(result)
             details["rounds"].append({"round": r + 1, "system": key, **result})
-    fill_figures(figures, runs, plan.debounce_ms)
+    fill_figures(figures, runs, plan.debounce_ms, failures)
     if plan.quick:
         for key, results in runs.items():
             verified = sum(x["verified"] for x in results)
@@ -243,15 +250,30 @@ def median_of(results: list[dict[str, Any]], key: str) -> tuple[float | None, li
     return (round(statistics.median(values), 2) if values else None), values
 
 
-def fill_figures(figures: dict[str, Figure], runs: dict[str, list[dict[str, Any]]], debounce_ms: int) -> None:
+def fill_figures(
+    figures: dict[str, Figure],
+    runs: dict[str, list[dict[str, Any]]],
+    debounce_ms: int,
+    failures: dict[str, str] | None = None,
+) -> None:
+    """Medians over the rounds that ran; a system whose every round failed is "not measured" with
+    the reason, and one that failed some rounds says so in its notes."""
+    failures = failures or {}
     medians: dict[str, float] = {}
     for key, results in runs.items():
         n = len(results)
+        if not results:
+            for f in figures.values():
+                if f.key.startswith(f"peers.{key}."):
+                    f.reason = failures.get(key, "no round ran")
+            continue
         rate, rates = median_of(results, "deliveries_per_s")
         fig = figures[f"peers.{key}.deliveries_per_s"]
         fig.value = rate
         offered, _ = median_of(results, "offered_deliveries_per_s")
         fig.note = f"median of {n} round(s), spread {spread(rates)}; {offered:,.0f}/s offered"
+        if key in failures:
+            fig.note += f"; a round failed ({failures[key]})"
         if rate is not None:
             medians[key] = rate
         cpu_groups = {

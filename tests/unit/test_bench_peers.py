@@ -11,10 +11,11 @@ from collections import defaultdict
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.peers.scenario import latency_samples, median_of, spread
+from bench.peers.scenario import fill_figures, latency_samples, median_of, spread
 from bench.peers.systems import GRAPHILE_MIN_NODE, node_version
 from bench.peers.workload import InvoiceRun
 from bench.receiver import hmac_key, signature_ok
+from bench.report import Figure
 
 
 def _run(commits: dict[int, list[float]]) -> InvoiceRun:
@@ -93,3 +94,49 @@ def test_an_unknown_peer_is_a_clear_usage_error_before_anything_starts(capsys: p
     err = capsys.readouterr().err
     assert "unknown system(s) sidekiq" in err
     assert "pgqueuer, procrastinate, graphile_worker" in err
+
+
+def _round(rate: float) -> dict[str, object]:
+    cores = {"engine": 0.3, "postgresql": 0.2, "machine (all processes)": 1.0, "cores": 2.0}
+    return {
+        "deliveries_per_s": rate,
+        "offered_deliveries_per_s": 10_000.0,
+        "cpu_cores": cores,
+        "cpu_own_cores": 0.5,
+        "latency_samples": 10,
+        "latency_p50_ms": 60.0,
+        "latency_p99_ms": 90.0,
+        "verified": 100,
+        "unverified": 0,
+    }
+
+
+def test_figures_are_medians_and_a_system_whose_rounds_all_failed_says_why() -> None:
+    # given hookql's three rounds, pgqueuer's three, and procrastinate failing every round
+    figures = {f.key: f for f in _declared(["pgqueuer", "procrastinate"])}
+    runs = {
+        "hookql": [_round(900.0), _round(300.0), _round(600.0)],
+        "pgqueuer": [_round(200.0), _round(400.0), _round(300.0)],
+        "procrastinate": [],
+    }
+
+    # when the figures are filled
+    fill_figures(figures, runs, debounce_ms=50, failures={"procrastinate": "round 3: RuntimeError: boom"})
+
+    # then each is the median with its spread, the ratio is of medians, and the failure is a reason
+    assert figures["peers.hookql.deliveries_per_s"].value == 600.0
+    assert "300.0–900.0" in figures["peers.hookql.deliveries_per_s"].note
+    assert figures["peers.hookql_ratio_best_peer"].value == 2.0
+    assert figures["peers.procrastinate.deliveries_per_s"].value is None
+    assert figures["peers.procrastinate.deliveries_per_s"].reason == "round 3: RuntimeError: boom"
+    assert figures["peers.unverified_deliveries"].value == 0
+
+
+def _declared(peers: list[str]) -> list[Figure]:
+    figures = []
+    for key in ["hookql", *peers]:
+        for name in ("deliveries_per_s", "cpu_machine_cores", "cpu_own_cores", "latency_p50_ms", "latency_p99_ms"):
+            figures.append(Figure(f"peers.{key}.{name}", name, "x", "info"))
+    figures.append(Figure("peers.hookql_ratio_best_peer", "ratio", "ratio", ">=", threshold=2.0))
+    figures.append(Figure("peers.unverified_deliveries", "unverified", "deliveries", "==", threshold=0))
+    return figures
