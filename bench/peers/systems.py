@@ -106,6 +106,12 @@ def node_version(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def node_suffices(version: str) -> bool:
+    """Whether `node --version`'s answer meets graphile-worker's `engines`."""
+    found = node_version(version)
+    return found is not None and found >= GRAPHILE_MIN_NODE
+
+
 @dataclass(frozen=True)
 class GraphilePeer(Peer):
     def missing(self) -> str | None:
@@ -114,8 +120,7 @@ class GraphilePeer(Peer):
         if node is None:
             return f"no `node` on PATH; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
         found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-        version = node_version(found)
-        if version is None or version < GRAPHILE_MIN_NODE:
+        if not node_suffices(found):
             return f"node {found or '?'} found; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
         if shutil.which("npm") is None:
             return "no `npm` on PATH to install graphile-worker with"
