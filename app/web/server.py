@@ -63,7 +63,9 @@ class ApiServer(uvicorn.Server):
             uvicorn.Config(
                 app,
                 lifespan="off",
-                log_level=settings.log_level,
+                # uvicorn is a library: warning and above, as every logger that is not hookql's
+                # (app.cli.configure_logging); `--log-level info` shows hookql's own lines.
+                log_level="error" if settings.log_level == "error" else "warning",
                 access_log=False,
                 # Requests under way get this long to finish once stopping; websockets are closed.
                 timeout_graceful_shutdown=settings.shutdown_timeout_s,
