@@ -56,6 +56,10 @@ class Settings:
     key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
     ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
     shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
+    # /metrics: webhooks with series of their own (the largest backlogs); the rest are summed under
+    # webhook="other". Each listed webhook costs 23 series (backlog, 5 attempt classes, 17 of the
+    # latency histogram), so 50 keeps a scrape under 1,200 per-webhook series.
+    metrics_max_webhooks: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +123,7 @@ POSITIVE_SETTINGS = (
     "key_max_subscriptions",
     "ws_auth_timeout_s",
     "shutdown_timeout_s",
+    "metrics_max_webhooks",
 )
 
 DATABASE_URL_SCHEMES = ("postgresql", "postgres")  # asyncpg's (and libpq's) spellings

@@ -36,7 +36,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        body, content_type = await render_metrics(pool)
+        body, content_type = await render_metrics(pool, max_webhooks=settings.metrics_max_webhooks)
         return Response(body, media_type=content_type)
 
     gql = graphql_app(pool, settings, transport=transport)

@@ -25,3 +25,8 @@ def test_urls_are_redacted_and_retargeted() -> None:
         db.with_database("postgresql://postgres:@/postgres?host=/tmp/s", "x") == "postgresql://postgres:@/x?host=/tmp/s"
     )
 
+
+
+def test_an_unparseable_url_is_redacted_whole() -> None:
+    assert db.redact("postgresql://u:secret@[::1/d") == "<unparseable URL>"  # an unclosed IPv6 bracket
+    assert db.redact("postgresql://u:secret@h:notaport/d") == "postgresql://u:***@h:notaport/d"
