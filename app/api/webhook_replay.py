@@ -2,7 +2,8 @@
 
 Only the replayed webhook hears about it. The entities are evaluated here, with the webhook
 owner's visibility and the same compiled query and payload code as the producer, and enqueued as
-pending events of that webhook alone (superseding any pending ones for the same entities). Going
+pending events of that webhook alone through the producer's enqueue path
+(`app.store.pipeline.enqueue_pending`: the same superseding, retry-clock and wake-up rules). Going
 through the change table instead would re-evaluate the entities for every webhook of their type,
 and send duplicates to the other webhooks that do not skip identical payloads."""
 
@@ -17,7 +18,8 @@ from app.api.context import Context, make_context
 from app.evaluation.compile import QueryError, compile_query
 from app.evaluation.execute import evaluate
 from app.policy import ids
-from app.policy.envelope import new_event_id, payload_hash
+from app.policy.envelope import encode_payload, new_event_id, payload_hash
+from app.store import pipeline
 from app.store import webhooks as webhook_store
 from app.types import EntityType, Visibility
 
@@ -41,18 +43,19 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
         context = make_context(ctx.pool, Visibility(hook["seller_id"]), ctx.settings)
         gids = [ids.encode(entity_type.graphql_name, t["entity_id"]) for t in batch]
         payloads = await evaluate(schema, context, compiled, gids)
+        texts = [encode_payload(payload) for payload in payloads]
         events = [
-            webhook_store.NewEvent(
+            pipeline.FreshEvent(
                 public_id=new_event_id(),
                 entity_type=t["entity_type"],
                 entity_id=t["entity_id"],
                 event=t["event"],
-                payload=payload,
-                payload_hash=payload_hash(payload),
+                payload=text,
+                payload_hash=payload_hash(text),
                 changed_at=t["changed_at"],
             )
-            for t, payload in zip(batch, payloads, strict=True)
+            for t, text in zip(batch, texts, strict=True)
         ]
         async with ctx.pool.acquire() as conn, conn.transaction():
-            queued += await webhook_store.enqueue_events(conn, hook["id"], events)
+            queued += await pipeline.enqueue_pending(conn, hook["id"], events)
     return queued

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ from app.policy.envelope import PayloadJSON
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
 from app.store import pipeline
-from app.store.webhooks import attempt_values
+from app.store.pipeline import ClaimedEvent, EventOutcome, HandoffWebhook, OutcomeCounts, attempt_values
 from app.transport.http import Transport
 from app.types import EntityType, Outgoing, SendResult
 
@@ -67,18 +67,18 @@ STOP_RECORD_GRACE_S = 1.0  # `stop` waits this much past its bound for outcomes 
 _DB_ERRORS = pipeline.DB_UNAVAILABLE
 
 
-def outgoing_for(row: asyncpg.Record, settings: Settings, now: datetime) -> Outgoing:
+def outgoing_for(row: ClaimedEvent, settings: Settings, now: datetime) -> Outgoing:
     """The attempt for a claimed event, with the webhook's configuration as it is now."""
     return build_attempt(
-        row,
-        webhook_id=row["webhook_id"],
-        event_id=row["public_id"],
-        action=row["event"].rsplit(".", 1)[-1],
-        entity_type=EntityType(row["entity_type"]) if row["entity_type"] else None,
-        entity_id=row["entity_id"],
-        sequence=row["sequence"],
-        changed_at=row["changed_at"],
-        payload=PayloadJSON(row["payload"]),  # the stored text, claimed as text
+        row.webhook(),
+        webhook_id=row.webhook_id,
+        event_id=row.public_id,
+        action=row.event.rsplit(".", 1)[-1],
+        entity_type=EntityType(row.entity_type) if row.entity_type else None,
+        entity_id=row.entity_id,
+        sequence=row.sequence,
+        changed_at=row.changed_at,
+        payload=PayloadJSON(row.payload),  # the stored text, claimed as text
         now=now,
         allow_private_targets=settings.allow_private_targets,
     )
@@ -98,11 +98,11 @@ class Dispatcher:
         self.transport = transport
         self.wakeups = wakeups
         self.rand = rand
-        self._results: asyncio.Queue[tuple[asyncpg.Record, SendResult]] = asyncio.Queue()
+        self._results: asyncio.Queue[tuple[ClaimedEvent, SendResult]] = asyncio.Queue()
         self._sending: set[asyncio.Task[None]] = set()
-        self._unrecorded: dict[int, asyncpg.Record] = {}  # claimed (leased) and not yet recorded
+        self._unrecorded: dict[int, ClaimedEvent] = {}  # claimed (leased) and not yet recorded
         self._finished: set[int] = set()  # sent, waiting to be recorded: no longer a busy slot
-        self._lanes = Lanes(MAX_IN_FLIGHT, settings.owner_max_sending)  # the held attempts (app.policy.lanes)
+        self._lanes: Lanes[ClaimedEvent] = Lanes(MAX_IN_FLIGHT, settings.owner_max_sending)  # app.policy.lanes
         self._unsent: list[int] = []  # held events dropped unsent; the recorder gives back their leases
         self.renew_every_s = RENEW_EVERY_S
         # When to claim again. A claim finds everything due that it may lease, so another one is
@@ -123,32 +123,30 @@ class Dispatcher:
     def capacity(self) -> int:
         return 0 if self._stopping.is_set() else max(0, HANDOFF_HELD - len(self._unrecorded))
 
-    def budget(self, webhook: Mapping[str, Any]) -> int:
-        return handoff_budget(
-            webhook["live_concurrency"], webhook["leased"], webhook["failing_since"] is not None, CLAIM_AHEAD
-        )
+    def budget(self, webhook: HandoffWebhook) -> int:
+        return handoff_budget(webhook.live_concurrency, webhook.leased, webhook.failing_since is not None, CLAIM_AHEAD)
 
-    def owner_budget(self, webhook: Mapping[str, Any]) -> int:
-        return owner_handoff_budget(self.settings.owner_max_sending, webhook["owner_leased"])
+    def owner_budget(self, webhook: HandoffWebhook) -> int:
+        return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
 
-    def accept(self, rows: list[dict[str, Any]]) -> None:
+    def accept(self, rows: list[ClaimedEvent]) -> None:
         """Events the producer committed leased to this process: sent like claimed ones."""
         if self._stopping.is_set():  # too late to send: give their leases back
-            self._unsent.extend(row["id"] for row in rows)
+            self._unsent.extend(row.id for row in rows)
             task = asyncio.create_task(self._give_back_unsent(), name="hookql-give-back")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
             return
         self._hold(rows)
 
-    def _hold(self, rows: list[Any]) -> None:
+    def _hold(self, rows: list[ClaimedEvent]) -> None:
         for row in rows:
-            if row["id"] in self._unrecorded:
+            if row.id in self._unrecorded:
                 # Its lease ran out while we held it (renewals failed: database away); we still
                 # hold it, and the lease is ours again.
                 continue
-            self._unrecorded[row["id"]] = row
-            self._lanes.add(row, row["live_concurrency"], row["seller_id"], row["failing_since"] is not None)
+            self._unrecorded[row.id] = row
+            self._lanes.add(row, row.live_concurrency, row.seller_id, row.failing_since is not None)
         self._start(self._lanes.take())
 
     # -- claiming and sending ------------------------------------------------------------------
@@ -158,7 +156,7 @@ class Dispatcher:
             # Finished-but-unrecorded attempts still hold rows here: the recorder falling behind must
             # slow claiming down, or held rows (payloads included) would grow without bound.
             free = MAX_HELD - len(self._unrecorded)
-            claimed: list[asyncpg.Record] = []
+            claimed: list[ClaimedEvent] = []
             self._claim_put_off = not (free > 0 and self._lanes.sending < MAX_IN_FLIGHT)
             if not self._claim_put_off:
                 try:
@@ -177,7 +175,7 @@ class Dispatcher:
                     continue
             self._hold(claimed)
             self._more = {
-                w for w in self._more | {row["webhook_id"] for row in claimed}
+                w for w in self._more | {row.webhook_id for row in claimed}
                 if self._lanes.limit(w) and self._lanes.held(w) >= self._lanes.limit(w) * CLAIM_AHEAD
             }
             if claimed and len(claimed) == free:
@@ -190,14 +188,14 @@ class Dispatcher:
             self._slot_freed.clear()
             await asyncio.sleep(CLAIM_LINGER_S)
 
-    def _start(self, rows: list[Any]) -> None:
+    def _start(self, rows: list[ClaimedEvent]) -> None:
         for row in rows:
-            task = asyncio.create_task(self._send(row), name=f"send-{row['public_id']}")
+            task = asyncio.create_task(self._send(row), name=f"send-{row.public_id}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, row: asyncpg.Record) -> None:
-        webhook_id = row["webhook_id"]
+    async def _send(self, row: ClaimedEvent) -> None:
+        webhook_id = row.webhook_id
         try:
             result = await self.transport.send(outgoing_for(row, self.settings, datetime.now(UTC)))
         finally:
@@ -209,7 +207,7 @@ class Dispatcher:
             self._forget(self._lanes.drop(webhooks={webhook_id}))
         elif outcome is Outcome.RATE_LIMITED:
             self._lanes.halve(webhook_id)
-        self._finished.add(row["id"])
+        self._finished.add(row.id)
         # Top a lane up only when it is down to its last round: topping it up after every
         # attempt would cost a claim (4 statements) per attempt.
         if self._claim_put_off or (
@@ -296,28 +294,30 @@ class Dispatcher:
                 log.exception("dispatcher: recording %s failed; retrying", what)
             await asyncio.sleep(ERROR_BACKOFF_S)
 
-    async def _record(self, batch: list[tuple[asyncpg.Record, SendResult]], *, retry: bool = True) -> bool:
+    async def _record(self, batch: list[tuple[ClaimedEvent, SendResult]], *, retry: bool = True) -> bool:
         """Record a batch of outcomes; True when it scheduled a retry."""
         now = datetime.now(UTC)
         retrying = False
         attempts: list[tuple[Any, ...]] = []
-        events: list[tuple[Any, ...]] = []
+        events: list[EventOutcome] = []
         failed_pairs: list[tuple[int, str, int]] = []
-        per_hook: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # ok, limited, failed, gone
+        per_hook: dict[int, OutcomeCounts] = defaultdict(OutcomeCounts)
         for row, result in batch:
             outcome = classify(result)
-            made = row["attempts"] + 1
-            counters = per_hook[row["webhook_id"]]
+            made = row.attempts + 1
+            counters = per_hook[row.webhook_id]
             next_at = now
             if outcome is Outcome.DELIVERED:
-                status, counters[0] = "delivered", counters[0] + 1
+                status = "delivered"
+                counters.delivered += 1
             elif outcome is Outcome.GONE:
-                status, counters[3] = "failed", counters[3] + 1
+                status = "failed"
+                counters.gone += 1
             else:
-                counters[2] += 1
+                counters.failed += 1
                 if outcome is Outcome.RATE_LIMITED:
-                    counters[1] += 1
-                if should_fail(made, row["max_attempts"]):
+                    counters.rate_limited += 1
+                if should_fail(made, row.max_attempts):
                     status = "failed"
                 else:
                     status, retrying = "pending", True
@@ -325,18 +325,18 @@ class Dispatcher:
                         result, made, self.settings.retry_base_ms, self.settings.retry_max_ms, self.rand
                     )
                     next_at = now + timedelta(milliseconds=delay_ms)
-            if status == "failed" and row["entity_type"] is not None:
-                failed_pairs.append((row["webhook_id"], row["entity_type"], row["entity_id"]))
-            attempts.append(attempt_values(row["id"], row["webhook_id"], result))
-            events.append((row["id"], status, next_at))
+            if status == "failed" and row.entity_type is not None and row.entity_id is not None:
+                failed_pairs.append((row.webhook_id, row.entity_type, row.entity_id))
+            attempts.append(attempt_values(row.id, row.webhook_id, result))
+            events.append(EventOutcome(row.id, status, next_at))
             attempt_log.info(
                 "attempt webhook=%s event=%s entity=%s:%s seq=%s try=%s status=%s duration_ms=%s outcome=%s "
                 "next_in_s=%s error=%s",
-                row["webhook_id"],
-                row["public_id"],
-                row["entity_type"] or "-",
-                row["entity_id"] or "-",
-                row["sequence"],
+                row.webhook_id,
+                row.public_id,
+                row.entity_type or "-",
+                row.entity_id or "-",
+                row.sequence,
                 made,
                 result.status_code or "-",
                 result.duration_ms,
@@ -348,36 +348,37 @@ class Dispatcher:
         # (as its claim saw it), has no health to update: a busy, healthy webhook then costs no
         # second transaction. A stale view only delays a raise of live concurrency to the next batch.
         unsettled = {
-            row["webhook_id"]
+            row.webhook_id
             for row, _ in batch
-            if row["live_concurrency"] < row["concurrency"] or row["failing_since"] is not None
+            if row.live_concurrency < row.concurrency or row.failing_since is not None
         }
         settled = set(per_hook) - unsettled
-        hooks = [(hid, *c) for hid, c in per_hook.items() if not (hid in settled and c[0] and not any(c[1:]))]
+        hooks = {hid: c for hid, c in per_hook.items() if not (hid in settled and c.only_delivered())}
 
         # Two transactions: the attempts and event outcomes first, holding no webhook row for
-        # update (enqueueing locks those for its whole transaction; recording used to wait for it,
-        # and it for recording); then the webhooks' health, briefly under their locks. A crash
+        # update (enqueueing locks those for its whole transaction: holding them here would make
+        # each wait for the other); then the webhooks' health, briefly under their locks. A crash
         # between the two loses only health counters, which the next outcomes set again.
         async def attempts_tx() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
                 await pipeline.record_attempts(conn, attempts, events, list(per_hook))
 
-        async def health_tx() -> list[tuple[int, bool, int]]:
+        async def health_tx() -> list[pipeline.WebhookState]:
             async with self.pool.acquire() as conn, conn.transaction():
                 return await pipeline.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
 
         await self._until_done(f"{len(batch)} attempts", attempts_tx, retry)
         for row, _ in batch:
-            self._unrecorded.pop(row["id"], None)
-            self._finished.discard(row["id"])
+            self._unrecorded.pop(row.id, None)
+            self._finished.discard(row.id)
         states = (
             await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
             if hooks or failed_pairs
             else []
         )
         # Waiting attempts follow what the outcomes did to their webhook: a halved concurrency
-        # (429) applies at once, a disabled webhook (410, 5 days failing) sends nothing more.
+        # (429) applies at once, a disabled webhook (410, or failing past FAILING_DISABLE_AFTER_S)
+        # sends nothing more.
         disabled: set[int] = set()
         for webhook_id, enabled, live_concurrency in states:
             if not enabled:
@@ -424,7 +425,7 @@ class Dispatcher:
         while self._finished and loop.time() < deadline + STOP_RECORD_GRACE_S:
             self._recorded.clear()
             await wait_any([self._recorded], deadline + STOP_RECORD_GRACE_S - loop.time())
-        batch: list[tuple[asyncpg.Record, SendResult]] = []
+        batch: list[tuple[ClaimedEvent, SendResult]] = []
         while not self._results.empty():
             batch.append(self._results.get_nowait())
         with contextlib.suppress(*_DB_ERRORS):

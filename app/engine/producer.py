@@ -24,6 +24,7 @@ from app.policy import ids
 from app.policy.coalesce import due_at, fold
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.store import pipeline
+from app.store.pipeline import SubscribedWebhook
 from app.types import Action, EntityType, Visibility
 
 log = logging.getLogger(__name__)
@@ -53,20 +54,20 @@ class Handoff(Protocol):
         """Events it takes now (0 while stopping)."""
         ...
 
-    def budget(self, webhook: Mapping[str, Any]) -> int:
-        """Events of this webhook (`lock_webhooks_for_handoff` row) it may be leased now."""
+    def budget(self, webhook: pipeline.HandoffWebhook) -> int:
+        """Events of this webhook it may be leased now."""
         ...
 
-    def owner_budget(self, webhook: Mapping[str, Any]) -> int:
+    def owner_budget(self, webhook: pipeline.HandoffWebhook) -> int:
         """Events of this webhook's owner, over all the owner's webhooks, it may be leased now."""
         ...
 
-    def accept(self, rows: list[dict[str, Any]]) -> None:
-        """Committed, leased events to send: rows shaped as a claim returns them."""
+    def accept(self, rows: list[pipeline.ClaimedEvent]) -> None:
+        """Committed events, leased to it, to send."""
         ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Due:
     entity_type: EntityType
     entity_id: int
@@ -74,6 +75,12 @@ class Due:
     seller_id: int | None
     last_change_at: datetime
     version: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Due:
+        """A claimed `pending_entities` row (`pipeline.claim_due_entities`)."""
+        return cls(EntityType(row["entity_type"]), row["entity_id"], Action(row["action"]), row["seller_id"],
+                   row["last_change_at"], row["version"])
 
     @property
     def key(self) -> tuple[str, int]:
@@ -222,7 +229,7 @@ class Producer:
                 (r["entity_type"], r["entity_id"]): r
                 for r in await pipeline.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
             }
-            upserts: list[tuple[Any, ...]] = []
+            upserts: list[pipeline.PendingUpsert] = []
             deletes: list[tuple[str, int]] = []
             for key, entity_changes in by_entity.items():
                 prev = existing.get(key)
@@ -240,7 +247,7 @@ class Producer:
                     prev["seller_id"] if prev else None,
                 )
                 upserts.append(
-                    (
+                    pipeline.PendingUpsert(
                         key[0],
                         key[1],
                         action.value,
@@ -253,7 +260,7 @@ class Producer:
             await pipeline.upsert_pending(conn, upserts)
             await pipeline.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
         taken_at = changes[0]["taken_at"]
-        self._fold_due_in_s = min(((u[6] - taken_at).total_seconds() for u in upserts), default=float("inf"))
+        self._fold_due_in_s = min(((u.due_at - taken_at).total_seconds() for u in upserts), default=float("inf"))
         return len(changes)
 
     async def evaluate_once(self) -> int:
@@ -262,17 +269,7 @@ class Producer:
             claimed = await pipeline.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
             if not claimed:
                 return 0
-            due = [
-                Due(
-                    EntityType(r["entity_type"]),
-                    r["entity_id"],
-                    Action(r["action"]),
-                    r["seller_id"],
-                    r["last_change_at"],
-                    r["version"],
-                )
-                for r in claimed
-            ]
+            due = [Due.from_row(r) for r in claimed]
             webhooks = await pipeline.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
         try:
             await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
@@ -285,41 +282,41 @@ class Producer:
         return len(due)
 
     async def _evaluate(
-        self, due: list[Due], webhooks: list[asyncpg.Record]
+        self, due: list[Due], webhooks: list[SubscribedWebhook]
     ) -> dict[tuple[int, str, int], Encoded | Breach]:
         """Payload per (webhook id, entity type, entity id), encoded — or the budget it breached
         (app.evaluation.execute: time per run of a group, size per payload). The queries of one (entity
         type, visibility) run merged, once per entity (app.evaluation.merge); one context (one set of
         DataLoaders) per visibility, so groups find rows in the loaders' caches."""
         # (entity type, owner) → query → (its webhooks, the entities any of them wants)
-        groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[asyncpg.Record]]] = defaultdict(dict)
+        groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[SubscribedWebhook]]] = defaultdict(dict)
         entities: dict[tuple[EntityType, int | None], dict[tuple[str, int], Due]] = defaultdict(dict)
         wanted: dict[int, list[Due]] = {}
         for hook in webhooks:
-            entity_type = EntityType(hook["entity_type"])
-            compiled = compile_query(self.schema, hook["query"], entity_type)
+            entity_type = EntityType(hook.entity_type)
+            compiled = compile_query(self.schema, hook.query, entity_type)
             if isinstance(compiled, QueryError):  # stored queries were validated; a schema change may break one
-                log.error("webhook %s: its query no longer compiles: %s", hook["id"], compiled.message)
+                log.error("webhook %s: its query no longer compiles: %s", hook.id, compiled.message)
                 continue
-            visibility = Visibility(hook["seller_id"])
+            visibility = Visibility(hook.seller_id)
             mine = [
                 d
                 for d in due
-                if d.entity_type is entity_type and d.action.value in hook["events"] and visibility.may_see(d.seller_id)
+                if d.entity_type is entity_type and d.action.value in hook.events and visibility.may_see(d.seller_id)
             ]
             if mine:
-                group = (entity_type, hook["seller_id"])
+                group = (entity_type, hook.seller_id)
                 groups[group].setdefault(compiled, []).append(hook)
                 entities[group].update((d.key, d) for d in mine)
-                wanted[hook["id"]] = mine
+                wanted[hook.id] = mine
         contexts: dict[int | None, Any] = {}
         for _, seller in groups:
             if seller not in contexts:
                 contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
         group_list = [(group, list(entities[group].values()), by_query) for group, by_query in groups.items()]
         # All groups at once: each waits on its loaders' round trips (a nested query is 3-4 waves
-        # of them), so running them one after another made a batch's latency their sum. Memory is
-        # bounded by the batch size (EVENTS_PER_BATCH), not by running them together.
+        # of them), so one after another a batch's latency would be their sum. Memory is bounded
+        # by the batch size (EVENTS_PER_BATCH), not by running them together.
         # Each group breaches alone: its outcomes say so, and the others' are unaffected.
         results = await asyncio.gather(
             *(
@@ -336,14 +333,14 @@ class Producer:
             for compiled, hooks in by_query.items():
                 by_entity = dict(zip((d.key for d in members), outcomes[compiled], strict=True))
                 for hook in hooks:
-                    for d in wanted[hook["id"]]:
+                    for d in wanted[hook.id]:
                         outcome = by_entity[d.key]
                         if isinstance(outcome, Breach):
-                            out[(hook["id"], *d.key)] = outcome
+                            out[(hook.id, *d.key)] = outcome
                             continue
                         if id(outcome) not in encoded:
                             encoded[id(outcome)] = encode_within(outcome, self.budgets.payload_bytes)
-                        out[(hook["id"], *d.key)] = encoded[id(outcome)]
+                        out[(hook.id, *d.key)] = encoded[id(outcome)]
         events_per_entity = max(1.0, len(out) / len(due))
         executions_per_entity = max(1.0, sum(len(members) for _, members, _ in group_list) / len(due))
         self._batch_size = max(
@@ -357,19 +354,22 @@ class Producer:
         return out
 
     async def _enqueue(
-        self, due: list[Due], webhooks: list[asyncpg.Record], payloads: dict[tuple[int, str, int], Encoded | Breach]
+        self,
+        due: list[Due],
+        webhooks: list[SubscribedWebhook],
+        payloads: dict[tuple[int, str, int], Encoded | Breach],
     ) -> None:
-        skip_identical = {h["id"]: h["skip_identical_payloads"] for h in webhooks}
-        breach_streaks = {h["id"]: h["budget_breaches"] for h in webhooks}
+        skip_identical = {h.id: h.skip_identical_payloads for h in webhooks}
+        breach_streaks = {h.id: h.budget_breaches for h in webhooks}
         by_key = {d.key: d for d in due}
         async with self.pool.acquire() as conn, conn.transaction():
             current = await pipeline.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
-            versions = {(r["entity_type"], r["entity_id"]): r["version"] for r in current}
-            actions = {(r["entity_type"], r["entity_id"]): r["action"] for r in current}
+            versions = {(r.entity_type, r.entity_id): r.version for r in current}
+            actions = {(r.entity_type, r.entity_id): r.action for r in current}
             # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
             # pending for the newer changes; a created or updated one is enqueued too — its payload
             # was read after the claim, so it is at least as new as what was claimed — instead of
-            # being evaluated all over again (under load, most evaluations were being thrown away).
+            # being evaluated all over again (under load, most evaluations would be thrown away).
             # Not when a delete is involved: a payload read around a delete or a re-creation may
             # not match its event name, so that entity is simply evaluated again. A fold to nothing
             # (created+deleted) means there is nothing to say.
@@ -381,9 +381,9 @@ class Producer:
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
             webhook_ids = sorted({k[0] for k in outputs})
             handoff = self.handoff
-            config: dict[int, asyncpg.Record] = {}
+            config: dict[int, pipeline.HandoffWebhook] = {}
             if handoff is not None:
-                config = {r["id"]: r for r in await pipeline.lock_webhooks_for_handoff(conn, webhook_ids)}
+                config = {w.id: w for w in await pipeline.lock_webhooks_for_handoff(conn, webhook_ids)}
             else:
                 await pipeline.lock_webhooks(conn, webhook_ids)
             # A breach is an event like any other — it takes the next sequence number — but it
@@ -399,23 +399,19 @@ class Producer:
             pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
             pending_set = set(pending)
             skipped = {k for k in encoded if k not in pending_set}
-            superseded = (
-                await pipeline.supersede(
-                    conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending]
-                )
-                if pending
-                else []
+            superseded = await pipeline.supersede(
+                conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending]
             )
-            clocks = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r for r in superseded}
+            clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
-            # event they supersede (that one failed: its clock decides when to try again).
-            # Within its owner's share of held events too (app.policy.lanes).
-            room = {w: handoff.budget(r) for w, r in config.items() if r["enabled"]} if handoff else {}
-            owner_of = {w: r["seller_id"] for w, r in config.items()}
-            owner_room = {r["seller_id"]: handoff.owner_budget(r) for r in config.values()} if handoff else {}
+            # event they supersede (`pipeline.may_hand_off`). Within its owner's share of held
+            # events too (app.policy.lanes).
+            room = {w: handoff.budget(c) for w, c in config.items() if c.enabled} if handoff else {}
+            owner_of = {w: c.seller_id for w, c in config.items()}
+            owner_room = {c.seller_id: handoff.owner_budget(c) for c in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
-            rows: list[tuple[Any, ...]] = []
+            rows: list[pipeline.NewEvent] = []
             failed: list[pipeline.FailedEvaluation] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
@@ -425,42 +421,44 @@ class Producer:
                 if k in breaches:
                     failed.append(_failed_evaluation(k, d, seq, breaches[k]))
                     continue
+                name = event_name(d.entity_type, d.action.value)
+                if k in skipped:
+                    rows.append(
+                        pipeline.NewEvent(
+                            new_event_id(), k[0], k[1], k[2], name, seq, "skipped", texts[k], hashes[k],
+                            d.last_change_at, 0, None, True, False,
+                        )
+                    )
+                    continue
                 clock = clocks.get(k)
-                is_skipped = k in skipped
-                public_id = new_event_id()
-                fresh_clock = clock is None or clock["attempts"] == 0
                 leased = (
-                    not is_skipped
-                    and fresh_clock
-                    and capacity > 0
+                    capacity > 0
                     and room.get(k[0], 0) > 0
                     and owner_room[owner_of[k[0]]] > 0
+                    and pipeline.may_hand_off(clock)
                 )
                 if leased:
                     capacity -= 1
                     room[k[0]] -= 1
                     owner_room[owner_of[k[0]]] -= 1
                 rows.append(
-                    (
-                        public_id,
-                        k[0],
-                        k[1],
-                        k[2],
-                        event_name(d.entity_type, d.action.value),
-                        seq,
-                        "skipped" if is_skipped else "pending",
-                        texts[k],
-                        hashes[k],
-                        d.last_change_at,
-                        clock["attempts"] if clock else 0,
-                        clock["next_attempt_at"] if clock else None,
-                        is_skipped,
-                        leased,
+                    pipeline.pending_event(
+                        public_id=new_event_id(),
+                        webhook_id=k[0],
+                        entity_type=k[1],
+                        entity_id=k[2],
+                        event=name,
+                        sequence=seq,
+                        payload=texts[k],
+                        payload_hash=hashes[k],
+                        changed_at=d.last_change_at,
+                        clock=clock,
+                        leased=leased,
                     )
                 )
             # A moved entity's remaining changes all came after the state claimed: its max delay
             # counts from there, or a steadily changing entity would be due again at once, forever.
-            lasts = {(r["entity_type"], r["entity_id"]): r["last_change_at"] for r in current}
+            lasts = {(r.entity_type, r.entity_id): r.last_change_at for r in current}
             restarted = [
                 (
                     *k,
@@ -473,12 +471,16 @@ class Producer:
                 conn,
                 rows,
                 handoff.lease_s if handoff else 0.0,
-                [r["id"] for r in superseded],
+                [c.id for c in superseded],
                 [(k[0], k[1], k[2], hashes[k]) for k in pending],
                 list(done),
                 restarted,
             )
-            handed = [_delivery_row(row, leased_ids[row[0]], config[row[1]]) for row in rows if row[0] in leased_ids]
+            handed = [
+                _delivery_row(e, leased_ids[e.public_id], config[e.webhook_id])
+                for e in rows
+                if e.public_id in leased_ids
+            ]
             streaks = _budget_streaks(breaches, {k[0] for k in encoded}, breach_streaks)
             if failed or streaks:
                 disabled = await pipeline.record_budget_outcomes(
@@ -525,19 +527,18 @@ def _budget_streaks(
     ]
 
 
-def _delivery_row(row: tuple[Any, ...], event_id: int, webhook: asyncpg.Record) -> dict[str, Any]:
-    """An event inserted leased, shaped as `claim_events` returns one (see `finish_enqueue`)."""
-    (public_id, webhook_id, entity_type, entity_id, event, sequence, _, payload, _, changed_at, attempts) = row[:11]
-    return {
-        "id": event_id,
-        "public_id": public_id,
-        "webhook_id": webhook_id,
-        "entity_type": entity_type,
-        "entity_id": entity_id,
-        "event": event,
-        "sequence": sequence,
-        "payload": payload,
-        "changed_at": changed_at,
-        "attempts": attempts,
-        **{c: webhook[c] for c in pipeline.DELIVERY_WEBHOOK_COLUMNS},
-    }
+def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> pipeline.ClaimedEvent:
+    """An event inserted leased, as a claim returns one."""
+    return pipeline.ClaimedEvent(
+        id=event_id,
+        public_id=event.public_id,
+        webhook_id=event.webhook_id,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        event=event.event,
+        sequence=event.sequence,
+        payload=event.payload,
+        changed_at=event.changed_at,
+        attempts=event.attempts,
+        **webhook.delivery,
+    )

@@ -34,13 +34,26 @@ Fair delivery across owners — the rule:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from app.policy.retry import halved
 
 Owner = int | None  # a seller id; None is the operator
+
+
+class Held(Protocol):
+    """What the lanes read of a held attempt: its event and its webhook."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def webhook_id(self) -> int: ...
+
+
+H = TypeVar("H", bound=Held)
 
 # An owner's held events: this many rounds of its send slots. Sending, waiting and sent-but-not-
 # yet-recorded attempts all hold a lease, so at a thousand deliveries a second an owner needs
@@ -75,11 +88,11 @@ def owner_handoff_budget(owner_max_sending: int, owner_leased: int) -> int:
 
 
 @dataclass
-class _Lane:
+class _Lane(Generic[H]):
     owner: Owner
     limit: int
     sending: int = 0
-    waiting: deque[Mapping[str, Any]] = field(default_factory=deque)
+    waiting: deque[H] = field(default_factory=deque)
     failing: bool = False  # failing as claimed, or its last attempt here failed
 
     @property
@@ -98,15 +111,15 @@ class _Owner:
     held_back: dict[int, None] = field(default_factory=dict)
 
 
-class Lanes:
-    """Rows are mappings with an `id` (the event) and a `webhook_id`."""
+class Lanes(Generic[H]):
+    """Held attempts (`Held`: an event `id` and its `webhook_id`) in a lane per webhook."""
 
     def __init__(self, max_sending: int, owner_max_sending: int) -> None:
         self.max_sending = max_sending
         self.owner_max_sending = owner_max_sending
         self.owner_max_failing = failing_share(owner_max_sending)
         self.sending = 0  # attempts started and not yet done, over all lanes
-        self._lanes: dict[int, _Lane] = {}
+        self._lanes: dict[int, _Lane[H]] = {}
         self._owners: dict[Owner, _Owner] = {}
         # Owners with a lane queued and a slot of their own free, in turn order.
         self._turns: dict[Owner, None] = {}
@@ -114,18 +127,18 @@ class Lanes:
     def __len__(self) -> int:
         return len(self._lanes)
 
-    def add(self, row: Mapping[str, Any], limit: int, owner: Owner, failing: bool = False) -> None:
+    def add(self, row: H, limit: int, owner: Owner, failing: bool = False) -> None:
         """Queue a claimed attempt; `limit` is the webhook's live concurrency as claimed, `owner`
         its seller (None: the operator), `failing` whether it was failing as claimed. Nothing
         starts before `take`."""
-        lane = self._lanes.get(row["webhook_id"])
+        lane = self._lanes.get(row.webhook_id)
         if lane is None:
-            lane = self._lanes[row["webhook_id"]] = _Lane(owner, limit)
+            lane = self._lanes[row.webhook_id] = _Lane(owner, limit)
         lane.limit = limit
         lane.waiting.append(row)
         if failing:  # a claim may predate outcomes seen here: only a delivery makes a lane healthy
             self._set_failing(lane, True)
-        self._queue(row["webhook_id"], lane)
+        self._queue(row.webhook_id, lane)
 
     def outcome(self, webhook_id: int, delivered: bool) -> None:
         """What an attempt of this webhook came to: its lane is failing until one is delivered."""
@@ -133,7 +146,7 @@ class Lanes:
             self._set_failing(lane, not delivered)
             self._queue(webhook_id, lane)
 
-    def _set_failing(self, lane: _Lane, failing: bool) -> None:
+    def _set_failing(self, lane: _Lane[H], failing: bool) -> None:
         if lane.failing == failing:
             return
         lane.failing = failing
@@ -170,10 +183,10 @@ class Lanes:
         state = self._owners.get(owner)
         return state.sending if state else 0
 
-    def take(self) -> list[Mapping[str, Any]]:
+    def take(self) -> list[H]:
         """The waiting attempts to start now, counted as sending: owners in turn, one attempt
         each per turn, within every bound (see the module's rule)."""
-        started: list[Mapping[str, Any]] = []
+        started: list[H] = []
         while self._turns and self.sending < self.max_sending:
             owner = next(iter(self._turns))
             del self._turns[owner]
@@ -186,7 +199,7 @@ class Lanes:
                 self._turns[owner] = None  # to the back of the ring
         return started
 
-    def _start_one(self, state: _Owner) -> Mapping[str, Any] | None:
+    def _start_one(self, state: _Owner) -> H | None:
         """The next attempt of this owner's lanes in turn, or None when none is ready."""
         while state.turns:
             webhook_id = next(iter(state.turns))
@@ -228,11 +241,11 @@ class Lanes:
         dropped: list[int] = []
         for webhook_id, lane in list(self._lanes.items()):
             if webhook_id in webhooks:
-                dropped.extend(row["id"] for row in lane.waiting)
+                dropped.extend(row.id for row in lane.waiting)
                 lane.waiting.clear()
             elif events:
-                dropped.extend(row["id"] for row in lane.waiting if row["id"] in events)
-                lane.waiting = deque(row for row in lane.waiting if row["id"] not in events)
+                dropped.extend(row.id for row in lane.waiting if row.id in events)
+                lane.waiting = deque(row for row in lane.waiting if row.id not in events)
             self._forget_if_idle(webhook_id)
         return dropped
 
@@ -247,7 +260,7 @@ class Lanes:
             state.turns.setdefault(webhook_id)
         state.held_back.clear()
 
-    def _queue(self, webhook_id: int, lane: _Lane) -> None:
+    def _queue(self, webhook_id: int, lane: _Lane[H]) -> None:
         """A lane that may be ready joins its owner's turns (keeping its place if queued), and
         the owner the ring if it has a slot free."""
         state = self._owners.setdefault(lane.owner, _Owner())

@@ -1,6 +1,7 @@
 """The event log through the API: paging, retry and cancel rules, replay, and seller isolation of
 every event query and mutation."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -280,3 +281,53 @@ async def test_a_replay_is_delivered_by_the_running_engine(fixture_database_url:
     assert len(by_path["/hook/b"]) == 1
     assert replayed["payload"] == first["payload"] and replayed["id"] != first["id"]
     assert replayed["sequence"] > first["sequence"]
+
+
+async def test_a_replay_enqueues_as_the_engine_does_keeping_the_retry_clock_and_waking_dispatchers(
+    fixture_pool: asyncpg.Pool,
+) -> None:
+    # given a pending event of invoice 1 in a retry backoff (3 attempts made, the next due in 10
+    # minutes), and a connection listening for the dispatchers' wake-up
+    hook, hook_id = await new_webhook(fixture_pool, query=STATUS_QUERY)
+    retrying = await add_event(fixture_pool, hook_id, 1, "pending")
+    next_at = await fixture_pool.fetchval(
+        "UPDATE webhook_events SET next_attempt_at = now() + interval '10 minutes' WHERE id = $1 "
+        "RETURNING next_attempt_at",
+        retrying,
+    )
+    wakeups: asyncio.Queue[str] = asyncio.Queue()
+    listener = await fixture_pool.acquire()
+
+    def woken(*args: Any) -> None:
+        wakeups.put_nowait(args[3])
+
+    await listener.add_listener("hookql_events", woken)
+    try:
+        # when a replay with nothing to replay runs, then one over invoice 1
+        future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        nothing = await gql(fixture_pool, REPLAY, id=hook, since=future)
+        await fixture_pool.execute("SELECT pg_notify('hookql_events', 'sentinel')")
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        replayed = await gql(fixture_pool, REPLAY, id=hook, since=since)
+        # then the empty replay woke nobody (the sentinel is the first wake-up), the real one did
+        assert nothing["webhookReplay"] == {"queued": 0, "errors": []}
+        assert await asyncio.wait_for(wakeups.get(), 5) == "sentinel"
+        assert replayed["webhookReplay"] == {"queued": 1, "errors": []}
+        assert await asyncio.wait_for(wakeups.get(), 5) == ""
+    finally:
+        await listener.remove_listener("hookql_events", woken)
+        await fixture_pool.release(listener)
+    # and the replayed event supersedes the retrying one and keeps its retry clock, as the
+    # producer's events do: a failing receiver is not tried sooner, nor given a fresh budget
+    new = await fixture_pool.fetchrow(
+        "SELECT id, attempts, next_attempt_at FROM webhook_events WHERE webhook_id = $1 AND status = 'pending'",
+        hook_id,
+    )
+    assert (new["attempts"], new["next_attempt_at"]) == (3, next_at)
+    old = await fixture_pool.fetchrow("SELECT status, superseded_by FROM webhook_events WHERE id = $1", retrying)
+    assert (old["status"], old["superseded_by"]) == ("superseded", new["id"])
+    # the payload replayed is the one later changes are compared with (skip identical payloads)
+    stored = await fixture_pool.fetchval(
+        "SELECT last_payload_hash FROM webhook_entity_state WHERE webhook_id = $1 AND entity_id = 1", hook_id
+    )
+    assert stored == await fixture_pool.fetchval("SELECT payload_hash FROM webhook_events WHERE id = $1", new["id"])

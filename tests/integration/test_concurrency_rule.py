@@ -54,7 +54,10 @@ async def _live_after_each_batch(pool: asyncpg.Pool, configured: int, live: int,
     for delivered, rate_limited, failed in batches:
         async with pool.acquire() as conn, conn.transaction():
             [(webhook_id, enabled, after)] = await pipeline.record_webhook_health(
-                conn, [(hook_id, delivered, rate_limited, failed, 0)], [], DISABLE_AFTER_S
+                conn,
+                {hook_id: pipeline.OutcomeCounts(delivered, rate_limited, failed, gone=0)},
+                [],
+                DISABLE_AFTER_S,
             )
         assert (webhook_id, enabled) == (hook_id, True)
         seen.append(after)

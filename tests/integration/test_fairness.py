@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 import asyncpg
@@ -73,7 +73,7 @@ async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased
 async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
     async with pool.acquire() as conn:
         rows = await pipeline.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
-    return Counter(r["webhook_id"] for r in rows)
+    return Counter(r.webhook_id for r in rows)
 
 
 async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool) -> None:
@@ -101,6 +101,23 @@ async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool
     assert first[other] + second[other] == 5 and first[operator] + second[operator] == 5
     # and a claim leases it nothing more while its share is leased
     assert await _claim(pool, limit=1000, owner_max_held=20) == Counter()
+
+
+async def test_a_claimed_row_reads_every_column_into_its_field(pool: asyncpg.Pool) -> None:
+    # given a due event of a webhook
+    hook, _ = await add_webhook(pool, "http://x/hook")
+    await _due_events(pool, hook, 1)
+    # when it is claimed with the statement itself
+    async with pool.acquire() as conn:
+        [record] = await conn.fetch(
+            *pipeline.Q.claim_events(limit=1, lease_s=20.0, scan_limit=10, finished=[], ahead=1, owner_max_held=10)
+        )
+    # then the statement's columns are ClaimedEvent's fields, in order (from_row reads by position)
+    claimed = pipeline.ClaimedEvent.from_row(record)
+    assert list(record.keys()) == [f.name for f in fields(pipeline.ClaimedEvent)]
+    columns = dict(record.items())
+    assert {name: getattr(claimed, name) for name in columns} == columns
+    assert (claimed.webhook_id, claimed.url, claimed.payload) == (hook, "http://x/hook", "{}")
 
 
 def _delivered(receiver: Receiver, invoice_id: int) -> bool:

@@ -9,21 +9,27 @@ import pytest
 from app.policy.lanes import Lanes, Owner, handoff_budget, owner_handoff_budget, owner_max_held
 
 
-def row(event_id: int, webhook_id: int) -> dict[str, int]:
-    return {"id": event_id, "webhook_id": webhook_id}
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: int
+    webhook_id: int
+
+
+def row(event_id: int, webhook_id: int) -> Attempt:
+    return Attempt(event_id, webhook_id)
 
 
 def test_a_lane_starts_at_most_its_limit_and_the_next_one_when_one_is_done() -> None:
     # given 5 attempts of one webhook with live concurrency 2
-    lanes = Lanes(max_sending=100, owner_max_sending=100)
+    lanes: Lanes[Attempt] = Lanes(max_sending=100, owner_max_sending=100)
     for i in range(5):
         lanes.add(row(i, 7), limit=2, owner=None)
     # when started, then only 2 go, in claim order
-    assert [r["id"] for r in lanes.take()] == [0, 1]
+    assert [r.id for r in lanes.take()] == [0, 1]
     assert lanes.take() == [] and lanes.waiting(7) == 3
     # and each finished attempt makes room for exactly one more
     lanes.done(7)
-    assert [r["id"] for r in lanes.take()] == [2]
+    assert [r.id for r in lanes.take()] == [2]
 
 
 # --- sharing slots by owner: table-driven ----------------------------------------------------
@@ -134,18 +140,18 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_send_slots_are_shared_by_owner(case: Case) -> None:
     # given the attempts of these webhooks, claimed in this order
-    lanes = Lanes(max_sending=case.max_sending, owner_max_sending=case.owner_max_sending)
+    lanes: Lanes[Attempt] = Lanes(max_sending=case.max_sending, owner_max_sending=case.owner_max_sending)
     for hook in case.hooks:
         for i in range(hook.attempts):
             lanes.add(row(hook.webhook_id * 100 + i, hook.webhook_id), hook.limit, hook.owner, hook.failing)
     # when started, then these go, in this order
-    assert [r["webhook_id"] for r in lanes.take()] == case.first
+    assert [r.webhook_id for r in lanes.take()] == case.first
     assert lanes.take() == []  # nothing more until something finishes
     # and when attempts finish, these go next
     for webhook_id in case.done:
         lanes.done(webhook_id)
     if case.then is not None:
-        assert [r["webhook_id"] for r in lanes.take()] == case.then
+        assert [r.webhook_id for r in lanes.take()] == case.then
     # and no bound is ever exceeded
     owners = {h.owner for h in case.hooks}
     assert lanes.sending <= case.max_sending
@@ -156,15 +162,15 @@ def test_send_slots_are_shared_by_owner(case: Case) -> None:
 def test_an_owner_hogging_its_share_leaves_the_process_to_the_others_for_good() -> None:
     # given a process of 8 slots, 4 per owner, a seller whose 8 webhooks hang (never done) and
     # the operator's one webhook with a steady stream of attempts
-    lanes = Lanes(max_sending=8, owner_max_sending=4)
+    lanes: Lanes[Attempt] = Lanes(max_sending=8, owner_max_sending=4)
     for w in range(1, 9):
         for i in range(50):
             lanes.add(row(w * 100 + i, w), limit=100, owner=1)
     for i in range(200):
         lanes.add(row(9000 + i, 90), limit=100, owner=None)
     started = lanes.take()
-    hanging = [r for r in started if r["webhook_id"] != 90]
-    operator = [r for r in started if r["webhook_id"] == 90]
+    hanging = [r for r in started if r.webhook_id != 90]
+    operator = [r for r in started if r.webhook_id == 90]
     # when the operator's attempts finish as they start, round after round
     for _ in range(30):
         # then it has its whole share every round, and the seller never more than its own
@@ -172,12 +178,12 @@ def test_an_owner_hogging_its_share_leaves_the_process_to_the_others_for_good() 
         for _ in operator:
             lanes.done(90)
         operator = lanes.take()
-        assert {r["webhook_id"] for r in operator} == {90}
+        assert {r.webhook_id for r in operator} == {90}
 
 
 def test_a_lane_is_failing_from_a_failed_attempt_until_one_is_delivered() -> None:
     # given a healthy webhook with an owner's 4 slots sending and more waiting
-    lanes = Lanes(max_sending=100, owner_max_sending=4)
+    lanes: Lanes[Attempt] = Lanes(max_sending=100, owner_max_sending=4)
     for i in range(20):
         lanes.add(row(i, 1), limit=100, owner=3)
     assert len(lanes.take()) == 4
@@ -197,7 +203,7 @@ def test_a_lane_is_failing_from_a_failed_attempt_until_one_is_delivered() -> Non
 
 def test_a_429_halves_the_lane_at_once_and_a_recorded_limit_replaces_it() -> None:
     # given a webhook sending 8 at a time with more waiting
-    lanes = Lanes(max_sending=100, owner_max_sending=100)
+    lanes: Lanes[Attempt] = Lanes(max_sending=100, owner_max_sending=100)
     for i in range(20):
         lanes.add(row(i, 3), limit=8, owner=2)
     assert len(lanes.take()) == 8
@@ -213,7 +219,7 @@ def test_a_429_halves_the_lane_at_once_and_a_recorded_limit_replaces_it() -> Non
 
 def test_dropping_returns_the_waiting_events_and_never_the_ones_sending() -> None:
     # given two webhooks with attempts sending and waiting
-    lanes = Lanes(max_sending=100, owner_max_sending=100)
+    lanes: Lanes[Attempt] = Lanes(max_sending=100, owner_max_sending=100)
     for i in range(4):
         lanes.add(row(i, 1), limit=1, owner=None)
         lanes.add(row(10 + i, 2), limit=1, owner=None)
@@ -224,11 +230,11 @@ def test_dropping_returns_the_waiting_events_and_never_the_ones_sending() -> Non
     # then the sending ones stay counted, and the rest still go in order
     assert lanes.sending == 2 and lanes.waiting(1) == 0
     lanes.done(2)
-    assert [r["id"] for r in lanes.take()] == [11]
+    assert [r.id for r in lanes.take()] == [11]
 
 
 def test_idle_lanes_and_owners_are_forgotten() -> None:
-    lanes = Lanes(max_sending=100, owner_max_sending=100)
+    lanes: Lanes[Attempt] = Lanes(max_sending=100, owner_max_sending=100)
     lanes.add(row(1, 5), limit=1, owner=4)
     lanes.take()
     lanes.done(5)
