@@ -18,6 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from app.store import db
+
 pytestmark = pytest.mark.integration  # `python -m app.cli` subprocesses; some start PostgreSQL
 
 START_TIMEOUT_S = 90.0  # initdb, the embedded server's start, migrations, the engine child
@@ -82,6 +84,19 @@ def test_an_unreachable_database_is_one_line(command: list[str]) -> None:
     result = hookql(*command, *port_flag, HOOKQL_DATABASE_URL=UNREACHABLE_URL)
     assert_one_line_error(result, "cannot connect to the database at postgresql://postgres@127.0.0.1:1/nowhere")
     assert result.returncode == 2
+
+
+def test_a_database_that_never_answers_is_one_line_after_the_connect_timeout() -> None:
+    # given a TCP server that accepts connections (the kernel does) but never says a word
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        result = hookql("migrate", HOOKQL_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/x")
+        waited_s = time.monotonic() - started
+    assert_one_line_error(result, "cannot connect", f"no answer within {db.CONNECT_TIMEOUT_S:g} s")
+    assert waited_s < db.CONNECT_TIMEOUT_S + 20
 
 
 def test_a_refusing_server_names_the_reason_and_hides_the_password(server_url: str) -> None:
