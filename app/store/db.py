@@ -163,20 +163,30 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 # that drops packets would otherwise hold the command for asyncpg's 60 s default).
 CONNECT_TIMEOUT_S = 10.0
 # What a failed first connection raises: a socket error (refused, unknown host), the server's
-# refusal (no such role or database, bad password), a URL asyncpg cannot parse
-# (ClientConfigurationError is an InterfaceError), or the timeout.
-_CONNECT_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# refusal (no such role or database, bad password), a URL asyncpg cannot use (its
+# ClientConfigurationError, an InterfaceError and a ValueError; a host name IDNA cannot encode is
+# a UnicodeError, a ValueError too), or the timeout.
+_CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+MESSAGE_PART_MAX_CHARS = 200  # of a URL or a driver's message quoted in an error line
 
 
 def _cannot_connect(url: str, exc: BaseException) -> DatabaseError:
     """One line that names the database (password masked) and what went wrong."""
-    reason = " ".join(str(exc).split()) or type(exc).__name__
+    reason = one_line(str(exc)) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
     return DatabaseError(
-        f"cannot connect to the database at {redact(url)}: {reason} "
+        f"cannot connect to the database at {one_line(redact(url))}: {reason} "
         "(check HOOKQL_DATABASE_URL or --database-url)"
     )
+
+
+def one_line(text: str, max_chars: int = MESSAGE_PART_MAX_CHARS) -> str:
+    """`text` fit for one line of an error message: whitespace runs as one space, other control
+    characters escaped, cut at `max_chars` with an ellipsis."""
+    flat = " ".join(text.split())
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

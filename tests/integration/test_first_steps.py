@@ -86,6 +86,21 @@ def test_an_unreachable_database_is_one_line(command: list[str]) -> None:
     assert result.returncode == 2
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@" + "a" * 5000 + "/x",  # a host name IDNA refuses, in a 5 KB URL
+        "postgresql://u@h\n/x\x01",  # a newline and a control character
+        "postgresql://u@h/x?sslmode=bogus",
+        "postgresql://u:secret@[::1/x",  # an unclosed IPv6 bracket
+    ],
+)
+def test_a_hostile_database_url_is_one_short_line(url: str) -> None:
+    result = hookql("migrate", HOOKQL_DATABASE_URL=url)
+    assert_one_line_error(result, "cannot connect to the database at")
+    assert len(result.stderr) < 600 and "secret" not in result.stderr
+
+
 def test_a_database_that_never_answers_is_one_line_after_the_connect_timeout() -> None:
     # given a TCP server that accepts connections (the kernel does) but never says a word
     with socket.socket() as silent:
