@@ -3,6 +3,7 @@ payload that does not match is SKIPPED ('filtered'), takes no sequence number an
 event log; a matching one is delivered; filters combine with skip-identical; webhookPreview says
 whether the filter matches. (Each operator on payloads: tests/unit/test_filters.py.)"""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,7 @@ import pytest
 
 from app.policy.filters import MAX_FILTER_LENGTH
 from tests.integration.test_api_webhooks import create, gql
+from tests.integration.test_api_webhooks_events import REPLAY, STATUS_QUERY, add_event, new_webhook
 from tests.support.engine_harness import bodies, running_engine, settled, wait_until
 from tests.support.logs import no_tracebacks
 from tests.support.receivers import Receiver
@@ -175,3 +177,17 @@ async def test_preview_says_whether_the_filter_matches(fixture_pool: asyncpg.Poo
     assert data["webhookPreview"]["filterMatches"] is None
     data = await gql(fixture_pool, PREVIEW, q=QUERY, id=invoice_1, filter="invoice.nope exists")
     assert data["webhookPreview"]["body"] is None and data["webhookPreview"]["errors"][0]["field"] == "filter"
+
+
+async def test_a_replay_sends_only_the_entities_whose_current_state_matches(fixture_pool: asyncpg.Pool) -> None:
+    # given a webhook for paid invoices with past events for invoice 1 (paid) and 2 (pending)
+    hook, hook_id = await new_webhook(fixture_pool, query=STATUS_QUERY, filter="invoice.status == PAID")
+    for entity_id in (1, 2):
+        await add_event(fixture_pool, hook_id, entity_id, "delivered")
+    # when it is replayed
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    data = await gql(fixture_pool, REPLAY, id=hook, since=since)
+    # then only invoice 1 is queued
+    assert data["webhookReplay"] == {"queued": 1, "errors": []}
+    pending = await fixture_pool.fetch("SELECT entity_id FROM webhook_events WHERE status = 'pending'")
+    assert [r["entity_id"] for r in pending] == [1]
