@@ -29,3 +29,8 @@ def format_money(amount: Decimal, currency: str) -> str:
     symbol = _SYMBOLS.get(currency)
     number = f"{abs(amount).quantize(CENT):,}"
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def cents(value: Money) -> int:
+    """The amount in cents (Marketplacer's `…Cents` fields): `12.50` → 1250."""
+    return int(value.amount * 100)

@@ -91,6 +91,15 @@ LIST_BOUNDS: dict[str, int] = {
     "Invoice.refundRequests": DEFAULT_LIST_BOUND,
     "Shipment.items": DEFAULT_LIST_BOUND,
     "RefundRequest.lineItems": DEFAULT_LIST_BOUND,
+    "Shipment.shippedItems": DEFAULT_LIST_BOUND,  # Shipment.items under Marketplacer's name
+    # Marketplacer-shaped fields (issue #15): a handful of external ids per object, an invoice's
+    # flags (at most the 9 of InvoiceStatusFlag), a variant's option values (one per option type)
+    "Seller.externalIds": DEFAULT_LIST_BOUND,
+    "Order.externalIds": DEFAULT_LIST_BOUND,
+    "Invoice.externalIds": DEFAULT_LIST_BOUND,
+    "Invoice.statusFlags": DEFAULT_LIST_BOUND,
+    "OptionValueConnection.edges": DEFAULT_LIST_BOUND,
+    "OptionValueConnection.nodes": DEFAULT_LIST_BOUND,
     "Query.webhooks": DEFAULT_LIST_BOUND,
     "Webhook.headers": DEFAULT_LIST_BOUND,  # at most 20 headers (app.transport.netguard)
     "Webhook.subscribedEvents": DEFAULT_LIST_BOUND,  # in fact at most 3
