@@ -139,19 +139,25 @@ class Variant(Node):
     def price_formatted(self) -> str:
         return self.price.formatted()
 
-    @strawberry.field(description="The lower of price and salePrice: what a buyer pays now")
-    def lowest_price(self) -> Money:
+    def _lowest(self) -> Money:
         if self.sale_price is not None and self.sale_price.amount < self.price.amount:
             return self.sale_price
         return self.price
 
+    @strawberry.field(
+        description="The lower of price and salePrice, what a buyer pays now: a decimal string in the variant's"
+        " currency (Marketplacer's shape; lowestPriceCents and lowestPriceFormatted beside it)"
+    )
+    def lowest_price(self) -> Decimal:
+        return self._lowest().amount
+
     @strawberry.field(description=CENTS)
     def lowest_price_cents(self) -> int | None:
-        return cents(self.lowest_price())
+        return cents(self._lowest())
 
     @strawberry.field(description=FORMATTED)
     def lowest_price_formatted(self) -> str:
-        return self.lowest_price().formatted()
+        return self._lowest().formatted()
 
     @strawberry.field(description="The variant's option values (its size, its colour …), each with its type")
     async def option_values(self, info: Info) -> Connection[OptionValue]:
