@@ -21,7 +21,7 @@ from app.api.enums import (
     ShipmentStatus,
 )
 from app.api.ids import to_global_id
-from app.api.money import Money, cents, money
+from app.api.money import Money, cents, formatted, money
 from app.api.node import Node
 from app.api.pagination import Connection, Edge, PageInfo, encode_cursor
 from app.api.status_flags import InvoiceStatusFlag, status_flags
@@ -137,7 +137,7 @@ class Variant(Node):
 
     @strawberry.field(description=FORMATTED)
     def price_formatted(self) -> str:
-        return self.price.formatted()
+        return formatted(self.price)
 
     def _lowest(self) -> Money:
         if self.sale_price is not None and self.sale_price.amount < self.price.amount:
@@ -157,7 +157,7 @@ class Variant(Node):
 
     @strawberry.field(description=FORMATTED)
     def lowest_price_formatted(self) -> str:
-        return self._lowest().formatted()
+        return formatted(self._lowest())
 
     @strawberry.field(description="The variant's option values (its size, its colour …), each with its type")
     async def option_values(self, info: Info) -> Connection[OptionValue]:
@@ -230,22 +230,25 @@ class Order(Node):
         " different currencies or there are none"
     )
     async def total(self, info: Info) -> Money | None:
+        return await self._total(info)
+
+    @strawberry.field(description=CENTS)
+    async def total_cents(self, info: Info) -> int | None:
+        total = await self._total(info)
+        return cents(total) if total else None
+
+    @strawberry.field(description=FORMATTED)
+    async def total_formatted(self, info: Info) -> str | None:
+        total = await self._total(info)
+        return formatted(total) if total else None
+
+    async def _total(self, info: Info) -> Money | None:
         rows = await info.context.loaders.children["invoices_by_order"].load(self.legacy_id)
         currencies = {r["currency"].strip() for r in rows}
         if len(currencies) != 1:
             return None
         totals = [(await _invoice_amounts(info, r["id"]))[1] for r in rows]
         return money(sum(totals, Decimal(0)), currencies.pop())
-
-    @strawberry.field(description=CENTS)
-    async def total_cents(self, info: Info) -> int | None:
-        total = await self.total(info)
-        return cents(total) if total else None
-
-    @strawberry.field(description=FORMATTED)
-    async def total_formatted(self, info: Info) -> str | None:
-        total = await self.total(info)
-        return total.formatted() if total else None
 
     @strawberry.field(description="The order's invoices (a seller key sees only its own)")
     async def invoices(self, info: Info) -> list[Invoice]:
@@ -313,19 +316,19 @@ class Invoice(Node):
 
     @strawberry.field(description=CENTS)
     async def subtotal_cents(self, info: Info) -> int | None:
-        return cents(await self.subtotal(info))
+        return int((await _invoice_amounts(info, self.legacy_id))[0] * 100)
 
     @strawberry.field(description=FORMATTED)
     async def subtotal_formatted(self, info: Info) -> str:
-        return (await self.subtotal(info)).formatted()
+        return formatted(money((await _invoice_amounts(info, self.legacy_id))[0], self.currency))
 
     @strawberry.field(description=CENTS)
     async def total_cents(self, info: Info) -> int | None:
-        return cents(await self.total(info))
+        return int((await _invoice_amounts(info, self.legacy_id))[1] * 100)
 
     @strawberry.field(description=FORMATTED)
     async def total_formatted(self, info: Info) -> str:
-        return (await self.total(info)).formatted()
+        return formatted(money((await _invoice_amounts(info, self.legacy_id))[1], self.currency))
 
     @strawberry.field(
         description="The invoice's story as flags, derived from its status, its line items' and its refund"
@@ -373,6 +376,9 @@ class InvoiceLineItem(Node):
 
     @strawberry.field(description="quantity × unitPrice")
     def total(self) -> Money:
+        return self._total()
+
+    def _total(self) -> Money:
         return money(self.unit_price.amount * self.quantity, self.unit_price.currency_code)
 
     @strawberry.field(description=CENTS)
@@ -381,20 +387,24 @@ class InvoiceLineItem(Node):
 
     @strawberry.field(description=FORMATTED)
     def unit_price_formatted(self) -> str:
-        return self.unit_price.formatted()
+        return formatted(self.unit_price)
 
     @strawberry.field(description=CENTS)
     def total_cents(self) -> int | None:
-        return cents(self.total())
+        return cents(self._total())
 
     @strawberry.field(description=FORMATTED)
     def total_formatted(self) -> str:
-        return self.total().formatted()
+        return formatted(self._total())
 
-    @strawberry.field(name="variantId", description="The global ID of the variant sold (null if it is gone)")
+    @strawberry.field(
+        name="variantId", description="The global ID of the variant sold (null if it is gone or not visible)"
+    )
     async def variant_global_id(self, info: Info) -> strawberry.ID | None:
-        variant = await self.variant(info)
-        return variant.id if variant else None
+        if self.variant_id is None:
+            return None
+        row = await info.context.loaders.by_id["variants"].load(self.variant_id)
+        return to_global_id("Variant", row["id"]) if row else None
 
     @strawberry.field
     async def variant(self, info: Info) -> Variant | None:
@@ -435,12 +445,15 @@ class Shipment(Node):
 
     @strawberry.field
     async def items(self, info: Info) -> list[ShipmentItem]:
-        rows = await info.context.loaders.children["shipment_items_by_shipment"].load(self.legacy_id)
-        return [ShipmentItem.from_row(r) for r in rows]
+        return await self._items(info)
 
     @strawberry.field(description="The line items shipped, with their quantities (the same as `items`)")
     async def shipped_items(self, info: Info) -> list[ShipmentItem]:
-        return await self.items(info)
+        return await self._items(info)
+
+    async def _items(self, info: Info) -> list[ShipmentItem]:
+        rows = await info.context.loaders.children["shipment_items_by_shipment"].load(self.legacy_id)
+        return [ShipmentItem.from_row(r) for r in rows]
 
 
 @strawberry.type
@@ -486,7 +499,7 @@ class InvoiceAmendment(Node):
 
     @strawberry.field(description=FORMATTED)
     def amount_formatted(self) -> str:
-        return self.amount.formatted()
+        return formatted(self.amount)
 
 
 @strawberry.type
@@ -524,16 +537,19 @@ class RefundRequest(Node):
 
     @strawberry.field(description="Sum of the line items' amounts")
     async def total(self, info: Info) -> Money:
-        rows = await info.context.loaders.children["refund_lines_by_refund_request"].load(self.legacy_id)
-        return money(sum((r["amount"] for r in rows), Decimal(0)), await self._currency(info))
+        return await self._total(info)
 
     @strawberry.field(description=CENTS)
     async def total_cents(self, info: Info) -> int | None:
-        return cents(await self.total(info))
+        return cents(await self._total(info))
 
     @strawberry.field(description=FORMATTED)
     async def total_formatted(self, info: Info) -> str:
-        return (await self.total(info)).formatted()
+        return formatted(await self._total(info))
+
+    async def _total(self, info: Info) -> Money:
+        rows = await info.context.loaders.children["refund_lines_by_refund_request"].load(self.legacy_id)
+        return money(sum((r["amount"] for r in rows), Decimal(0)), await self._currency(info))
 
 
 @strawberry.type
@@ -564,7 +580,7 @@ class RefundRequestLineItem(Node):
 
     @strawberry.field(description=FORMATTED)
     def amount_formatted(self) -> str:
-        return self.amount.formatted()
+        return formatted(self.amount)
 
     @strawberry.field
     async def invoice_line_item(self, info: Info) -> InvoiceLineItem | None:

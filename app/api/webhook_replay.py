@@ -20,7 +20,7 @@ from app.evaluation.execute import evaluate
 from app.evaluation.selection import compile_filter
 from app.policy import ids
 from app.policy.envelope import encode_payload, new_event_id, payload_hash
-from app.policy.filters import entity_root, matches
+from app.policy.filters import Condition, entity_root, matches
 from app.store import pipeline
 from app.store import webhooks as webhook_store
 from app.types import EntityType, Visibility
@@ -37,11 +37,12 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
     compiled = compile_query(schema, hook["query"], entity_type)
     if isinstance(compiled, QueryError):  # only after a schema change broke a stored query
         return f"the webhook's query no longer compiles: {compiled.message}"
-    condition = None
+    condition: Condition | None = None
     if hook["filter"]:
-        condition = compile_filter(hook["filter"], compiled)
-        if isinstance(condition, str):
-            return f"the webhook's filter no longer fits its query: {condition}"
+        checked = compile_filter(hook["filter"], compiled)
+        if isinstance(checked, str):
+            return f"the webhook's filter no longer fits its query: {checked}"
+        condition = checked
     root = entity_root(entity_type.graphql_name)
     async with ctx.pool.acquire() as conn:
         targets = await webhook_store.replay_targets(conn, hook["id"], entity_type.value, since)

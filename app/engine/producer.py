@@ -422,7 +422,7 @@ class Producer:
             encoded = {k: o for k, o in outputs.items() if isinstance(o, Encoded)}
             # A payload the filter did not match is recorded SKIPPED ('filtered'): it takes no
             # sequence number, supersedes nothing and leaves the skip-identical hash alone (that
-            # stays the hash of what the receiver was last sent).
+            # stays the hash of the last payload enqueued for the receiver).
             filtered = {k: o.encoded for k, o in outputs.items() if isinstance(o, Filtered)}
             texts = {k: o.text for k, o in encoded.items()}
             hashes = {k: o.hash for k, o in encoded.items()}
@@ -572,7 +572,8 @@ def _budget_streaks(
 
 
 def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> pipeline.ClaimedEvent:
-    """An event inserted leased, as a claim returns one."""
+    """An event inserted leased, as a claim returns one (a pending event: it has a sequence)."""
+    assert event.sequence is not None
     return pipeline.ClaimedEvent(
         id=event_id,
         public_id=event.public_id,
