@@ -10,9 +10,12 @@ import asyncpg
 import pytest
 
 from app.policy.filters import MAX_FILTER_LENGTH
+from app.store.apikeys import create_key
 from tests.integration.test_api_webhooks import create, gql
 from tests.integration.test_api_webhooks_events import REPLAY, STATUS_QUERY, add_event, new_webhook
-from tests.support.engine_harness import bodies, running_engine, settled, wait_until
+from tests.integration.test_dashboard import client, sign_in, site
+from tests.support.engine_harness import add_webhook, bodies, running_engine, settled, wait_until
+from tests.support.live_server import serving
 from tests.support.logs import no_tracebacks
 from tests.support.receivers import Receiver
 
@@ -191,3 +194,24 @@ async def test_a_replay_sends_only_the_entities_whose_current_state_matches(fixt
     assert data["webhookReplay"] == {"queued": 1, "errors": []}
     pending = await fixture_pool.fetch("SELECT entity_id FROM webhook_events WHERE status = 'pending'")
     assert [r["entity_id"] for r in pending] == [1]
+
+
+async def test_the_dashboard_shows_a_filtered_event_without_a_sequence(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        hook, _ = await add_webhook(pool, "https://erp.example.com/h", filter=SHIPPED_OR_CANCELLED)
+        await conn.execute(
+            "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,"
+            " skip_reason, payload, payload_hash, changed_at, finished_at) VALUES"
+            " ('evt_filtered', $1, 'invoice', 7, 'invoice.updated', NULL, 'skipped', 'filtered', '{}', '\\x00',"
+            " now(), now()), ('evt_same', $1, 'invoice', 8, 'invoice.updated', 3, 'skipped', 'identical', '{}',"
+            " '\\x00', now(), now())",
+            hook,
+        )
+        key = await create_key(conn, seller_id=None, name="ops")
+    async with serving(site(pool)) as base_url, client() as http:
+        await sign_in(http, base_url, key)
+        async with http.get(f"{base_url}/dashboard/webhooks/{hook}") as response:
+            page = await response.text()
+    assert response.status == 200
+    assert "filtered · evt_filtered" in page and "seq 3 · identical · evt_same" in page
+    assert "seq None" not in page
