@@ -63,7 +63,13 @@ class WebhookEvent:
     event_id: str = strawberry.field(description="The delivery `id` (evt_…), sent as `webhook-id`")
     event: str
     status: WebhookEventStatusEnum  # type: ignore[valid-type]
-    sequence: int
+    sequence: int | None = strawberry.field(
+        description="Increases per webhook; null for an event its filter skipped (it takes no sequence number)"
+    )
+    skip_reason: str | None = strawberry.field(
+        description="Why a SKIPPED event was not sent: `identical` (skipIdenticalPayloads) or `filtered`"
+        " (the webhook's filter did not match)"
+    )
     entity_type: str | None
     entity_id: strawberry.ID | None
     payload: JSON
@@ -87,6 +93,7 @@ class WebhookEvent:
             event=row["event"],
             status=EventStatus(row["status"]),
             sequence=row["sequence"],
+            skip_reason=row["skip_reason"],
             entity_type=name,
             entity_id=to_global_id(name, row["entity_id"]) if name else None,
             payload=row["payload"],
@@ -126,6 +133,13 @@ class Webhook:
     timeout_seconds: int
     concurrency: int
     seller_id: strawberry.ID | None
+    hmac_header: str = strawberry.field(description="The header that carries the hmacKey signature")
+    hmac_key_set: bool = strawberry.field(
+        description="Whether an hmacKey is set (deliveries and pings then carry `hmacHeader`); the key is write-only"
+    )
+    filter: str | None = strawberry.field(
+        description="The delivery filter: a payload it does not match is SKIPPED with skipReason `filtered`"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -149,6 +163,9 @@ class Webhook:
             timeout_seconds=row["timeout_seconds"],
             concurrency=row["concurrency"],
             seller_id=to_global_id("Seller", row["seller_id"]) if row["seller_id"] else None,
+            hmac_header=row["hmac_header"],
+            hmac_key_set=row["hmac_key"] is not None,
+            filter=row["filter"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )

@@ -17,8 +17,10 @@ from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEv
 from app.evaluation.compile import QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.execute import evaluate
+from app.evaluation.selection import compile_filter
 from app.policy.attempt import build_attempt
 from app.policy.envelope import build_body, new_event_id, payload_hash
+from app.policy.filters import entity_root, matches
 from app.policy.ids import decode
 from app.policy.signing import new_secret
 from app.store import webhooks as webhook_store
@@ -82,6 +84,11 @@ class WebhookTestPayload:
 @strawberry.type
 class WebhookPreviewPayload:
     body: JSON | None = strawberry.field(default=None, description="Exactly the JSON body a delivery would carry")
+    filter_matches: bool | None = strawberry.field(
+        default=None,
+        description="Whether `filter` matches this payload (false: the event would be SKIPPED, `filtered`);"
+        " null without a filter",
+    )
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
 
@@ -243,8 +250,10 @@ class WebhookMutation:
         type: WebhookType,
         query: str,  # type: ignore[valid-type]
         entity_id: strawberry.ID,
+        filter: str | None = None,
     ) -> WebhookPreviewPayload:
-        hostile = text_problems(query, "query")  # as webhookCreate refuses them: NUL, lone surrogates, size
+        # as webhookCreate refuses them: NUL, lone surrogates, size
+        hostile = text_problems(query, "query") + text_problems(filter, "filter")
         if hostile:
             return WebhookPreviewPayload(errors=hostile)
         ctx = info.context
@@ -253,6 +262,9 @@ class WebhookMutation:
         compiled = compile_query(info.schema, query, entity_type, limits=limits, remember=False)  # a one-off
         if isinstance(compiled, QueryError):
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
+        condition = compile_filter(filter, compiled) if filter and filter.strip() else None
+        if isinstance(condition, str):
+            return WebhookPreviewPayload(errors=[FieldError(field="filter", message=condition)])
         if decode(entity_id, entity_type.graphql_name) is None:
             return WebhookPreviewPayload(
                 errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
@@ -270,7 +282,10 @@ class WebhookMutation:
             created_at=datetime.now(UTC),
             payload=payload,
         )
-        return WebhookPreviewPayload(body=body)
+        if condition is None:
+            return WebhookPreviewPayload(body=body)
+        root = entity_root(entity_type.graphql_name)
+        return WebhookPreviewPayload(body=body, filter_matches=matches(condition, payload, root))
 
     @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
     async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:

@@ -69,8 +69,9 @@ class EventSummary:
     event: str
     entity_type: str | None
     entity_id: int | None
-    sequence: int
+    sequence: int | None  # None: a filtered event, which takes no sequence number
     status: str
+    skip_reason: str | None  # why a skipped event was not sent: 'identical' or 'filtered'
     attempts: int
     changed_at: datetime
     created_at: datetime

@@ -21,7 +21,7 @@ from aiohttp.resolver import DefaultResolver
 
 from app import __version__
 from app.policy.envelope import PayloadJSON
-from app.policy.signing import sign
+from app.policy.signing import integrator_hmac, sign
 from app.transport.netguard import describe_forbidden, is_forbidden_ip, literal_ip
 from app.types import Format, Outgoing, SendResult
 
@@ -171,6 +171,8 @@ class Transport:
                 "Webhook-Sequence": str(out.sequence),
             }
         )
+        if out.hmac_key and out.hmac_header:  # its name was checked against the ones above
+            headers[out.hmac_header] = integrator_hmac(out.hmac_key, body)
         try:
             async with session.request(
                 out.method.value,

@@ -24,7 +24,7 @@ LIMIT :limit;
 
 -- name: recent_events
 -- One page of a webhook's events, newest first, optionally of one status and before an id.
-SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.attempts,
+SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.skip_reason, e.attempts,
        e.changed_at, e.created_at, e.next_attempt_at, e.finished_at, e.error
 FROM webhook_events e
 WHERE e.webhook_id = :webhook_id AND (:status::text IS NULL OR e.status = :status)
