@@ -56,6 +56,10 @@ class Settings:
     key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
     ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
     shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
+    # `hookql listen`: how long a listener's hold on a webhook lasts past its last renewal (the CLI
+    # renews every third of it). A temporary webhook whose listener died is deleted, and an attached
+    # one goes back to HTTP delivery, within this plus 1 s.
+    listen_lease_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +121,7 @@ POSITIVE_SETTINGS = (
     "key_max_subscriptions",
     "ws_auth_timeout_s",
     "shutdown_timeout_s",
+    "listen_lease_s",
 )
 
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
