@@ -19,6 +19,7 @@ from tests.support.receivers import Receiver
 
 LEASE_S = 3  # HOOKQL_LISTEN_LEASE_S of these tests' serve
 SWEEP_S = 1.0  # app.engine.listen.SWEEP_INTERVAL_S
+PUBLIC_URL = "https://93.184.216.34/hook"  # a public address: webhookCreate takes it without private targets
 CREATE = """mutation($input: WebhookCreateInput!) { webhookCreate(input: $input) {
   webhook { id } errors { field message } } }"""
 
@@ -128,7 +129,7 @@ async def test_attached_to_an_existing_webhook_it_takes_its_deliveries_and_gives
     served: Served, receiver: Receiver
 ) -> None:
     # A webhook whose (public) URL the server would call; while listened to, it is not called.
-    created = await served.gql(CREATE, {"input": {"name": "ERP", "url": "https://93.184.216.34/hook", "type": "INVOICE"}})
+    created = await served.gql(CREATE, {"input": {"name": "ERP", "url": PUBLIC_URL, "type": "INVOICE"}})
     webhook_id = created["webhookCreate"]["webhook"]["id"]
     listen = await ListenProcess.start(served, "--forward-to", receiver.url, "--webhook", webhook_id)
     try:
@@ -136,9 +137,11 @@ async def test_attached_to_an_existing_webhook_it_takes_its_deliveries_and_gives
         await touch_invoice(served)
         got = await receiver.wait_for(1, timeout_s=20)
         await listen.line_with("delivered")
+        # every attempt is the listener's: the server never tried the webhook's own URL meanwhile
+        codes = [r["status_code"] for r in await served.fetch("SELECT status_code FROM webhook_attempts")]
     finally:
         result = await listen.stop()
-    assert got[0].json()["webhook_id"] == webhook_id
+    assert got[0].json()["webhook_id"] == webhook_id and codes == [200]
     assert result.returncode == 0 and "delivered over HTTP again" in result.stdout
     [hook] = await served.fetch("SELECT listen_until, listen_only FROM webhooks")
     assert hook["listen_until"] is None and not hook["listen_only"]  # still there, no longer held
@@ -230,7 +233,7 @@ async def test_a_huge_local_answer_is_cut_to_4_kib(served: Served, receiver: Rec
 
 async def test_another_sellers_webhook_cannot_be_listened_to_and_stays_as_it_was(served: Served) -> None:
     created = await served.gql(
-        CREATE, {"input": {"name": "B", "url": "https://93.184.216.34/hook", "type": "INVOICE"}}, key=served.seller_keys[2]
+        CREATE, {"input": {"name": "B", "url": PUBLIC_URL, "type": "INVOICE"}}, key=served.seller_keys[2]
     )
     foreign = created["webhookCreate"]["webhook"]["id"]
     for webhook_id in (foreign, "not-an-id", "V2ViaG9vazo5OTk5OQ=="):
