@@ -13,6 +13,7 @@ works with private targets disallowed and against a remote server."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,15 +27,20 @@ from app.api.ids import to_global_id
 from app.api.subscriptions import KeySubscriptions
 from app.api.webhook_inputs import WebhookCreateInput, clean, text_problems
 from app.api.webhook_types import FieldError, Webhook, WebhookEvent, WebhookEventType, WebhookHeader, WebhookType
+from app.api.webhooks import seller_problem
 from app.policy.ids import decode
 from app.policy.signing import new_secret
 from app.store import listen as listen_store
+from app.store import pipeline
 from app.store import webhooks as webhook_store
 from app.transport.http import RESPONSE_BODY_LIMIT, parse_retry_after
 from app.transport.netguard import parse_target
 from app.types import SendResult
 
 POLL_INTERVAL_S = 0.25  # how often a listener's subscription looks for due events
+HOLD_CHECK_EVERY = 20  # polls (5 s): a subscription whose webhook is no longer held ends
+log = logging.getLogger(__name__)
+
 MAX_REPORTED_HEADERS = 100  # response headers kept of a reported answer …
 MAX_REPORTED_HEADER_BYTES = 16 * 1024  # … and their size in all
 MAX_REPORTED_ERROR_CHARS = 1000
@@ -114,6 +120,12 @@ async def _held_webhook(ctx: Context, global_id: str) -> Any:
         return await webhook_store.get_webhook(conn, id_, ctx.viewer.seller_id)
 
 
+async def _still_held(ctx: Context, webhook_id: int) -> bool:
+    async with ctx.pool.acquire() as conn:
+        row = await webhook_store.get_webhook(conn, webhook_id, None)
+    return row is not None and listen_store.is_held(row, datetime.now(UTC))
+
+
 def _forward_to_problem(url: str) -> str | None:
     target = parse_target(url)
     return target if isinstance(target, str) else None
@@ -127,7 +139,7 @@ class ListenMutation:
         hostile = text_problems(input)
         if hostile:
             return WebhookListenPayload(errors=hostile[:20])
-        problem = _forward_to_problem(input.forward_to)
+        problem = _forward_to_problem(input.forward_to)  # before an attach too: it is shown
         if problem:
             return WebhookListenPayload(errors=[FieldError(field="forwardTo", message=problem)])
         lease_s, renew_s = _lease(ctx)
@@ -144,11 +156,11 @@ class ListenMutation:
             return WebhookListenPayload(webhook=Webhook.from_row(row), listen_until=until, renew_every_seconds=renew_s)
         if input.type is None:
             return WebhookListenPayload(errors=[FieldError(field="type", message="give type (or webhookId to attach)")])
-        # A temporary webhook is validated as webhookCreate validates one, but for its URL: the
-        # server never connects to it (so a private address is fine), it only has to be a URL.
+        # A temporary webhook is validated as webhookCreate validates one, with its URL the
+        # forwardTo URL, allowed to be private: the server never connects to it.
         create = WebhookCreateInput(
             name=input.name or f"hookql listen → {input.forward_to}"[:200],
-            url="https://listen.invalid/",  # stands in for the check below; the forwardTo URL is stored
+            url=input.forward_to,
             type=input.type,
             query=input.query,
             events=input.events,
@@ -158,16 +170,14 @@ class ListenMutation:
             info.schema, create, current=None, viewer=ctx.viewer, allow_private=True, settings=ctx.settings
         )
         if errors:
-            return WebhookListenPayload(errors=errors)
-        values["url"] = input.forward_to
+            return WebhookListenPayload(errors=[
+                FieldError(field="forwardTo" if e.field == "url" else e.field, message=e.message) for e in errors
+            ])
         async with ctx.pool.acquire() as conn, conn.transaction():
             seller = values.get("seller_id")
-            if seller is not None:
-                count = await webhook_store.lock_seller_webhooks(conn, seller)
-                if count is not None and count >= ctx.settings.seller_max_webhooks:
-                    return WebhookListenPayload(errors=[FieldError(field="type", message=(
-                        f"webhook quota reached: this seller has {count} webhooks and may have at most"
-                        f" {ctx.settings.seller_max_webhooks} (HOOKQL_SELLER_MAX_WEBHOOKS)"))])
+            problem = None if seller is None else await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+            if problem:
+                return WebhookListenPayload(errors=[FieldError(field="type", message=problem)])
             secret = new_secret()
             row = await webhook_store.insert_webhook(conn, values, secret)
             until = await listen_store.hold_webhook(conn, row["id"], lease_s, temporary=True)
@@ -274,8 +284,18 @@ class ListenSubscription:
             hook = await _held_webhook(ctx, webhook_id)
             if hook is None:
                 raise ValueError("webhook not found")
+            polls = 0
             while True:
-                for d in await deliveries.claim_deliveries(ctx.pool, ctx.settings, hook["id"]):
+                polls += 1
+                if polls % HOLD_CHECK_EVERY == 0 and not await _still_held(ctx, hook["id"]):
+                    # Its listener stopped (or another one released it): nothing more will come.
+                    raise ValueError("the webhook is no longer held by `hookql listen`")
+                try:
+                    claimed = await deliveries.claim_deliveries(ctx.pool, ctx.settings, hook["id"])
+                except pipeline.DB_UNAVAILABLE as exc:  # a database restart: the events wait in the table
+                    log.warning("listen: claiming for webhook %s failed (%s); retrying", hook["id"], exc)
+                    claimed = []
+                for d in claimed:
                     yield WebhookDelivery(
                         id=to_global_id("WebhookEvent", d.event_pk),
                         event_id=d.public_id,

@@ -29,7 +29,7 @@ TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
 
 
-async def _seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
+async def seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
     """Why the seller cannot own one more webhook: missing, or at its quota. Holds the seller's
     row lock until the caller's transaction ends, so concurrent creates are counted one after the
     other. (Reported on `sellerId`, given by an operator key or implied by a seller key. The
@@ -139,7 +139,7 @@ class WebhookMutation:
         async with ctx.pool.acquire() as conn, conn.transaction():
             seller, problem = values.get("seller_id"), None
             if seller is not None:
-                problem = await _seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+                problem = await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
             if problem:
                 return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
             secret = new_secret()

@@ -23,6 +23,10 @@ class ClientError(Exception):
     """Something the user must fix or know: printed as one line, non-zero exit."""
 
 
+class ServerUnreachable(ClientError):
+    """No answer from the server (not running, restarting, the network down): may pass."""
+
+
 class SubscriptionLost(ClientError):
     """The websocket went away (the server stopped, the network failed): worth connecting again."""
 
@@ -68,13 +72,13 @@ class GraphQLClient:
         assert self._session is not None, "use GraphQLClient as an async context manager"
         return self._session
 
-    def _unreachable(self, exc: BaseException) -> ClientError:
+    def _unreachable(self, exc: BaseException) -> ServerUnreachable:
         cause = getattr(exc, "os_error", None)
         if isinstance(cause, ConnectionRefusedError):
             reason = "connection refused"
         else:
             reason = getattr(cause, "strerror", None) or str(exc) or type(exc).__name__
-        return ClientError(
+        return ServerUnreachable(
             f"cannot reach the hookql server at {self.base_url}: {reason}"
             " (is `hookql serve` running? --url / HOOKQL_URL)"
         )
@@ -92,7 +96,7 @@ class GraphQLClient:
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             raise self._unreachable(exc) from None
         except TimeoutError:
-            raise ClientError(
+            raise ServerUnreachable(
                 f"the hookql server at {self.base_url} did not answer within {REQUEST_TIMEOUT_S:g} s"
             ) from None
         except aiohttp.ClientError as exc:

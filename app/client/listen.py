@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from app.client.graphql import ClientError, GraphQLClient, SubscriptionLost
+from app.client.graphql import ClientError, GraphQLClient, ServerUnreachable, SubscriptionLost
 
 REPORTED_BODY_BYTES = 4096  # of the local answer: what the server keeps of any attempt's answer
 RECONNECT_DELAY_S = 1.0  # after the websocket drops, before opening it again
@@ -193,23 +193,39 @@ class Listener:
             self.say(f"Stopped: webhook {self.webhook_id} is delivered over HTTP again")
 
     async def _renew(self, every_s: float) -> None:
+        """Keep the hold; an unreachable server is tried again every second (the hold outlasts
+        two missed renewals), until the server says the hold is gone."""
+        delay_s = every_s
         while True:
-            await asyncio.sleep(every_s)
-            renewed = (await self.client.execute(RENEW, {"id": self.webhook_id}))["webhookListenRenew"]
+            await asyncio.sleep(delay_s)
+            try:
+                renewed = (await self.client.execute(RENEW, {"id": self.webhook_id}))["webhookListenRenew"]
+            except ServerUnreachable as exc:
+                if delay_s == every_s:
+                    self.say(f"Cannot renew the hold ({exc}); retrying")
+                delay_s = min(every_s, RECONNECT_DELAY_S)
+                continue
+            delay_s = every_s
             problem = _problem(renewed)
             if problem:
                 raise ClientError(f"lost webhook {self.webhook_id}: {problem}")
 
     async def _stream(self, local: aiohttp.ClientSession) -> None:
+        connected = True
         while True:
             try:
                 async for data in self.client.subscribe(DELIVERIES, {"id": self.webhook_id}):
+                    if not connected:
+                        self.say("Connected again")
+                        connected = True
                     delivery = data["webhookListenDeliveries"]
                     task = asyncio.create_task(self._handle(local, delivery))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
-            except SubscriptionLost as exc:
-                self.say(f"Connection lost ({exc}); reconnecting")
+            except (SubscriptionLost, ServerUnreachable) as exc:
+                if connected:
+                    self.say(f"Connection lost ({exc}); reconnecting")
+                connected = False
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _handle(self, local: aiohttp.ClientSession, delivery: dict[str, Any]) -> None:

@@ -89,7 +89,7 @@ async def test_the_local_answer_is_the_attempt_and_ctrl_c_deletes_the_temporary_
     try:
         await listen.webhook_id()
         await touch_invoice(served)
-        await listen.line_with("delivered")
+        await listen.line_with("): delivered")
         [attempt] = await served.fetch(
             "SELECT a.status_code, a.response_body, a.response_headers, e.status FROM webhook_attempts a"
             " JOIN webhook_events e ON e.id = a.event_id"
@@ -136,7 +136,7 @@ async def test_attached_to_an_existing_webhook_it_takes_its_deliveries_and_gives
         await listen.line_with("Ready!")
         await touch_invoice(served)
         got = await receiver.wait_for(1, timeout_s=20)
-        await listen.line_with("delivered")
+        await listen.line_with("): delivered")
         # every attempt is the listener's: the server never tried the webhook's own URL meanwhile
         codes = [r["status_code"] for r in await served.fetch("SELECT status_code FROM webhook_attempts")]
     finally:
@@ -207,7 +207,7 @@ async def test_a_hanging_local_receiver_times_out_is_reported_and_the_event_retr
         await listen.webhook_id()
         await touch_invoice(served)
         timed_out = await listen.line_with("timeout after 1 s")
-        delivered = await listen.line_with("delivered")
+        delivered = await listen.line_with("): delivered")
         # (read before the listener stops: its temporary webhook goes, and its events with it)
         attempts = await served.fetch("SELECT status_code, error FROM webhook_attempts ORDER BY id")
     finally:
@@ -224,7 +224,7 @@ async def test_a_huge_local_answer_is_cut_to_4_kib(served: Served, receiver: Rec
     try:
         await listen.webhook_id()
         await touch_invoice(served)
-        await listen.line_with("delivered")
+        await listen.line_with("): delivered")
         [attempt] = await served.fetch("SELECT status_code, length(response_body) AS n FROM webhook_attempts")
     finally:
         await listen.stop()
