@@ -241,7 +241,7 @@ def _reported_result(given: WebhookListenReportInput) -> tuple[SendResult | None
     if not 0 <= given.duration_ms <= MAX_REPORTED_DURATION_MS:
         errors.append(FieldError(field="durationMs", message=f"durationMs must be 0-{MAX_REPORTED_DURATION_MS}"))
     headers: dict[str, str] = {}
-    raw = given.response_headers if given.response_headers is not None else {}
+    raw: object = given.response_headers if given.response_headers is not None else {}
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
         errors.append(FieldError(field="responseHeaders", message="responseHeaders must be an object of strings"))
     else:

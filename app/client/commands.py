@@ -9,7 +9,7 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from app import runtime
@@ -125,7 +125,9 @@ async def _listen(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a client command; its exit status."""
-    command: Callable[[argparse.Namespace], Awaitable[int]] = _listen if args.command == "listen" else _webhooks
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = (
+        _listen if args.command == "listen" else _webhooks
+    )
     try:
         return runtime.run(command(args))
     except ClientError as exc:
