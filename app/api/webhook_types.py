@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
@@ -13,7 +13,9 @@ from app.api.context import Info
 from app.api.ids import to_global_id
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
 from app.api.subscriptions import WebhookEventStatusEnum
+from app.store import listen as listen_store
 from app.store import webhooks as webhook_store
+from app.store.dashboard import WebhookHealth
 from app.types import Action, EntityType, EventStatus, Format, Method
 
 WebhookType = strawberry.enum(EntityType, name="WebhookType", description="The entity a webhook watches")
@@ -142,6 +144,12 @@ class Webhook:
     )
     created_at: datetime
     updated_at: datetime
+    listening: bool = strawberry.field(
+        description="Held by `hookql listen`: its deliveries go to the listener (which forwards them), not over HTTP"
+    )
+    temporary: bool = strawberry.field(
+        description="Created by `hookql listen` for itself: deleted when the listener stops"
+    )
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Webhook:
@@ -168,7 +176,34 @@ class Webhook:
             filter=row["filter"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            listening=listen_store.is_held(row, datetime.now(UTC)),
+            temporary=row["listen_only"],
         )
+
+    async def _health(self, info: Info) -> WebhookHealth | None:
+        return await info.context.loaders.webhook_health.load(self.legacy_id)
+
+    @strawberry.field(description="When its latest attempt was made; null before the first")
+    async def last_attempt_at(self, info: Info) -> datetime | None:
+        health = await self._health(info)
+        return health.last_attempt_at if health else None
+
+    @strawberry.field(
+        description="The status code of its latest attempt; null before the first, or when it got no answer"
+    )
+    async def last_status_code(self, info: Info) -> int | None:
+        health = await self._health(info)
+        return health.last_status_code if health else None
+
+    @strawberry.field(description="The share (0-1) of the last 24 hours' attempts answered 2xx; null without attempts")
+    async def success_rate_24h(self, info: Info) -> float | None:
+        health = await self._health(info)
+        return health.success_rate_24h if health else None
+
+    @strawberry.field(description="Events waiting to be delivered (pending)")
+    async def backlog(self, info: Info) -> int:
+        health = await self._health(info)
+        return health.backlog if health else 0
 
     @strawberry.field(description="This webhook's events, newest first")
     async def events(

@@ -23,6 +23,7 @@ from app.policy.envelope import build_body, new_event_id, payload_hash
 from app.policy.filters import entity_root, matches
 from app.policy.ids import decode
 from app.policy.signing import new_secret
+from app.store import listen as listen_store
 from app.store import webhooks as webhook_store
 from app.types import EntityType
 
@@ -30,7 +31,7 @@ TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
 
 
-async def _seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
+async def seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
     """Why the seller cannot own one more webhook: missing, or at its quota. Holds the seller's
     row lock until the caller's transaction ends, so concurrent creates are counted one after the
     other. (Reported on `sellerId`, given by an operator key or implied by a seller key. The
@@ -145,7 +146,7 @@ class WebhookMutation:
         async with ctx.pool.acquire() as conn, conn.transaction():
             seller, problem = values.get("seller_id"), None
             if seller is not None:
-                problem = await _seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+                problem = await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
             if problem:
                 return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
             secret = new_secret()
@@ -191,7 +192,10 @@ class WebhookMutation:
             row = await webhook_store.rotate_secret(conn, current["id"], secret)
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
 
-    @strawberry.mutation(description="Send a signed `ping` now; a failed test disables the webhook")
+    @strawberry.mutation(
+        description="Send a signed `ping` now; a failed test disables the webhook. A webhook held by `hookql listen`"
+        " gets it through its listener: the event is returned pending, without an attempt"
+    )
     async def webhook_test(self, info: Info, id: strawberry.ID) -> WebhookTestPayload:
         ctx = info.context
         async with ctx.pool.acquire() as conn:
@@ -199,6 +203,15 @@ class WebhookMutation:
             if hook is None:
                 return WebhookTestPayload(errors=_not_found())
             sequence = await webhook_store.next_sequences(conn, hook["id"])
+            if listen_store.is_held(hook, datetime.now(UTC)):
+                # Its deliveries go to `hookql listen`: so does the ping, as a pending event that
+                # its listener forwards and reports (no attempt yet to return).
+                event_pk = await listen_store.enqueue_ping(
+                    conn, public_id=new_event_id(), webhook_id=hook["id"], sequence=sequence, payload={},
+                    payload_hash=payload_hash({}),
+                )
+                event = await webhook_store.get_event(conn, event_pk, None)
+                return WebhookTestPayload(event=WebhookEvent.from_row(event))
         now = datetime.now(UTC)
         event_id = new_event_id()
         out = build_attempt(

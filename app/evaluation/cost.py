@@ -106,6 +106,7 @@ LIST_BOUNDS: dict[str, int] = {
     "Webhook.headers": DEFAULT_LIST_BOUND,  # at most 20 headers (app.transport.netguard)
     "Webhook.subscribedEvents": DEFAULT_LIST_BOUND,  # in fact at most 3
     "WebhookEvent.attempts": DEFAULT_LIST_BOUND,  # up to maxAttempts (≤ 50)
+    "WebhookDelivery.headers": DEFAULT_LIST_BOUND,  # a webhook's headers and the 7 of the engine
     **{
         f"{payload}.errors": DEFAULT_LIST_BOUND  # a mutation's field errors
         for payload in (
@@ -116,6 +117,9 @@ LIST_BOUNDS: dict[str, int] = {
             "WebhookPreviewPayload",
             "WebhookEventPayload",
             "WebhookReplayPayload",
+            "WebhookListenPayload",
+            "WebhookListenStopPayload",
+            "WebhookListenReportPayload",
         )
     },
 }

@@ -169,7 +169,8 @@ async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> lis
 
 @dataclass(frozen=True, slots=True)
 class HandoffWebhook:
-    """A webhook locked for enqueueing, with what a hand-off needs: whether it is enabled, how many
+    """A webhook locked for enqueueing, with what a hand-off needs: whether it is enabled for HTTP
+    delivery (a webhook held by `hookql listen` is not: app.store.listen), how many
     of its events are leased (`leased`) and how many of its owner's over all the owner's webhooks
     (`owner_leased`; the owner is the seller, or the operator), and its delivery configuration
     (`delivery`: the DELIVERY_WEBHOOK_COLUMNS, as a claim returns them with an event)."""

@@ -69,7 +69,8 @@ owners AS MATERIALIZED (
     FROM webhooks o JOIN webhook_events e ON e.webhook_id = o.id
     AND e.leased_until IS NOT NULL AND e.leased_until > now()
     WHERE coalesce(o.seller_id, 0) IN (SELECT coalesce(seller_id, 0) FROM w) GROUP BY 1)
-SELECT w.id, w.enabled,
+-- `enabled` here is "may be sent over HTTP": a webhook held by `hookql listen` (listen.sql) is not.
+SELECT w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false) AS enabled,
        w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
        w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
        w.hmac_key, w.hmac_header,
@@ -197,6 +198,9 @@ WITH leased AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
       AND (e.leased_until IS NULL OR e.leased_until <= now())
+      -- a webhook held by `hookql listen` (listen.sql) is delivered by its listener, not over HTTP
+      AND e.webhook_id NOT IN (SELECT id FROM webhooks WHERE listen_until IS NOT NULL
+                               AND (listen_only OR listen_until > now()))
       -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
       -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
       -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
@@ -256,6 +260,7 @@ WHERE NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = h.id);
 -- name: next_event_due_in_s
 SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e
 JOIN webhooks w ON w.id = e.webhook_id AND w.enabled
+    AND NOT coalesce(w.listen_only OR w.listen_until > now(), false)
 WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now());
 
 -- name: key_share_webhooks
