@@ -13,7 +13,7 @@ SELECT EXISTS (SELECT 1 FROM changes);
 -- name: take_changes
 -- Run after try_ingest_lock, in its transaction (its snapshot then sees every fold committed
 -- before). Each change comes with its entity's pending row as it is (prev_*; prev_action NULL:
--- none), locked in key order for the rest of the transaction, as current_versions locks them.
+-- none), locked in key order for the rest of the transaction, as lock_for_enqueue locks them.
 WITH taken AS (
     DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT :limit)
     RETURNING id, entity_type, entity_id, action, seller_id, changed_at
@@ -61,15 +61,15 @@ WITH claimed AS (
 )
 SELECT 'entity' AS kind, entity_type, entity_id, action, seller_id, last_change_at, version,
        NULL::bigint AS id, NULL::text AS query, NULL::text[] AS events, NULL::bool AS skip_identical_payloads,
-       NULL::int AS budget_breaches, NULL::float8 AS due_in_s
+       NULL::int AS budget_breaches, NULL::text AS filter, NULL::float8 AS due_in_s
 FROM claimed
 UNION ALL
 SELECT * FROM (
     SELECT 'webhook', w.entity_type, NULL::bigint, NULL::text, w.seller_id, NULL::timestamptz, NULL::bigint,
-           w.id, w.query, w.events, w.skip_identical_payloads, w.budget_breaches, NULL::float8
+           w.id, w.query, w.events, w.skip_identical_payloads, w.budget_breaches, w.filter, NULL::float8
     FROM webhooks w WHERE w.enabled AND w.entity_type IN (SELECT entity_type FROM claimed) ORDER BY w.id) hooks
 UNION ALL
-SELECT 'next', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'next', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        extract(epoch FROM min(due_at) - now())::float8
 FROM pending_entities WHERE (claimed_until IS NULL OR claimed_until < now())
 AND (entity_type, entity_id) NOT IN (SELECT entity_type, entity_id FROM claimed);
@@ -111,13 +111,16 @@ SELECT 'entity' AS kind, entity_type, entity_id, version, action, last_change_at
        NULL::jsonb AS headers, NULL::text AS secret, NULL::text AS previous_secret,
        NULL::timestamptz AS previous_secret_expires_at, NULL::int AS timeout_seconds, NULL::int AS max_attempts,
        NULL::int AS concurrency, NULL::int AS live_concurrency, NULL::timestamptz AS failing_since,
-       NULL::bigint AS seller_id, NULL::bigint AS leased, NULL::bigint AS owner_leased
+       NULL::bigint AS seller_id, NULL::text AS hmac_key, NULL::text AS hmac_header,
+       NULL::bigint AS leased, NULL::bigint AS owner_leased
 FROM cur
 UNION ALL
+-- `enabled` here is "may be sent over HTTP": a webhook held by `hookql listen` (listen.sql) is not.
 SELECT 'webhook', NULL, NULL, NULL, NULL, NULL,
-       w.id, w.enabled,
+       w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false),
        w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
        w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+       w.hmac_key, w.hmac_header,
        (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()),
        coalesce(owners.n, 0)
 FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0);
@@ -129,6 +132,8 @@ FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0);
 -- and supersede the pending event of each pair whose new payload is not skipped as identical
 -- (:skips: the webhook skips identical payloads), returning their retry clocks (kind 'clock').
 -- The skip rule is the producer's: skipped when :skips and the hash equals the last one.
+-- The pairs are those with a payload to enqueue: a payload the webhook's filter did not match
+-- is none (it takes no sequence number, supersedes nothing and leaves the hash alone).
 -- Events are locked in id order, as recording locks them: the two cannot deadlock.
 WITH seq AS (
     UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
@@ -184,19 +189,20 @@ ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i;
 WITH ins AS (
     INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,
                                 payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at,
-                                leased_until)
+                                leased_until, skip_reason)
     SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()),
            CASE WHEN u.f THEN now() END,
            -- leased to this process only while no older event of the pair is leased (one in
            -- flight per (webhook, entity)); otherwise left to a claim
            CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w
                 AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now())
-                THEN now() + make_interval(secs => :lease_s) END
+                THEN now() + make_interval(secs => :lease_s) END,
+           u.sr
     FROM unnest(:public_ids::text[], :webhook_ids::bigint[], :entity_types::text[], :entity_ids::bigint[],
                 :events::text[], :sequences::bigint[], :statuses::text[], :payloads::text[],
                 :payload_hashes::bytea[], :changed_ats::timestamptz[], :attempts::int[],
-                :next_attempt_ats::timestamptz[], :finished::bool[], :leased::bool[])
-         u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l)
+                :next_attempt_ats::timestamptz[], :finished::bool[], :leased::bool[], :skip_reasons::text[])
+         u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l, sr)
     RETURNING id, public_id, webhook_id, entity_type, entity_id, status, leased_until
 ), link AS (
     UPDATE webhook_events o SET superseded_by = n.id FROM ins n
@@ -277,6 +283,9 @@ WITH leased AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
       AND (e.leased_until IS NULL OR e.leased_until <= now())
+      -- a webhook held by `hookql listen` (listen.sql) is delivered by its listener, not over HTTP
+      AND e.webhook_id NOT IN (SELECT id FROM webhooks WHERE listen_until IS NOT NULL
+                               AND (listen_only OR listen_until > now()))
       -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
       -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
       -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
@@ -316,7 +325,8 @@ WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.st
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
-          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id;
+          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+          w.hmac_key, w.hmac_header;
 
 -- name: renew_leases
 -- Rows being recorded right now are skipped (their lease is about to go), not waited for.
@@ -335,6 +345,7 @@ WHERE NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = h.id);
 -- name: next_event_due_in_s
 SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e
 JOIN webhooks w ON w.id = e.webhook_id AND w.enabled
+    AND NOT coalesce(w.listen_only OR w.listen_until > now(), false)
 WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now());
 
 -- name: record_attempts
