@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from app.policy.masking import mask_request
 from app.store.queries import load
 from app.types import SendResult
 
@@ -577,7 +578,9 @@ async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
 
 
 def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[object, ...]:
-    """A `webhook_attempts` row, in the column order `record_attempts` takes."""
+    """A `webhook_attempts` row, in the column order `record_attempts` takes; the request's
+    secrets masked (app.policy.masking: masked when written, see migration 0013)."""
+    request = mask_request(result.request) if result.request is not None else None
     return (
         event_id,
         webhook_id,
@@ -587,6 +590,10 @@ def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[
         result.response_headers,
         result.response_body,
         result.error,
+        request.method if request else None,
+        request.url if request else None,
+        request.headers if request else None,
+        request.body if request else None,
     )
 
 
@@ -617,9 +624,8 @@ async def record_attempts(
     if webhook_ids:
         await conn.execute(*Q.key_share_webhooks(webhook_ids=sorted(webhook_ids)))
     if attempts:
-        (event_ids, hook_ids, attempted_ats, durations_ms, status_codes, headers, bodies, errors) = (
-            list(c) for c in zip(*attempts, strict=True)
-        )
+        (event_ids, hook_ids, attempted_ats, durations_ms, status_codes, headers, bodies, errors,
+         methods, urls, request_headers, request_bodies) = (list(c) for c in zip(*attempts, strict=True))
         await conn.execute(
             *Q.insert_attempts(
                 event_ids=event_ids,
@@ -630,6 +636,10 @@ async def record_attempts(
                 response_headers=headers,
                 response_bodies=bodies,
                 errors=errors,
+                request_methods=methods,
+                request_urls=urls,
+                request_headers=request_headers,
+                request_bodies=request_bodies,
             )
         )
     if events:

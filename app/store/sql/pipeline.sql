@@ -259,12 +259,16 @@ WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now(
 SELECT 1 FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE;
 
 -- name: insert_attempts
+-- The request columns arrive masked (app.policy.masking; migration 0013).
 INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
-                              response_headers, response_body, error)
+                              response_headers, response_body, error,
+                              request_method, request_url, request_headers, request_body)
 SELECT u.* FROM unnest(:event_ids::bigint[], :webhook_ids::bigint[], :attempted_ats::timestamptz[],
                        :durations_ms::int[], :status_codes::int[], :response_headers::jsonb[],
-                       :response_bodies::text[], :errors::text[])
-    u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error)
+                       :response_bodies::text[], :errors::text[], :request_methods::text[],
+                       :request_urls::text[], :request_headers::jsonb[], :request_bodies::bytea[])
+    u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
+      request_method, request_url, request_headers, request_body)
 -- A webhook deleted while its attempt was in flight took its events along; the KEY SHARE lock
 -- taken before keeps this consistent until commit.
 WHERE EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id);
