@@ -13,7 +13,7 @@ useful, and it is not the secret."""
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from app.types import SentRequest
 
@@ -51,11 +51,11 @@ def mask_url(url: str) -> str:
         if parts.password is not None:
             userinfo, _, host = netloc.rpartition("@")
             netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(is_secret_name(k) for k, _ in pairs):
-                query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="•")
+        # Parameter by parameter, the rest left byte for byte as it was.
+        query = "&".join(
+            f"{piece.partition('=')[0]}={MASK}" if is_secret_name(unquote_plus(piece.partition("=")[0])) else piece
+            for piece in parts.query.split("&")
+        )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:  # not a URL we can take apart (it was refused before sending anyway)
         return MASK
