@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from app.api import webhooks as webhook_api
 from app.api.context import make_context
 from app.api.schema import schema
+from app.api.webhook_inputs import clean
 from app.api.webhook_types import FieldError
 from app.config import Settings
 from app.policy import ids
@@ -416,6 +417,18 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
             entity_types=[t.value for t in EntityType],
         )
 
+    async def validate(ctx: Any, given: Any, current: asyncpg.Record | None) -> list[FieldError]:
+        """The API's validation of an input (`clean`, as webhookCreate and webhookUpdate run it)."""
+        _, errors = await clean(
+            schema,
+            given,
+            current=None if current is None else dict(current),
+            viewer=ctx.viewer,
+            allow_private=settings.allow_private_targets,
+            settings=settings,
+        )
+        return errors
+
     async def run_preview(current: Session, form: WebhookForm) -> tuple[WebhookForm, str | None]:
         """The form's query previewed against its entity, as webhookPreview does it."""
         try:
@@ -456,8 +469,11 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
             form, body = await run_preview(current, form)
             return form_page(request, current, form, preview=body, status_code=200 if body else 400)
         given, errors = form.create_input()
-        if given is not None:
-            created = await webhook_api.create_webhook(schema, make_context(pool, current.visibility, settings), given)
+        ctx = make_context(pool, current.visibility, settings)
+        if given is not None and errors:  # the API's rules on the rest of the form, nothing stored
+            errors += await validate(ctx, given, None)
+        elif given is not None:
+            created = await webhook_api.create_webhook(schema, ctx, given)
             errors = created.errors
         if errors or given is None:
             return form_page(request, current, form.with_errors(errors), status_code=400)
@@ -492,8 +508,10 @@ def dashboard_app(pool: asyncpg.Pool, settings: Settings) -> Starlette:
             form, body = await run_preview(current, form)
             return form_page(request, current, form, webhook=row, preview=body, status_code=200 if body else 400)
         given, errors = form.update_input(row)
-        if given is not None:
-            ctx = make_context(pool, current.visibility, settings)
+        ctx = make_context(pool, current.visibility, settings)
+        if given is not None and errors:  # the API's rules on the rest of the form, nothing stored
+            errors += await validate(ctx, given, row)
+        elif given is not None:
             errors = (await webhook_api.update_webhook(schema, ctx, ids.encode("Webhook", row["id"]), given)).errors
         if errors or given is None:
             return form_page(request, current, form.with_errors(errors), webhook=row, status_code=400)
