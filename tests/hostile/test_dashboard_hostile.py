@@ -1,7 +1,7 @@
 """The dashboard's new routes against a hostile seller (issue #13): another seller's webhook,
 event and attempt ids (numeric and GraphQL), malformed ids, markup in every text an attacker
-controls (webhook names, header values, request and response bodies, response headers), and
-oversized or malformed forms. Each gets the same "No such …" page as a missing id, or a clear
+controls (webhook names, header values, request and response bodies, response headers),
+oversized or malformed forms, and a receiver that hangs. Each gets the same "No such …" page as a missing id, or a clear
 refusal; nothing changes, and nothing is logged with a traceback.
 
 Runs against the dashboard served in-process (integration/test_dashboard.py's site and seed)."""
@@ -9,13 +9,18 @@ Runs against the dashboard served in-process (integration/test_dashboard.py's si
 from __future__ import annotations
 
 import logging
+import time
 
 import aiohttp
 import asyncpg
 import pytest
 
+from app.config import Settings
 from app.policy.ids import encode
+from app.store.apikeys import create_key
 from tests.integration.test_dashboard import Seeded, client, post, seed, sign_in, site
+from tests.support.engine_harness import add_webhook, fast, running_engine, wait_until
+from tests.support.hostile import HangingReceiver
 from tests.support.live_server import serving
 
 XSS = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
@@ -218,3 +223,34 @@ async def test_oversized_and_malformed_forms_change_nothing(
     assert await _snapshot(pool) == before
     _no_traceback(caplog)
 
+
+
+async def test_a_hanging_receiver_holds_up_no_page_and_send_now_says_it_is_in_flight(
+    fixture_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = HangingReceiver()
+    await receiver.start()
+    try:
+        async with running_engine(fixture_database_url, fast(retry_base_ms=3_600_000)) as run:
+            seller = await run.pool.fetchval("SELECT seller_id FROM invoices WHERE id = 3")
+            key = await create_key(run.pool, seller_id=seller, name="acme")
+            hook, _ = await add_webhook(run.pool, receiver.url, seller_id=seller, timeout_seconds=30)
+            await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id = 3")
+            await wait_until(lambda: receiver.in_flight == 1)
+            event = await run.pool.fetchval("SELECT id FROM webhook_events WHERE webhook_id = $1", hook)
+            async with serving(site(run.pool, Settings(allow_private_targets=True))) as base_url, client() as http:
+                await sign_in(http, base_url, key)
+                started = time.monotonic()
+                for path in (f"/webhooks/{hook}", f"/events/{event}"):
+                    async with http.get(base_url + "/dashboard" + path) as r:
+                        assert r.status == 200
+                response = await post(http, base_url, f"/events/{event}/send-now", key, back="event")
+                async with http.get(base_url + response.headers["Location"]) as r:
+                    assert "Not sent now: it is being sent right now." in await r.text()
+                assert time.monotonic() - started < 5  # none of it waited for the receiver
+            await receiver.release()
+            await wait_until(lambda: run.pool.fetchval("SELECT attempts = 1 FROM webhook_events"))
+    finally:
+        await receiver.release()
+        await receiver.stop()
+    _no_traceback(caplog)
