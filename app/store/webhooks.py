@@ -225,12 +225,16 @@ async def retry_event(conn: asyncpg.Connection, event_id: int) -> str | None:
 async def send_now(conn: asyncpg.Connection, event_id: int) -> str | None:
     """Make a pending event due now and wake the dispatchers: after a receiver is fixed, its
     waiting events need not sit out their retry backoff. Refused (the reason is returned) for an
-    event that is not pending, or is being sent right now. Run inside a transaction."""
+    event that is not pending, is being sent right now, or whose webhook is disabled (nothing is
+    sent for it). Run inside a transaction."""
     event = await _lock_event(conn, event_id)
     if event is None:
         return "event not found"
     if event["status"] != "pending":
         return f"only pending events can be sent now; this one is {event['status']}"
+    webhook = await get_webhook(conn, event["webhook_id"], None)
+    if webhook is not None and not webhook["enabled"]:
+        return "its webhook is disabled; enable it first"
     if await conn.execute(*Q.send_now(event_id=event_id)) == "UPDATE 0":
         return "it is being sent right now"
     await conn.execute(*Q.notify(channel=EVENTS_CHANNEL))

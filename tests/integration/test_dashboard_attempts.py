@@ -213,6 +213,8 @@ async def test_resend_and_send_now_through_graphql_and_their_refusals(fixture_po
     assert "only pending" in (await run("webhookEventSendNow", delivered))["errors"][0]["message"]
     assert "only delivered" in (await run("webhookEventResend", pending))["errors"][0]["message"]
     assert "newer event" in (await run("webhookEventResend", older))["errors"][0]["message"]
+    await fixture_pool.execute("UPDATE webhooks SET enabled = false")
+    assert "disabled" in (await run("webhookEventSendNow", pending))["errors"][0]["message"]
 
 
 async def test_a_ping_records_its_request(fixture_database_url: str) -> None:
