@@ -1,6 +1,7 @@
-"""The Starlette application of `hookql serve`: the GraphQL API at /graphql, /healthz and
-/metrics, and the uvicorn server that runs it. The CLI owns the database pool, the transport
-(the API's own, for `webhookTest`) and the engine process; this module only routes and serves."""
+"""The Starlette application of `hookql serve`: the GraphQL API at /graphql (GraphiQL, with its
+assets under /graphiql/), /healthz and /metrics, and the uvicorn server that runs it. The CLI owns
+the database pool, the transport (the API's own, for `webhookTest`) and the engine process; this
+module only routes and serves."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from app.config import Settings
 from app.store import db
 from app.transport.http import Transport
 from app.web.dashboard import dashboard_app
+from app.web.graphiql import graphiql_page, graphiql_routes
 from app.web.metrics import render_metrics
 
 HEALTH_TIMEOUT_S = 2.0
@@ -39,7 +41,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
         body, content_type = await render_metrics(pool)
         return Response(body, media_type=content_type)
 
-    gql = graphql_app(pool, settings, transport=transport)
+    gql = graphql_app(pool, settings, ide=graphiql_page, transport=transport)
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -48,6 +50,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
             Route("/graphql", gql),
             WebSocketRoute("/graphql", gql),
             Mount("/dashboard", dashboard_app(pool, settings)),
+            *graphiql_routes(),
         ]
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -16,8 +17,9 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from app.config import Settings
 from app.store.apikeys import create_key
-from tests.browser.test_dashboard_chromium import ARTIFACTS, Page, browser_page
+from tests.browser.test_dashboard_chromium import ARTIFACTS
 from tests.integration.test_dashboard import site
+from tests.support.chromium import Page, browser_page
 from tests.support.engine_harness import add_webhook, fast, running_engine, wait_until
 from tests.support.live_server import serving
 from tests.support.receivers import Receiver
@@ -40,6 +42,7 @@ async def _fill(page: Page, values: dict[str, str]) -> None:
 
 
 async def _sign_in(page: Page, base_url: str, key: str) -> None:
+    await page.send("Network.enable")  # Page.requests: every URL the browser asks for
     await page.loading("Page.navigate", url=base_url + "/dashboard/")
     await _fill(page, {"#key": key})
     await page.click("form[action$='/login'] button")
@@ -54,7 +57,7 @@ async def test_a_webhook_created_in_the_form_delivers_and_its_request_body_is_sh
         async with running_engine(fixture_database_url) as run:
             seller = await run.pool.fetchval("SELECT seller_id FROM invoices WHERE id = $1", INVOICE)
             key = await create_key(run.pool, seller_id=seller, name="acme")
-            async with serving(site(run.pool, LOCAL)) as base_url, browser_page() as page:
+            async with serving(site(run.pool, LOCAL)) as base_url, browser_page(offline=True) as page:
                 await _sign_in(page, base_url, key)
                 # given: the form, filled in as a person would
                 await page.click("a[href$='/webhooks/new']")
@@ -85,6 +88,7 @@ async def test_a_webhook_created_in_the_form_delivers_and_its_request_body_is_sh
     finally:
         await receiver.stop()
     assert shown == got.body.decode()
+    assert page.requests and all(urlsplit(url).hostname == "127.0.0.1" for url in page.requests)
     assert "sk_live_from_the_form" not in headers and "Bearer ••••••" in headers
     assert got.headers["webhook-signature"] not in headers and got.headers["webhook-id"] in headers
 
@@ -103,7 +107,7 @@ async def test_send_now_sends_an_event_waiting_on_its_retry(fixture_database_url
             await run.pool.execute("UPDATE invoices SET status = 'cancelled' WHERE id = $1", INVOICE)
             await receiver.wait_for(1)
             await wait_until(lambda: run.pool.fetchval("SELECT attempts = 1 FROM webhook_events WHERE entity_id = 3"))
-            async with serving(site(run.pool, LOCAL)) as base_url, browser_page() as page:
+            async with serving(site(run.pool, LOCAL)) as base_url, browser_page(offline=True) as page:
                 await _sign_in(page, base_url, key)
                 await page.click(f"a[href$='/webhooks/{hook}']")
                 assert "Attempt 2 due in" in await page.text()
