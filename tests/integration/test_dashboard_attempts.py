@@ -18,7 +18,7 @@ from app.policy.ids import encode
 from app.policy.masking import MASK
 from app.store import pipeline
 from app.store.apikeys import create_key
-from app.types import OPERATOR
+from app.types import OPERATOR, Visibility
 from tests.integration.test_dashboard import client, post, sign_in, site
 from tests.support.engine_harness import add_webhook, events, fast, running_engine, wait_until
 from tests.support.live_server import serving
@@ -187,16 +187,22 @@ async def test_resend_and_send_now_through_graphql_and_their_refusals(fixture_po
     delivered, pending, older = await event("delivered", 1), await event("pending", 2), await event("delivered", 2)
     ctx = make_context(fixture_pool, OPERATOR, LOCAL)
 
-    async def run(mutation: str, id_: int) -> dict[str, Any]:
+    async def run(mutation: str, id_: int, as_: Any = ctx) -> dict[str, Any]:
         result = await schema.execute(
             f"mutation($id: ID!) {{ {mutation}(id: $id) {{ event {{ id status }} errors {{ field message }} }} }}",
             {"id": encode("WebhookEvent", id_)},
-            context_value=ctx,
+            context_value=as_,
         )
         assert result.errors is None, result.errors
         data: dict[str, Any] = result.data[mutation]  # type: ignore[index]
         return data
 
+    # another owner (a seller, for the operator's webhook): not found, nothing changes
+    seller = make_context(fixture_pool, Visibility(1), LOCAL)
+    before = await fixture_pool.fetch("SELECT id, status, next_attempt_at FROM webhook_events ORDER BY id")
+    for mutation, id_ in (("webhookEventSendNow", pending), ("webhookEventResend", delivered)):
+        assert (await run(mutation, id_, seller))["errors"] == [{"field": "id", "message": "event not found"}]
+    assert await fixture_pool.fetch("SELECT id, status, next_attempt_at FROM webhook_events ORDER BY id") == before
     sent_now = await run("webhookEventSendNow", pending)
     assert sent_now["errors"] == [] and sent_now["event"]["status"] == "PENDING"
     assert await fixture_pool.fetchval("SELECT next_attempt_at <= now() FROM webhook_events WHERE id = $1", pending)
