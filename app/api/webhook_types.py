@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import asyncpg
 import strawberry
@@ -159,12 +160,19 @@ class Webhook:
         status: WebhookEventStatusEnum | None = None,  # type: ignore[valid-type]
         first: int | None = None,
         after: str | None = None,
+        retrying: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="true: only the events waiting for a retry (PENDING after at least one "
+                "failed attempt); false: every event but those"
+            ),
+        ] = None,
     ) -> Connection[WebhookEvent]:
         limit = check_first(first)
         before = decode_cursor(after) if after else None
         async with info.context.pool.acquire() as conn:
             rows = await webhook_store.list_events(
-                conn, self.legacy_id, status.value if status else None, before, limit + 1
+                conn, self.legacy_id, status.value if status else None, before, limit + 1, retrying=retrying
             )
         edges = [Edge(cursor=encode_cursor(r["id"]), node=WebhookEvent.from_row(r)) for r in rows[:limit]]
         return Connection(

@@ -38,7 +38,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        body, content_type = await render_metrics(pool)
+        body, content_type = await render_metrics(pool, max_webhooks=settings.metrics_max_webhooks)
         return Response(body, media_type=content_type)
 
     gql = graphql_app(pool, settings, ide=graphiql_page, transport=transport)
@@ -66,7 +66,9 @@ class ApiServer(uvicorn.Server):
             uvicorn.Config(
                 app,
                 lifespan="off",
-                log_level=settings.log_level,
+                # uvicorn is a library: warning and above, as every logger that is not hookql's
+                # (app.cli.configure_logging); `--log-level info` shows hookql's own lines.
+                log_level="error" if settings.log_level == "error" else "warning",
                 access_log=False,
                 # Requests under way get this long to finish once stopping; websockets are closed.
                 timeout_graceful_shutdown=settings.shutdown_timeout_s,
