@@ -1,4 +1,5 @@
-"""The `hookql` command: serve | worker | migrate | apikey create | fixtures load | schema | db-url | demo."""
+"""The `hookql` command: serve | worker | migrate | apikey create | fixtures load | schema | db-url | demo |
+webhooks | listen (the last two talk to a running server: app.client)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from app import __version__, runtime
+from app.client import commands as client_commands
 from app.config import POSITIVE_SETTINGS, Settings, SettingsError, parse_duration_s
 from app.engine import supervisor
 from app.store import db
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("db-url", parents=[common], help="print the URL of the database in use")
     demo = commands.add_parser("demo", parents=[common], help="a self-contained tour on a throwaway embedded database")
     demo.add_argument("--seconds", type=_non_negative_int, default=40, help="how long to stream changes (40)")
+    client_commands.add_commands(commands)  # webhooks …, listen: talk to a running server
     return parser
 
 
@@ -336,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        if args.command in client_commands.COMMANDS:
+            return client_commands.run(args)
         settings = settings_from(args)
         configure_logging(settings.log_level)
         if args.command == "serve":

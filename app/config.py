@@ -60,6 +60,10 @@ class Settings:
     # webhook="other". Each listed webhook costs 23 series (backlog, 5 attempt classes, 17 of the
     # latency histogram), so 50 keeps a scrape under 1,200 per-webhook series.
     metrics_max_webhooks: int = 50
+    # `hookql listen`: how long a listener's hold on a webhook lasts past its last renewal (the CLI
+    # renews every third of it). A temporary webhook whose listener died is deleted, and an attached
+    # one goes back to HTTP delivery, within this plus 1 s.
+    listen_lease_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +128,7 @@ POSITIVE_SETTINGS = (
     "ws_auth_timeout_s",
     "shutdown_timeout_s",
     "metrics_max_webhooks",
+    "listen_lease_s",
 )
 
 DATABASE_URL_SCHEMES = ("postgresql", "postgres")  # asyncpg's (and libpq's) spellings

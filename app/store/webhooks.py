@@ -31,6 +31,9 @@ COLUMNS = (
     "timeout_seconds",
     "concurrency",
     "seller_id",
+    "hmac_key",
+    "hmac_header",
+    "filter",
 )
 
 
