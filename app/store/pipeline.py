@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from app.policy.masking import mask_request
 from app.store.queries import load
 from app.types import SendResult
 
@@ -652,7 +653,9 @@ async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
 
 
 def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[object, ...]:
-    """A `webhook_attempts` row, in the column order `record_attempts` takes."""
+    """A `webhook_attempts` row, in the column order `record_attempts` takes; the request's
+    secrets masked (app.policy.masking: masked when written, see migration 0013)."""
+    request = mask_request(result.request) if result.request is not None else None
     return (
         event_id,
         webhook_id,
@@ -662,6 +665,10 @@ def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[
         result.response_headers,
         result.response_body,
         result.error,
+        request.method if request else None,
+        request.url if request else None,
+        request.headers if request else None,
+        request.body if request else None,
     )
 
 
@@ -690,8 +697,21 @@ async def record_attempts(
     transaction, and cannot deadlock. Claimers are woken only when these outcomes left events of
     these webhooks claimable (a newer state that waited for the one in flight, or events held
     back by the concurrency the released leases took)."""
-    columns: list[list[Any]] = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 8
-    (attempt_event_ids, hook_ids, attempted_ats, durations_ms, status_codes, headers, bodies, errors) = columns
+    columns: list[list[Any]] = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 12
+    (
+        attempt_event_ids,
+        hook_ids,
+        attempted_ats,
+        durations_ms,
+        status_codes,
+        headers,
+        bodies,
+        errors,
+        methods,
+        urls,
+        request_headers,
+        request_bodies,
+    ) = columns
     event_ids, statuses, next_attempt_ats = (
         (list(c) for c in zip(*events, strict=True)) if events else ([], [], [])
     )
@@ -706,6 +726,10 @@ async def record_attempts(
             response_headers=headers,
             response_bodies=bodies,
             errors=errors,
+            request_methods=methods,
+            request_urls=urls,
+            request_headers=request_headers,
+            request_bodies=request_bodies,
             event_ids=event_ids,
             statuses=statuses,
             next_attempt_ats=next_attempt_ats,

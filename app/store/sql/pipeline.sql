@@ -356,12 +356,16 @@ WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now(
 WITH hooks AS (
     SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE
 ), attempts AS (
+    -- The request columns arrive masked (app.policy.masking; migration 0013).
     INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
-                                  response_headers, response_body, error)
+                                  response_headers, response_body, error,
+                                  request_method, request_url, request_headers, request_body)
     SELECT u.* FROM unnest(:attempt_event_ids::bigint[], :attempt_webhook_ids::bigint[], :attempted_ats::timestamptz[],
                            :durations_ms::int[], :status_codes::int[], :response_headers::jsonb[],
-                           :response_bodies::text[], :errors::text[])
-        u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error)
+                           :response_bodies::text[], :errors::text[], :request_methods::text[],
+                           :request_urls::text[], :request_headers::jsonb[], :request_bodies::bytea[])
+        u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
+          request_method, request_url, request_headers, request_body)
     WHERE u.webhook_id IN (SELECT id FROM hooks) AND EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)
 ), outcomes AS (
     -- A status applies only while the event is still pending (not cancelled or superseded
