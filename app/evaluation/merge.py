@@ -245,6 +245,9 @@ def _collect(
     return out
 
 
+collect_fields = _collect  # for app.evaluation.sql, which walks merged documents the same way
+
+
 def _applies(schema: GraphQLSchema, condition: str, runtime: GraphQLObjectType) -> bool:
     condition_type = schema.get_type(condition)
     if condition_type is runtime:
