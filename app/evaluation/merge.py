@@ -20,7 +20,7 @@ Pure: no I/O. Field collection is written here rather than taken from graphql-co
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -77,6 +77,48 @@ class Plan:
         return {
             key: value[alias] if sub is None else sub.project(value[alias]) for key, alias, sub in entries
         }
+
+
+def projector(plan: Plan) -> Callable[[Any], Any]:
+    """`plan.project` as generated Python: one function per position, each building its dict as
+    a literal display, with no per-key tuple unpacking or per-value checks. Measured on the
+    bench's invoice query: about a third of the generic walk's time, and the walk was most of
+    the compiled path's CPU. Keys and aliases are GraphQL names, written as Python literals."""
+    functions: list[str] = []
+
+    def define(p: Plan) -> str:
+        name = f"p{len(functions)}"
+        functions.append("")  # reserve the slot: sub-plans define theirs after it
+        index = len(functions) - 1
+
+        def display(entries: Entries) -> str:
+            items = []
+            for key, alias, sub in entries:
+                value = f"v[{alias!r}]" if sub is None else f"{define(sub)}(v[{alias!r}])"
+                items.append(f"{key!r}: {value}")
+            return "{" + ", ".join(items) + "}"
+
+        body = [
+            f"def {name}(v):",
+            "    if v is None: return None",
+            f"    if type(v) is list: return [{name}(x) for x in v]",
+        ]
+        if p.abstract:
+            body.append(f"    t = v[{TYPENAME_ALIAS!r}]")
+            for type_name, entries in p.by_type.items():
+                body.append(f"    if t == {type_name!r}: return {display(entries)}")
+            body.append("    return {}")
+        else:
+            (entries,) = p.by_type.values()
+            body.append(f"    return {display(entries)}")
+        functions[index] = "\n".join(body)
+        return name
+
+    root = define(plan)
+    namespace: dict[str, Any] = {}
+    exec("\n\n".join(functions), namespace)  # generated from GraphQL names only, as literals
+    project: Callable[[Any], Any] = namespace[root]
+    return project
 
 
 @dataclass

@@ -35,14 +35,14 @@ and statuses in ASCII, as the schema's CHECK constraints and the fixtures have t
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import FieldNode, GraphQLObjectType, GraphQLSchema, OperationDefinitionNode, SelectionSetNode, VariableNode
 
 from app.evaluation.compile import CompiledQuery
-from app.evaluation.merge import MergedQuery, collect_fields, merge_queries
+from app.evaluation.merge import MergedQuery, collect_fields, merge_queries, projector
 from app.policy.payload_plan import (
     COLUMN,
     ENUM,
@@ -207,10 +207,11 @@ class CompiledGroup:
     queries: tuple[CompiledQuery, ...]
     merged: MergedQuery
     plan: RootPlan
+    projectors: dict[str, Callable[[Any], Any]]  # query text → its generated projection
 
     def project(self, query: CompiledQuery, data: dict[str, Any]) -> dict[str, Any]:
         """`query`'s payload from the merged `data` the statement built for one entity."""
-        return {"data": self.merged.project(query, data)}
+        return {"data": self.projectors[query.text](data)}
 
 
 Fields = dict[str, dict[str, Col | Money | One | Many]]
@@ -233,7 +234,9 @@ def compile_group(schema: Any, queries: Sequence[CompiledQuery], fields: Fields 
     else:
         try:
             plan = _root(schema._schema, merged, entity_type, fields)
-            result = CompiledGroup(tuple(dict.fromkeys(queries)), merged, plan)
+            distinct = tuple(dict.fromkeys(queries))
+            projectors = {q.text: projector(merged.plans[q.text]) for q in distinct}
+            result = CompiledGroup(distinct, merged, plan, projectors)
         except Unsupported as exc:
             result = str(exc)
     _CACHE[key] = result
