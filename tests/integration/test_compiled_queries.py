@@ -32,6 +32,7 @@ from app.evaluation.sql import FIELDS, fallback_reason
 from app.policy.envelope import encode_payload
 from app.policy.ids import encode as global_id
 from app.types import OPERATOR, EntityType, Visibility
+from tests.support.engine_harness import wait_until
 
 NO_LIMITS = Budgets(Meter(), time_ms=3_600_000, payload_bytes=2**31)
 GQL = schema._schema
@@ -143,7 +144,7 @@ HAND_WRITTEN = {
         " shipments { carrier shippedAt items { quantity invoiceLineItem { status invoice { id total"
         " { formatted } } } } } } } } }",
         # the Node interface without a condition, a condition that never applies, nested conditions
-        "query($id: ID!) { node(id: $id) { __typename id ... on Invoice { ... on Node { id } } }"
+        "query($id: ID!) { node(id: $id) { __typename id ... on Invoice { ... on Node { id } }"
         " ... on Variant { sku } } }",
         # literal @skip / @include, a field repeated with different sub-selections
         "query($id: ID!) { invoice(id: $id) { status @skip(if: true) currency @include(if: true)"
@@ -359,3 +360,33 @@ async def test_deleted_entities_give_the_missing_node_payload(marketplace: async
         '{"data":{"__typename":"Query","refundRequest":null}}',
     ]
     await assert_identical(marketplace, queries, [rid], OPERATOR)
+
+
+async def test_a_statement_over_its_time_budget_is_cancelled_and_graphql_core_attributes_the_breach(
+    marketplace: asyncpg.Pool,
+) -> None:
+    # given a query whose statement builds thousands of rows per invoice, and a 1 ms budget
+    inner = "legacyId"
+    for _ in range(3):
+        inner = f"products {{ legacyId seller {{ {inner} }} }}"
+    heavy = compiled("query($id: ID!) { invoice(id: $id) { seller { " + inner + " } } }", EntityType.INVOICE)
+    ids = (await entity_ids(marketplace, "invoices"))[:5]
+    gids = [global_id("Invoice", i) for i in ids]
+    tight = Budgets(Meter(), time_ms=1, payload_bytes=2**31)
+    # when the group is evaluated
+    out = await evaluate_group(
+        marketplace, schema, make_context(marketplace, OPERATOR), [heavy], ids, gids, None, tight
+    )
+    # then the statement (or its projection) ran over, and graphql-core, evaluating the group
+    # instead, records the query's time breach for every entity
+    assert out[heavy] == [tight.time_breach()] * 5
+
+    # and nothing of the statement is left running on the server
+    async def none_running() -> bool:
+        count = await marketplace.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+            " AND query LIKE '%json_build_object%' AND pid <> pg_backend_pid()"
+        )
+        return bool(count == 0)
+
+    await wait_until(none_running)
