@@ -14,6 +14,7 @@ from app.api.ids import to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean, text_problems
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
+from app.evaluation import sql as compiled_sql
 from app.evaluation.compile import QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.execute import evaluate
@@ -82,6 +83,11 @@ class WebhookTestPayload:
 @strawberry.type
 class WebhookPreviewPayload:
     body: JSON | None = strawberry.field(default=None, description="Exactly the JSON body a delivery would carry")
+    fallback_reason: str | None = strawberry.field(
+        default=None,
+        description="Why deliveries evaluate this query with graphql-core rather than as compiled SQL "
+        "(the payload is the same either way); null when it compiles",
+    )
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
 
@@ -270,7 +276,10 @@ class WebhookMutation:
             created_at=datetime.now(UTC),
             payload=payload,
         )
-        return WebhookPreviewPayload(body=body)
+        reason = "HOOKQL_COMPILED_QUERIES is off"
+        if ctx.settings.compiled_queries:
+            reason = compiled_sql.fallback_reason(info.schema, compiled)
+        return WebhookPreviewPayload(body=body, fallback_reason=reason)
 
     @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
     async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
