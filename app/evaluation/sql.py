@@ -59,7 +59,8 @@ from app.policy.payload_plan import (
 from app.types import EntityType
 
 MAX_KEYS = 49  # keys of one JSON object: json_build_object takes at most 100 arguments
-PLAN_CACHE_SIZE = 256  # (query set, entity type) plans kept: one per group in use, and per query
+PLAN_CACHE_SIZE = 256  # compiled groups kept: one per (query set, entity type) in use
+REASON_CACHE_SIZE = 4096  # queries whose fallback reason (or None) is kept: one per stored query text
 
 # GraphQL object type → its table.
 TABLES: dict[str, str] = {
@@ -215,6 +216,7 @@ class CompiledGroup:
 
 
 Fields = dict[str, dict[str, Col | Money | One | Many]]
+_UNMERGEABLE = "the query cannot be merged (introspection, or a directive other than a literal @skip/@include)"
 _CACHE: OrderedDict[tuple[int, int, tuple[str, ...], EntityType], CompiledGroup | str] = OrderedDict()
 
 
@@ -230,7 +232,7 @@ def compile_group(schema: Any, queries: Sequence[CompiledQuery], fields: Fields 
     result: CompiledGroup | str
     merged = merge_queries(schema._schema, queries)
     if merged is None:
-        result = "the query cannot be merged (introspection, or a directive other than a literal @skip/@include)"
+        result = _UNMERGEABLE
     else:
         try:
             plan = _root(schema._schema, merged, entity_type, fields)
@@ -245,10 +247,27 @@ def compile_group(schema: Any, queries: Sequence[CompiledQuery], fields: Fields 
     return result
 
 
+_REASONS: OrderedDict[tuple[int, int, str, EntityType], str | None] = OrderedDict()
+
+
 def fallback_reason(schema: Any, query: CompiledQuery, fields: Fields = FIELDS) -> str | None:
-    """Why `query` is evaluated by graphql-core rather than compiled to SQL; None when it compiles."""
-    result = compile_group(schema, [query], fields)
-    return result if isinstance(result, str) else None
+    """Why `query` is evaluated by graphql-core rather than compiled to SQL; None when it compiles.
+    Kept apart from the groups' cache, which the engine's many single queries would otherwise evict."""
+    key = (id(schema), id(fields), query.text, query.entity_type)
+    if key in _REASONS:
+        _REASONS.move_to_end(key)
+        return _REASONS[key]
+    merged = merge_queries(schema._schema, [query])
+    reason: str | None = _UNMERGEABLE if merged is None else None
+    if merged is not None:
+        try:
+            _root(schema._schema, merged, query.entity_type, fields)
+        except Unsupported as exc:
+            reason = str(exc)
+    _REASONS[key] = reason
+    if len(_REASONS) > REASON_CACHE_SIZE:
+        _REASONS.popitem(last=False)
+    return reason
 
 
 def _root(schema: GraphQLSchema, merged: MergedQuery, entity_type: EntityType, fields: Fields) -> RootPlan:
