@@ -217,7 +217,7 @@ class CompiledGroup:
 
 Fields = dict[str, dict[str, Col | Money | One | Many]]
 _UNMERGEABLE = "the query cannot be merged (introspection, or a directive other than a literal @skip/@include)"
-_CACHE: OrderedDict[tuple[int, int, tuple[str, ...], EntityType], CompiledGroup | str] = OrderedDict()
+_CACHE: OrderedDict[tuple[int, tuple[str, ...], EntityType], CompiledGroup | str] = OrderedDict()
 
 
 def compile_group(schema: Any, queries: Sequence[CompiledQuery], fields: Fields = FIELDS) -> CompiledGroup | str:
@@ -225,36 +225,41 @@ def compile_group(schema: Any, queries: Sequence[CompiledQuery], fields: Fields 
     `schema` is the strawberry schema the API serves; `fields` the field table (tests pass a
     smaller one to exercise the fallback)."""
     entity_type = queries[0].entity_type
-    key = (id(schema), id(fields), tuple(sorted({q.text for q in queries})), entity_type)
+    key = (id(schema), tuple(sorted({q.text for q in queries})), entity_type)
+    if fields is not FIELDS:  # another table (a test's): not cached, its id may be reused later
+        return _compile_group(schema, queries, entity_type, fields)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    result: CompiledGroup | str
-    merged = merge_queries(schema._schema, queries)
-    if merged is None:
-        result = _UNMERGEABLE
-    else:
-        try:
-            plan = _root(schema._schema, merged, entity_type, fields)
-            distinct = tuple(dict.fromkeys(queries))
-            projectors = {q.text: projector(merged.plans[q.text]) for q in distinct}
-            result = CompiledGroup(distinct, merged, plan, projectors)
-        except Unsupported as exc:
-            result = str(exc)
-    _CACHE[key] = result
+    result = _CACHE[key] = _compile_group(schema, queries, entity_type, fields)
     if len(_CACHE) > PLAN_CACHE_SIZE:
         _CACHE.popitem(last=False)
     return result
 
 
-_REASONS: OrderedDict[tuple[int, int, str, EntityType], str | None] = OrderedDict()
+def _compile_group(
+    schema: Any, queries: Sequence[CompiledQuery], entity_type: EntityType, fields: Fields
+) -> CompiledGroup | str:
+    merged = merge_queries(schema._schema, queries)
+    if merged is None:
+        return _UNMERGEABLE
+    try:
+        plan = _root(schema._schema, merged, entity_type, fields)
+    except Unsupported as exc:
+        return str(exc)
+    distinct = tuple(dict.fromkeys(queries))
+    projectors = {q.text: projector(merged.plans[q.text]) for q in distinct}
+    return CompiledGroup(distinct, merged, plan, projectors)
+
+
+_REASONS: OrderedDict[tuple[int, str, EntityType], str | None] = OrderedDict()
 
 
 def fallback_reason(schema: Any, query: CompiledQuery, fields: Fields = FIELDS) -> str | None:
     """Why `query` is evaluated by graphql-core rather than compiled to SQL; None when it compiles.
     Kept apart from the groups' cache, which the engine's many single queries would otherwise evict."""
-    key = (id(schema), id(fields), query.text, query.entity_type)
-    if key in _REASONS:
+    key = (id(schema), query.text, query.entity_type)
+    if fields is FIELDS and key in _REASONS:
         _REASONS.move_to_end(key)
         return _REASONS[key]
     merged = merge_queries(schema._schema, [query])
@@ -264,9 +269,10 @@ def fallback_reason(schema: Any, query: CompiledQuery, fields: Fields = FIELDS) 
             _root(schema._schema, merged, query.entity_type, fields)
         except Unsupported as exc:
             reason = str(exc)
-    _REASONS[key] = reason
-    if len(_REASONS) > REASON_CACHE_SIZE:
-        _REASONS.popitem(last=False)
+    if fields is FIELDS:
+        _REASONS[key] = reason
+        if len(_REASONS) > REASON_CACHE_SIZE:
+            _REASONS.popitem(last=False)
     return reason
 
 
