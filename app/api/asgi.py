@@ -1,6 +1,6 @@
 """/graphql over HTTP and websockets: bearer-key authentication, GraphiQL, JSON errors.
 
-An HTTP request of a valid key passes its key's quotas (app.api.quotas: rate and requests running at
+An HTTP request of a valid key passes its key's quotas (app.policy.quotas: rate and requests running at
 once, 429 with Retry-After past them), then reads its body (at most MAX_BODY_BYTES) and runs
 under `request_timeout_ms`: past the deadline, or once the client disconnects, the execution is
 cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. An answer
@@ -25,11 +25,11 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
-from app.api.quotas import KeyQuotas
 from app.api.schema import schema
 from app.api.subscriptions import KeySubscriptions, SubscriptionQuota
 from app.api.ws_protocols import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
 from app.config import Settings
+from app.policy.quotas import KeyQuotas
 from app.store.apikeys import authenticate, hash_key
 from app.types import Visibility
 

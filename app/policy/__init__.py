@@ -1,0 +1,4 @@
+"""Pure policy: plain functions and small classes on values — coalescing, retry, signing, the
+delivery envelope, global IDs, send lanes, request quotas, the attempt builder. No I/O, no clock
+and no randomness of their own (the caller passes `now` and a `random`); imports only app.types
+and app.config."""

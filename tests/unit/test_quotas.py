@@ -1,6 +1,6 @@
-"""Per-key request quotas (app.api.quotas): pure, time passed in."""
+"""Per-key request quotas (app.policy.quotas): pure, time passed in."""
 
-from app.api.quotas import KeyQuotas, Refusal
+from app.policy.quotas import KeyQuotas, Refusal
 
 
 def test_a_key_may_burst_twice_its_rate_then_goes_at_its_rate() -> None:
