@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from itertools import count
-from typing import Any
 
 import asyncpg
 
@@ -228,7 +227,7 @@ def statement(plan: RootPlan) -> Query:
 
 
 async def fetch_data(
-    conn: asyncpg.Connection[Any], plan: RootPlan, ids: list[int], seller_id: int | None, timeout_s: float
+    conn: asyncpg.Connection, plan: RootPlan, ids: list[int], seller_id: int | None, timeout_s: float
 ) -> list[str]:
     """Each entity's `data` JSON text, in the order of `ids`. Raises `TimeoutError` when the
     statement runs longer than `timeout_s` (asyncpg cancels it on the server)."""
