@@ -39,10 +39,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import FieldNode, GraphQLObjectType, GraphQLSchema, OperationDefinitionNode, SelectionSetNode, VariableNode
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
 
 from app.evaluation.compile import CompiledQuery
-from app.evaluation.merge import MergedQuery, collect_fields, merge_queries, projector
+from app.evaluation.merge import MergedQuery, Unmergeable, collect_fields, merge_queries, projector
 from app.policy.payload_plan import (
     COLUMN,
     ENUM,
@@ -216,6 +225,7 @@ class CompiledGroup:
 
 
 Fields = dict[str, dict[str, Col | Money | One | Many]]
+Fragments = dict[str, FragmentDefinitionNode]
 _UNMERGEABLE = "the query cannot be merged (introspection, or a directive other than a literal @skip/@include)"
 _CACHE: OrderedDict[tuple[int, tuple[str, ...], EntityType], CompiledGroup | str] = OrderedDict()
 
@@ -244,7 +254,7 @@ def _compile_group(
     if merged is None:
         return _UNMERGEABLE
     try:
-        plan = _root(schema._schema, merged, entity_type, fields)
+        plan = _root(schema._schema, merged.document, entity_type, fields)
     except Unsupported as exc:
         return str(exc)
     distinct = tuple(dict.fromkeys(queries))
@@ -262,13 +272,15 @@ def fallback_reason(schema: Any, query: CompiledQuery, fields: Fields = FIELDS) 
     if fields is FIELDS and key in _REASONS:
         _REASONS.move_to_end(key)
         return _REASONS[key]
-    merged = merge_queries(schema._schema, [query])
-    reason: str | None = _UNMERGEABLE if merged is None else None
-    if merged is not None:
-        try:
-            _root(schema._schema, merged, query.entity_type, fields)
-        except Unsupported as exc:
-            reason = str(exc)
+    # The query's own document, not merged: merging validates a new document (milliseconds), and
+    # an engine starting with a thousand stored queries asks this for each.
+    reason: str | None = None
+    try:
+        _root(schema._schema, query.document, query.entity_type, fields)
+    except Unsupported as exc:
+        reason = str(exc)
+    except Unmergeable:
+        reason = _UNMERGEABLE
     if fields is FIELDS:
         _REASONS[key] = reason
         if len(_REASONS) > REASON_CACHE_SIZE:
@@ -276,13 +288,16 @@ def fallback_reason(schema: Any, query: CompiledQuery, fields: Fields = FIELDS) 
     return reason
 
 
-def _root(schema: GraphQLSchema, merged: MergedQuery, entity_type: EntityType, fields: Fields) -> RootPlan:
-    (op,) = [d for d in merged.document.definitions if isinstance(d, OperationDefinitionNode)]
+def _root(schema: GraphQLSchema, document: DocumentNode, entity_type: EntityType, fields: Fields) -> RootPlan:
+    """The plan of a document: a merged one (no fragments, one field per name), or a query's own
+    (to find what would stop it compiling without merging it)."""
+    (op,) = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     query_type = schema.query_type
     assert query_type is not None
     entity_name = entity_type.graphql_name
     entries: list[Leaf | Relation] = []
-    for key, nodes in collect_fields(schema, query_type, [op.selection_set], {}).items():
+    for key, nodes in collect_fields(schema, query_type, [op.selection_set], fragments).items():
         name = nodes[0].name.value
         if name == "__typename":
             entries.append(Leaf(key, TYPENAME, arg=query_type.name))
@@ -300,7 +315,7 @@ def _root(schema: GraphQLSchema, merged: MergedQuery, entity_type: EntityType, f
                 raise Unsupported(f"root field `{name}` takes an argument other than `id: $id`")
         runtime = schema.get_type(entity_name)
         assert isinstance(runtime, GraphQLObjectType)
-        obj = _obj(schema, fields, runtime, _children(nodes))
+        obj = _obj(schema, fields, fragments, runtime, _children(nodes))
         entries.append(Relation(key, TABLES[entity_name], "id", many=False, obj=obj))
     return RootPlan(TABLES[entity_name], tuple(entries))
 
@@ -309,13 +324,15 @@ def _children(nodes: list[FieldNode]) -> list[SelectionSetNode]:
     return [n.selection_set for n in nodes if n.selection_set is not None]
 
 
-def _obj(schema: GraphQLSchema, table: Fields, runtime: GraphQLObjectType, sets: list[SelectionSetNode]) -> Obj:
+def _obj(
+    schema: GraphQLSchema, table: Fields, fragments: Fragments, runtime: GraphQLObjectType, sets: list[SelectionSetNode]
+) -> Obj:
     type_name = runtime.name
     fields = table.get(type_name)
     if fields is None:
         raise Unsupported(f"type {type_name} is not compiled")
     entries: list[Leaf | MoneyOf | Relation] = []
-    for key, nodes in collect_fields(schema, runtime, sets, {}).items():
+    for key, nodes in collect_fields(schema, runtime, sets, fragments).items():
         name = nodes[0].name.value
         if any(n.arguments for n in nodes):
             raise Unsupported(f"{type_name}.{name} has arguments")
@@ -330,22 +347,22 @@ def _obj(schema: GraphQLSchema, table: Fields, runtime: GraphQLObjectType, sets:
             if isinstance(form, Col):
                 entries.append(Leaf(key, form.kind, form.column))
             elif isinstance(form, Money):
-                entries.append(MoneyOf(key, form.amount, form.currency, _money_fields(schema, nodes)))
+                entries.append(MoneyOf(key, form.amount, form.currency, _money_fields(schema, fragments, nodes)))
             else:
                 target = schema.get_type(form.type_name)
                 assert isinstance(target, GraphQLObjectType)
-                sub = _obj(schema, table, target, _children(nodes))
+                sub = _obj(schema, table, fragments, target, _children(nodes))
                 entries.append(Relation(key, TABLES[form.type_name], form.column, isinstance(form, Many), sub))
     if len(entries) > MAX_KEYS:
         raise Unsupported(f"{type_name} selects {len(entries)} fields; at most {MAX_KEYS} compile")
     return Obj(TABLES[type_name], tuple(entries))
 
 
-def _money_fields(schema: GraphQLSchema, nodes: list[FieldNode]) -> tuple[tuple[str, str], ...]:
+def _money_fields(schema: GraphQLSchema, fragments: Fragments, nodes: list[FieldNode]) -> tuple[tuple[str, str], ...]:
     money = schema.get_type("Money")
     assert isinstance(money, GraphQLObjectType)
     out = []
-    for key, sub in collect_fields(schema, money, _children(nodes), {}).items():
+    for key, sub in collect_fields(schema, money, _children(nodes), fragments).items():
         name = sub[0].name.value
         if name not in ("amount", "currencyCode", "formatted", "__typename"):
             raise Unsupported(f"Money.{name} has no SQL form")
