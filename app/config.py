@@ -59,6 +59,14 @@ class Settings:
     key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
     ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
     shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
+    # /metrics: webhooks with series of their own (the largest backlogs); the rest are summed under
+    # webhook="other". Each listed webhook costs 23 series (backlog, 5 attempt classes, 17 of the
+    # latency histogram), so 50 keeps a scrape under 1,200 per-webhook series.
+    metrics_max_webhooks: int = 50
+    # `hookql listen`: how long a listener's hold on a webhook lasts past its last renewal (the CLI
+    # renews every third of it). A temporary webhook whose listener died is deleted, and an attached
+    # one goes back to HTTP delivery, within this plus 1 s.
+    listen_lease_s: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +94,8 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.database_url is not None:
+            check_database_url(self.database_url)
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be 1-65535, got {self.port}")
         for name in ("debounce_ms", "max_delay_ms", "retry_base_ms", "retry_max_ms"):
@@ -120,9 +130,29 @@ POSITIVE_SETTINGS = (
     "key_max_subscriptions",
     "ws_auth_timeout_s",
     "shutdown_timeout_s",
+    "metrics_max_webhooks",
+    "listen_lease_s",
 )
 
 BOOLEAN_SETTINGS = ("allow_private_targets", "compiled_queries")
+
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")  # asyncpg's (and libpq's) spellings
+
+
+def check_database_url(url: str) -> None:
+    """Refuse, in one line, a database URL that is not a PostgreSQL URL: caught here, before any
+    connection is tried, it is a settings mistake rather than an unreachable server."""
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() in DATABASE_URL_SCHEMES:
+        return
+    # Show what was given only when it cannot hold a password (no `user:password@` part).
+    shown = f" {url!r}" if "@" not in url and len(url) <= 200 else ""
+    raise SettingsError(
+        f"the database URL{shown} is not a PostgreSQL URL: set HOOKQL_DATABASE_URL "
+        "(or DATABASE_URL, or --database-url) to postgresql://user:password@host:5432/database, "
+        "or unset it for the embedded PostgreSQL"
+    )
+
 
 _DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

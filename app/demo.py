@@ -32,15 +32,18 @@ from app.types import OPERATOR
 
 DRAIN_TIMEOUT_S = 15.0  # after the activity stops, how long to wait for the last deliveries
 ACTIONS_PER_S = 4.0
+# A repriced variant's stock is left alone this long, past the demo's longest hold (max_delay_ms
+# 1500), so the price change is evaluated alone and its skip is what the tour says it is.
+QUIET_AFTER_REPRICE_S = 3.0
 
 ERP_QUERY = """query($id: ID!) { node(id: $id) { ... on Invoice {
   id status total { formatted } lineItems { quantity } shipments { status trackingNumber } } } }"""
-# Selects the stock level only: a price change re-evaluates the variant, finds the same payload
-# and is SKIPPED — the receiver hears only about what it asked for.
+# Selects the stock level only: a price change of a variant already sent re-evaluates it, finds
+# the same payload and is SKIPPED — the receiver hears only about what it asked for.
 STOCK_QUERY = "query($id: ID!) { variant(id: $id) { id sku countOnHand } }"
 
 CREATE_WEBHOOK = """mutation($input: WebhookCreateInput!) {
-  webhookCreate(input: $input) { webhook { id name } secret errors { field message } }
+  webhookCreate(input: $input) { webhook { id legacyId name } secret errors { field message } }
 }"""
 
 
@@ -53,6 +56,9 @@ class DemoSummary:
     received: int = 0
     verified: int = 0
     coalesced: int = 0
+    unsent: Counter[str] = dataclasses.field(default_factory=Counter)  # skipped/superseded events shown
+    startup_s: float = 0.0  # the embedded PostgreSQL, migrations, fixtures, engine and webhooks
+    total_s: float = 0.0
 
     @property
     def deliveries(self) -> int:
@@ -129,9 +135,11 @@ def describe(delivery: dict[str, Any]) -> str:
 class Shop:
     """Simulated marketplace activity (`app.store.demo`), with the random choices made here."""
 
-    def __init__(self, conn: asyncpg.Connection, rng: random.Random) -> None:
+    def __init__(self, conn: asyncpg.Connection, rng: random.Random, stock_feed_id: int) -> None:
         self.conn = conn
         self.rng = rng
+        self.stock_feed_id = stock_feed_id
+        self._quiet_until: dict[int, float] = {}  # variant id -> monotonic time its stock may change again
 
     async def new_order(self) -> str:
         variants = await demo_store.variants_to_sell(self.conn, 2)
@@ -165,7 +173,9 @@ class Shop:
         return f"refund requested on invoice #{line.invoice_id}"
 
     async def stock(self) -> str:
-        variant = await demo_store.any_variant(self.conn, stocked=True)
+        now = time.monotonic()
+        quiet = [v for v, until in self._quiet_until.items() if until > now]
+        variant = await demo_store.any_variant(self.conn, stocked=True, excluded_ids=quiet)
         if variant is None:
             return "no stock to change"
         delta = self.rng.choice([-3, -1, -1, 2, 5])
@@ -173,11 +183,14 @@ class Shop:
         return f"stock of {variant.sku} {delta:+d}"
 
     async def reprice(self) -> str:
-        variant = await demo_store.any_variant(self.conn, stocked=False)
+        # A variant the Stock feed has been sent: one it has never heard of would be news (its
+        # first payload), whatever changed.
+        variant = await demo_store.variant_known_to(self.conn, self.stock_feed_id)
         if variant is None:
-            return "no variants to reprice"
+            return await self.stock()
+        self._quiet_until[variant.id] = time.monotonic() + QUIET_AFTER_REPRICE_S
         await demo_store.raise_price(self.conn, variant.id)
-        return f"price of {variant.sku} +5% (the stock feed does not select prices: skipped)"
+        return f"price of {variant.sku} +5% (the Stock feed selects no price: expect a skip ·)"
 
     async def step(self) -> str:
         action: Callable[[], Any] = self.rng.choices(
@@ -189,7 +202,8 @@ class Shop:
 
 # --- the tour ------------------------------------------------------------------------------------
 
-async def _register(schema: Any, context: Any, receiver: Receiver, name: str, type_: str, query: str) -> None:
+async def _register(schema: Any, context: Any, receiver: Receiver, name: str, type_: str, query: str) -> int:
+    """Create the webhook through the GraphQL API; returns its numeric id."""
     path = name.lower().replace(" ", "-")
     result = await schema.execute(
         CREATE_WEBHOOK,
@@ -203,6 +217,28 @@ async def _register(schema: Any, context: Any, receiver: Receiver, name: str, ty
         raise RuntimeError(f"webhookCreate refused: {payload['errors']}")
     receiver.secrets[path] = payload["secret"]
     receiver.names[path] = name
+    return int(payload["webhook"]["legacyId"])
+
+
+class UnsentReporter:
+    """Prints each event that ends without a request (skipped, superseded) once: the receiver
+    sees its sequence number missing, and this line says why."""
+
+    def __init__(self, summary: DemoSummary, say: Callable[[str], None]) -> None:
+        self._reported: set[int] = set()
+        self._summary = summary
+        self._say = say
+
+    async def report(self, conn: asyncpg.Connection) -> None:
+        for e in await demo_store.unsent_events(conn, sorted(self._reported)):
+            self._reported.add(e.id)
+            self._summary.unsent[e.status] += 1
+            if e.status == "skipped":
+                why = "skipped: same payload as the last one sent, not sent"
+            else:
+                by = f" by seq {e.superseded_by_sequence}" if e.superseded_by_sequence else ""
+                why = f"superseded{by}: a newer change came first; only the newer state is sent"
+            self._say(f"  · {e.webhook:<10} {e.event:<24} seq {e.sequence:<4} {e.entity:<17} {why}")
 
 
 async def _summary(conn: asyncpg.Connection, summary: DemoSummary) -> None:
@@ -240,7 +276,9 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
 
     out = out or sys.stdout
     summary = DemoSummary()
+    started = time.monotonic()
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    unsent = UnsentReporter(summary, say)
     say("hookql demo: starting a throwaway embedded PostgreSQL …")
     async with _embedded(settings) as (demo_settings, url):
         pool = await db.create_pool(url, min_size=2, max_size=10)
@@ -257,17 +295,21 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
             ) as engine:
                 context = make_context(pool, OPERATOR, demo_settings, transport=engine.transport)
                 await _register(schema, context, receiver, "ERP sync", "INVOICE", ERP_QUERY)
-                await _register(schema, context, receiver, "Stock feed", "VARIANT", STOCK_QUERY)
+                stock_feed = await _register(schema, context, receiver, "Stock feed", "VARIANT", STOCK_QUERY)
+                summary.startup_s = time.monotonic() - started
                 say(f"receiver on {receiver.base_url}; webhooks: ERP sync (invoices), Stock feed (variants)")
+                say("each delivery prints as ← when the receiver gets it; · marks an event that is not sent")
                 say(f"playing shop for {seconds} s (Ctrl-C ends early) …\n")
-                await _play(pool, summary, seconds, say)
+                await _play(pool, summary, seconds, say, stock_feed, unsent)
                 say("\nactivity stopped; waiting for the last deliveries …")
                 async with pool.acquire() as conn:
                     # Polling: the deliveries happen in the engine; the table is where they show.
                     for _ in range(int(DRAIN_TIMEOUT_S / 0.2)):
+                        await unsent.report(conn)
                         if await demo_store.drained(conn):
                             break
                         await asyncio.sleep(0.2)
+                    await unsent.report(conn)
         except (KeyboardInterrupt, asyncio.CancelledError):
             say("\ninterrupted; stopping …")
         finally:
@@ -277,20 +319,29 @@ async def run_demo(settings: Settings, seconds: int = 40, *, out: TextIO | None 
                 async with pool.acquire() as conn:
                     await _summary(conn, summary)
             await pool.close()
+    summary.total_s = time.monotonic() - started
     _print_summary(summary, say)
     return summary
 
 
-async def _play(pool: asyncpg.Pool, summary: DemoSummary, seconds: float, say: Callable[[str], None]) -> None:
+async def _play(
+    pool: asyncpg.Pool,
+    summary: DemoSummary,
+    seconds: float,
+    say: Callable[[str], None],
+    stock_feed_id: int,
+    unsent: UnsentReporter,
+) -> None:
     rng = random.Random(7)
     started = time.monotonic()
     async with pool.acquire() as conn:
-        shop = Shop(conn, rng)
+        shop = Shop(conn, rng, stock_feed_id)
         while (elapsed := time.monotonic() - started) < seconds:
             what = await shop.step()
             summary.actions += 1
             pending = await demo_store.pending_events(conn)
-            say(f"[{elapsed:5.1f}/{seconds:.0f} s] {summary.actions:>3} actions · {pending} pending · {what}")
+            say(f"[{elapsed:5.1f}/{seconds:.0f} s] {summary.actions:>3} actions, {pending} pending: {what}")
+            await unsent.report(conn)
             await asyncio.sleep(rng.expovariate(ACTIONS_PER_S))
     summary.seconds = time.monotonic() - started
 
@@ -305,4 +356,9 @@ def _print_summary(s: DemoSummary, say: Callable[[str], None]) -> None:
         f" {e['superseded']} superseded, {e['failed']} failed, {e['pending']} still pending"
     )
     say(f"  receiver: {s.received} requests, {s.verified} with a verified signature")
+    say("  sequence numbers: a webhook numbers all its events 1, 2, 3 …, sent or not; the receiver")
+    say(f"    sees a gap for each one marked · ({s.unsent['skipped']} skipped: nothing it selects changed;")
+    say(f"    {s.unsent['superseded']} superseded: a newer state was sent instead)")
+    say(f"  {s.total_s:.0f} s in all: {s.startup_s:.0f} s to start (PostgreSQL, sample data, webhooks),"
+        f" {s.seconds:.0f} s of activity, then the last deliveries")
     say(f"  {json.dumps({'deliveries': s.deliveries, 'verified': s.verified})}")

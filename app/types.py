@@ -100,6 +100,10 @@ class Outgoing:
     body: dict[str, object]  # the delivery body tree; rendered per `format` by the transport
     timeout_s: float
     allow_private_targets: bool
+    # The integrator-keyed HMAC: `hmac_header` carries base64(HMAC-SHA256(hmac_key, body)) when a
+    # key is set; None sends no such header.
+    hmac_key: str | None = None
+    hmac_header: str | None = None
 
 
 @dataclass(frozen=True)

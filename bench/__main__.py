@@ -1,6 +1,8 @@
-"""`python -m bench [--quick] [--out PATH] [--database-url URL]`: run the benchmark, print the
-table, write the JSON. Exit status 0 when every figure was measured, 1 when some could not be
-(the table says why); a missed goal does not change it — numbers on a shared machine are noisy."""
+"""`python -m bench [--quick] [--peers] [--out PATH] [--database-url URL]`: run the benchmark,
+print the table, write the JSON. `--peers` adds the same webhook workload through pgqueuer,
+procrastinate and graphile-worker (bench/peers), beside `hookql serve`. Exit status 0 when every
+figure was measured, 1 when some could not be (the table says why); a missed goal does not change
+it — numbers on a shared machine are noisy."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from app import runtime
 from bench.database import embedded_server
 from bench.plan import Plan
-from bench.run import SCENARIO_NAMES, run_bench
+from bench.run import PEERS_SCENARIO, SCENARIO_NAMES, run_bench
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -27,24 +29,45 @@ def main(argv: list[str] | None = None) -> int:
         "its own databases on it and drops them afterwards",
     )
     parser.add_argument(
+        "--peers",
+        nargs="?",
+        const="all",
+        metavar="SYSTEMS",
+        help="also run the peers' workload through hookql, pgqueuer, procrastinate and graphile-worker "
+        "(3 alternating rounds; `pip install -e '.[peers]'`; graphile-worker needs node >= 22); "
+        "`--peers pgqueuer` runs only that peer beside hookql",
+    )
+    parser.add_argument(
         "--only",
-        help="comma-separated scenarios to run after the limits (" + ", ".join(SCENARIO_NAMES) + "); "
-        "for iterating on one figure — the README's table comes from a whole run",
+        help="comma-separated scenarios to run after the limits ("
+        + ", ".join((*SCENARIO_NAMES, PEERS_SCENARIO))
+        + "); for iterating on one figure — the README's table comes from a whole run",
     )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
-    if only and not only <= set(SCENARIO_NAMES):
-        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIO_NAMES)))}")
+    known = {*SCENARIO_NAMES, PEERS_SCENARIO}
+    if only and not only <= known:
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - known))}")
+    peers = bool(args.peers) or bool(only and PEERS_SCENARIO in only)
+    peer_systems = frozenset(args.peers.split(",")) if args.peers and args.peers != "all" else frozenset()
+    if peer_systems:
+        from bench.peers.systems import PEERS
+
+        unknown = peer_systems - {p.key for p in PEERS}
+        if unknown:
+            parser.error(
+                f"--peers: unknown system(s) {', '.join(sorted(unknown))} (known: {', '.join(p.key for p in PEERS)})"
+            )
     plan = Plan.quick_plan() if args.quick else Plan.full()
     # SIGTERM (a harness's timeout, a process manager) stops the bench as Ctrl-C does: the running
     # scenario is cancelled, its engines stopped, its databases dropped and the embedded
     # PostgreSQL (a daemon in a session of its own, out of reach of a process-group kill) stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.database_url:
-        report = runtime.run(run_bench(plan, args.database_url, only=only))
+        report = runtime.run(run_bench(plan, args.database_url, only=only, peers=peers, peer_systems=peer_systems))
     else:
         with embedded_server() as url:
-            report = runtime.run(run_bench(plan, url, only=only))
+            report = runtime.run(run_bench(plan, url, only=only, peers=peers, peer_systems=peer_systems))
     report.write_json(args.out)
     print(report.table())
     print(

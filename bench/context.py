@@ -17,7 +17,7 @@ from bench.cpu import CpuShares
 from bench.database import BenchDatabases
 from bench.plan import Plan
 from bench.processes import EngineProcess, EngineSettings, engines
-from bench.producer import Producer, ProducerRun, Target, load_targets
+from bench.producer import Producer, Target, load_targets
 from bench.receiver import ReceiverProcess
 
 SAMPLE_EVERY_S = 0.25  # receiver polling while a window runs: cheap, and fine enough for rates
@@ -39,6 +39,8 @@ class Bench:
     peak_deliveries_per_s: float | None = None  # one serve process, full load
     # the throughput run's one-serve measurement, reused as the scaling run with as many webhooks
     serve_run: dict[str, Any] | None = None
+    # `--peers a,b`: the peer systems to run beside hookql (bench/peers); empty means all
+    peer_systems: frozenset[str] = frozenset()
 
     @contextlib.asynccontextmanager
     async def scenario_db(
@@ -79,7 +81,7 @@ def expected_fanout(targets: Sequence[Target], specs: Sequence[dataset.WebhookSp
 class Window:
     """Deliveries counted by the receiver while the producer ran."""
 
-    producer: ProducerRun
+    producer: Any  # the producer's run: a ProducerRun, or bench.peers.workload.InvoiceRun
     deliveries_per_s: float
     counted_s: float
     counted_from: float  # monotonic time the window opened
@@ -97,14 +99,19 @@ async def produce_and_count(
     window_s: float,
     rate_per_s: float | None = None,
     engine_pids: Sequence[int] = (),
+    producer: Any = None,
+    secrets: dict[str, str] | None = None,
 ) -> Window:
     """Run the producer until a counting window of `window_s` has passed; the sustained delivery
     rate is the receiver's count over that window. The window opens `warmup_s` after the first
     delivery: start-up, the first debounce and the first (largest) batches are not steady state.
-    The producer keeps committing throughout, so the engine never runs out of work."""
-    await bench.receiver.reset()
+    The producer keeps committing throughout, so the engine never runs out of work.
+
+    `producer` replaces the bench's own (anything with its `run`); `secrets` (hook name → secret)
+    makes the receiver check every delivery's signature."""
+    await bench.receiver.reset(secrets)
     cpu = CpuShares({"engine": list(engine_pids), "receiver": [bench.receiver.pid]}, await bench.dbs.postmaster_pid())
-    producer = Producer(url, targets)
+    producer = producer or Producer(url, targets)
     stop = asyncio.Event()
     marks: list[tuple[float, int]] = []
 

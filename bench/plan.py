@@ -43,6 +43,11 @@ class Plan:
     # noisy neighbour
     neighbour_window_s: float  # quiet, then the same again under attack
     neighbour_drain_s: float  # after the attack: how long the neighbour's last deliveries may take
+    # peers (`--peers`): rounds alternate the systems' order; per system and round, a latency window
+    # at 5 updates/s, then a throughput window, each after `warmup_s` from the first delivery
+    peers_rounds: int = 3
+    peers_latency_s: float = 8.0
+    peers_throughput_s: float = 10.0
     # engine settings of the throughput/latency runs
     debounce_ms: int = 50
     targets_per_type: int = 2_000
@@ -109,4 +114,7 @@ class Plan:
             settle_s=0.8,
             neighbour_window_s=1.5,
             neighbour_drain_s=1.0,
+            peers_rounds=1,
+            peers_latency_s=1.5,
+            peers_throughput_s=1.5,
         )

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
+import hmac
 import os
 import re
 import socket
@@ -30,6 +34,10 @@ from app import runtime
 
 HOST = "127.0.0.1"
 MARKER_RE = re.compile(rb"bench-(\d+)")
+# The peers' workload (bench/peers) changes invoice statuses, which carry no marker: its
+# deliveries are matched to commits by the invoice's `legacyId`, which every system's body holds.
+INVOICE_KEY_RE = re.compile(rb'"legacyId"\s*:\s*(\d+)')
+SECRET_PREFIX = "whsec_"
 # A bound on what the receiver remembers per run (one entry ≈ 100 bytes): far above any
 # scenario's delivery count, small enough that a runaway engine cannot exhaust memory.
 MAX_RECEIPTS = 1_000_000
@@ -50,6 +58,35 @@ class Tally:
     dropped_receipts: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    # Set by a /reset that names the webhooks' secrets (the peers' runs): every request's Standard
+    # Webhooks signature is checked, and receipts are also kept by invoice (`INVOICE_KEY_RE`).
+    keys: dict[str, bytes] = field(default_factory=dict)  # hook name → HMAC key
+    verified: int = 0
+    unverified: int = 0  # a signature missing or wrong, or a hook whose secret the receiver lacks
+    invoice_receipts: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+def signature_ok(key: bytes, headers: Any, body: bytes) -> bool:
+    """Standard Webhooks: `webhook-signature` holds `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`
+    entries, space-separated; one that matches is enough."""
+    msg_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not (msg_id and timestamp and signatures):
+        return False
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    expected = base64.b64encode(digest).decode()
+    return any(
+        version == "v1" and hmac.compare_digest(sig, expected)
+        for version, _, sig in (entry.partition(",") for entry in signatures.split())
+    )
+
+
+def hmac_key(secret: str) -> bytes:
+    try:
+        return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    except (binascii.Error, ValueError):
+        return secret.encode()
 
 
 @dataclass
@@ -76,6 +113,15 @@ def build_app() -> web.Application:
         if tally.first_at is None:
             tally.first_at = now
         tally.last_at = now
+        if tally.keys:
+            key = tally.keys.get(name)
+            if key is not None and signature_ok(key, request.headers, body):
+                tally.verified += 1
+            else:
+                tally.unverified += 1
+            keyed = INVOICE_KEY_RE.search(body)
+            if keyed and len(tally.invoice_receipts) < MAX_RECEIPTS:
+                tally.invoice_receipts.append((int(keyed.group(1)), name, now))
         # One marker per delivery: the highest in the body is the newest state it carries.
         markers = [int(m) for m in MARKER_RE.findall(body)]
         if markers:
@@ -112,15 +158,26 @@ def build_app() -> web.Application:
                 "first_at": tally.first_at,
                 "last_at": tally.last_at,
                 "dropped_receipts": tally.dropped_receipts,
+                "verified": tally.verified,
+                "unverified": tally.unverified,
             }
         )
 
     async def receipts(request: web.Request) -> web.Response:
-        return web.json_response({"receipts": tally.receipts, "last_marker_by_name": tally.last_marker_by_name})
+        return web.json_response(
+            {
+                "receipts": tally.receipts,
+                "last_marker_by_name": tally.last_marker_by_name,
+                "invoice_receipts": tally.invoice_receipts,
+            }
+        )
 
     async def reset(request: web.Request) -> web.Response:
+        """Start new counts; a JSON body `{"secrets": {name: secret}}` turns on signature checks
+        and receipts by invoice for the run that follows."""
         nonlocal tally, hanging
-        tally = Tally()
+        config = await request.json() if request.can_read_body else {}
+        tally = Tally(keys={name: hmac_key(secret) for name, secret in (config.get("secrets") or {}).items()})
         hanging.released.set()  # anything still held from before
         hanging = Hanging()
         return web.json_response({"ok": True})
@@ -220,9 +277,11 @@ class ReceiverProcess:
     async def count(self) -> int:
         return int((await self.stats())["count"])
 
-    async def reset(self) -> None:
+    async def reset(self, secrets: dict[str, str] | None = None) -> None:
+        """New counts; with `secrets` (hook name → `whsec_…`), signatures are checked too."""
         assert self._session is not None
-        async with self._session.post(self.base_url + "/reset") as resp:
+        body = {"secrets": secrets} if secrets else None
+        async with self._session.post(self.base_url + "/reset", json=body) as resp:
             resp.raise_for_status()
 
     async def _get(self, path: str) -> dict[str, Any]:

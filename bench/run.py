@@ -41,6 +41,8 @@ SCENARIOS: list[tuple[str, ModuleType, tuple[float, float]]] = [
 ]
 
 SCENARIO_NAMES = tuple(name for name, _, _ in SCENARIOS)
+PEERS_SCENARIO = "peers"  # `--peers`: after the others (bench/peers/scenario.py)
+PEERS_BOUND_S = (1_500.0, 180.0)  # full: 3 rounds × up to 4 systems, and graphile-worker's npm install
 
 # What the engine scenarios need from the package; absent modules mean "not measured".
 ENGINE_MODULES = ("app.engine.runner", "app.transport.http", "app.api.schema", "app.api.context")
@@ -134,7 +136,12 @@ async def run_scenario(
 
 
 async def run_bench(
-    plan: Plan, server_url: str, log_dir: Path | None = None, only: set[str] | None = None
+    plan: Plan,
+    server_url: str,
+    log_dir: Path | None = None,
+    only: set[str] | None = None,
+    peers: bool = False,
+    peer_systems: frozenset[str] = frozenset(),
 ) -> Report:
     started = time.monotonic()
     report = Report(mode="quick" if plan.quick else "full")
@@ -146,7 +153,7 @@ async def run_bench(
         report.machine["event_loop"] = runtime.loop_name()  # the engine's, the receiver's and L1's
         await dbs.build_template()
         await receiver.start()
-        bench = Bench(plan=plan, dbs=dbs, receiver=receiver, log_dir=logs)
+        bench = Bench(plan=plan, dbs=dbs, receiver=receiver, log_dir=logs, peer_systems=peer_systems)
         bench.sellers = await _sellers(dbs)
         report.details = bench.details
         bench.details["engine_logs"] = str(logs)
@@ -160,6 +167,16 @@ async def run_bench(
                 report.add(not_measured(figures, missing))
                 continue
             await run_scenario(bench, report, name, figures, module.measure, quick_s if plan.quick else full_s)
+        if peers:
+            from bench.peers import scenario as peers_scenario
+
+            figures = peers_scenario.declare(bench)
+            if missing:
+                report.add(not_measured(figures, missing))
+            else:
+                full_s, quick_s = PEERS_BOUND_S
+                bound_s = quick_s if plan.quick else full_s
+                await run_scenario(bench, report, PEERS_SCENARIO, figures, peers_scenario.measure, bound_s)
     finally:
         await receiver.stop()
         await dbs.drop_all()

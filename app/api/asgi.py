@@ -1,5 +1,9 @@
 """/graphql over HTTP and websockets: bearer-key authentication, GraphiQL, JSON errors.
 
+GET /graphql from a browser (Accept: text/html, no `query`) answers with the page of the `ide`
+given to `graphql_app` (hookql serve gives app.web.graphiql's, which needs no CDN); without one,
+such a request is an ordinary GraphQL request and needs a key.
+
 An HTTP request of a valid key passes its key's quotas (app.policy.quotas: rate and requests running at
 once, 429 with Retry-After past them), then reads its body (at most MAX_BODY_BYTES) and runs
 under `request_timeout_ms`: past the deadline, or once the client disconnects, the execution is
@@ -12,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -81,10 +86,16 @@ class HookqlGraphQL(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
     websocket_adapter_class = WebSocketAdapter
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, extras: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        extras: dict[str, Any],
+        ide: Callable[[Request], Awaitable[Response]] | None = None,
+    ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide=None,  # strawberry's own pages load their scripts from a CDN: see `ide`
             keep_alive=True,
             keep_alive_interval=15,
             # Both subprotocols: a websocket that has not authenticated by then is closed.
@@ -93,6 +104,7 @@ class HookqlGraphQL(GraphQL[Context, None]):
         self.pool = pool
         self.settings = settings
         self.extras = extras
+        self.ide = ide
         self.quotas: KeyQuotas[bytes] = KeyQuotas(settings.key_requests_per_s, settings.key_max_concurrent_requests)
         self.subscription_quota = SubscriptionQuota(settings.key_max_subscriptions)
 
@@ -102,11 +114,12 @@ class HookqlGraphQL(GraphQL[Context, None]):
             return
         request = Request(scope, receive)
         if (
-            request.method == "GET"
+            self.ide is not None
+            and request.method == "GET"
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params
         ):
-            await (await self.render_graphql_ide(request))(scope, receive, send)  # GraphiQL needs no key
+            await (await self.ide(request))(scope, receive, send)  # GraphiQL needs no key
             return
         key = _bearer(request.headers.get("authorization"))
         visibility = await authenticate(self.pool, key) if key else None
@@ -285,5 +298,11 @@ def _body(response: Response) -> bytes:
     return bytes(getattr(response, "body", b""))  # streamed responses (subscriptions over HTTP) have none
 
 
-def graphql_app(pool: asyncpg.Pool, settings: Settings, **extras: Any) -> HookqlGraphQL:
-    return HookqlGraphQL(pool, settings, extras)
+def graphql_app(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    ide: Callable[[Request], Awaitable[Response]] | None = None,
+    **extras: Any,
+) -> HookqlGraphQL:
+    """The /graphql view; `ide` renders the page a browser gets at GET /graphql (none: no page)."""
+    return HookqlGraphQL(pool, settings, extras, ide)

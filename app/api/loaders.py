@@ -14,6 +14,7 @@ import asyncpg
 from strawberry.dataloader import DataLoader
 
 from app.store import marketplace
+from app.store.dashboard import WebhookHealth, webhooks_health_of
 from app.types import Visibility
 
 V = TypeVar("V")
@@ -44,10 +45,20 @@ class Loaders:
     statements: int = 0  # SQL statements run through this set: every read of the API goes via _fetch
     by_id: dict[str, DataLoader[int, asyncpg.Record | None]] = field(init=False)
     children: dict[str, DataLoader[int, list[asyncpg.Record]]] = field(init=False)
+    # A webhook's health figures (backlog, last attempt, 24 h success): the dashboard's statement,
+    # once for every webhook a response shows.
+    webhook_health: DataLoader[int, WebhookHealth | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.by_id = _OnDemand(marketplace.TABLES, lambda t: DataLoader(load_fn=self._by_id_loader(t)))
         self.children = _OnDemand(marketplace.CHILDREN, lambda link: DataLoader(load_fn=self._children_loader(link)))
+        self.webhook_health = DataLoader(load_fn=self._load_webhook_health)
+
+    async def _load_webhook_health(self, ids: Sequence[int]) -> list[WebhookHealth | None]:
+        self.statements += 1
+        async with self.pool.acquire() as conn:
+            found = await webhooks_health_of(conn, self.visibility.seller_id, list(ids))
+        return [found.get(i) for i in ids]
 
     def _by_id_loader(self, table: str):  # type: ignore[no-untyped-def]
         query = marketplace.by_id(table)

@@ -17,7 +17,7 @@ class Money:
 
     @strawberry.field(description="Human-readable, e.g. `$1,234.50`, `-€3.00`")
     def formatted(self) -> str:
-        return format_money(self.amount, self.currency_code)
+        return formatted(self)
 
 
 def money(amount: Decimal, currency: str) -> Money:
@@ -29,3 +29,13 @@ def format_money(amount: Decimal, currency: str) -> str:
     symbol = _SYMBOLS.get(currency)
     number = f"{abs(amount).quantize(CENT):,}"
     return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {currency}"
+
+
+def cents(value: Money) -> int:
+    """The amount in cents (Marketplacer's `…Cents` fields): `12.50` → 1250."""
+    return int(value.amount * 100)
+
+
+def formatted(value: Money) -> str:
+    """Human-readable (Marketplacer's `…Formatted` fields): `$1,234.50`, `-€3.00`."""
+    return format_money(value.amount, value.currency_code)

@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 
 from app.api.cost_limit import CostLimit, DocumentTokens
 from app.api.http_operations import SubscriptionsOverWebsocket
+from app.api.listen import ListenMutation, ListenSubscription
 from app.api.marketplace import (
     Invoice,
     InvoiceAmendment,
@@ -30,7 +31,8 @@ from app.api.subscriptions import WebhookSubscription
 from app.api.webhooks import WebhookMutation, WebhookQuery
 
 Query = merge_types("Query", (MarketplaceQuery, WebhookQuery))
-Mutation = merge_types("Mutation", (WebhookMutation,))
+Mutation = merge_types("Mutation", (WebhookMutation, ListenMutation))
+Subscription = merge_types("Subscription", (WebhookSubscription, ListenSubscription))
 
 log = logging.getLogger("hookql.graphql")
 
@@ -50,7 +52,7 @@ class HookqlSchema(strawberry.Schema):
 schema = HookqlSchema(
     query=Query,
     mutation=Mutation,
-    subscription=WebhookSubscription,
+    subscription=Subscription,
     # Every Node type, so `... on Shipment` works even where no field returns one directly.
     types=[
         Seller,

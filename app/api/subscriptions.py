@@ -99,7 +99,13 @@ class WebhookEventUpdate:
     webhook_id: strawberry.ID
     event: str = strawberry.field(description="`invoice.updated`, `ping` …")
     status: EventStatus
-    sequence: int
+    sequence: int | None = strawberry.field(
+        description="Increases per webhook; null for an event its filter skipped (it takes no sequence number)"
+    )
+    skip_reason: str | None = strawberry.field(
+        description="Why a SKIPPED event was not sent: `identical` (skipIdenticalPayloads) or `filtered`"
+        " (the webhook's filter did not match)"
+    )
     entity_type: str | None = strawberry.field(description="`Invoice`, `Variant` or `RefundRequest`; none for a ping")
     entity_id: strawberry.ID | None = strawberry.field(description="The entity's global ID")
     payload: JSON = strawberry.field(description="The result of the webhook's query, as delivered")
@@ -119,6 +125,7 @@ class WebhookEventUpdate:
             event=u.event,
             status=EventStatus(u.status),
             sequence=u.sequence,
+            skip_reason=u.skip_reason,
             entity_type=entity_name,
             entity_id=to_global_id(entity_name, u.entity_id) if entity_name and u.entity_id else None,
             payload=JSON(u.payload),

@@ -13,9 +13,18 @@ from app.api.webhook_types import FieldError, HttpMethod, PayloadFormat, Webhook
 from app.config import Settings
 from app.evaluation.compile import DEFAULT_QUERY, QueryError, compile_query
 from app.evaluation.cost import limits_for
+from app.evaluation.selection import compile_filter
 from app.evaluation.sql import fallback_reason
 from app.policy.ids import decode
-from app.transport.netguard import Target, check_host, has_lone_surrogate, parse_target, validate_headers
+from app.policy.signing import DEFAULT_HMAC_HEADER, MAX_HMAC_KEY_BYTES
+from app.transport.netguard import (
+    Target,
+    check_host,
+    has_lone_surrogate,
+    header_name_problem,
+    parse_target,
+    validate_headers,
+)
 from app.types import Action, EntityType, Header, Visibility
 
 log = logging.getLogger(__name__)
@@ -26,6 +35,17 @@ MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 100_000
 MAX_TEXT_ERRORS = 20  # reported of those: 5,000 bad headers need not get 5,000 messages
 RANGES = {"max_attempts": (1, 50), "timeout_seconds": (1, 30), "concurrency": (1, 100)}
+MAX_HMAC_HEADER_LENGTH = 100  # characters of the integrator HMAC header's name
+_HMAC_KEY_DESCRIPTION = (
+    "Write-only: a key you choose; every delivery and ping then also carries `hmacHeader`:"
+    " base64(HMAC-SHA256(hmacKey, exact body bytes)). Never returned. An empty string removes it"
+)
+_FILTER_DESCRIPTION = (
+    "Deliver only payloads that match, e.g. `invoice.status in [SHIPPED, CANCELLED]`: comparisons"
+    " (==, !=, <, >, <=, >=, in, exists) of paths the query selects, combined with and/or/not."
+    " A payload that does not match is SKIPPED with skipReason `filtered`. An empty string removes it"
+)
+_HMAC_HEADER_DESCRIPTION = f"The header that carries the hmacKey signature (default `{DEFAULT_HMAC_HEADER}`)"
 
 
 @strawberry.input
@@ -50,6 +70,9 @@ class WebhookCreateInput:
     timeout_seconds: int | None = None
     concurrency: int | None = None
     seller_id: strawberry.ID | None = strawberry.field(default=None, description="Operator keys only")
+    hmac_key: str | None = strawberry.field(default=None, description=_HMAC_KEY_DESCRIPTION)
+    hmac_header: str | None = strawberry.field(default=None, description=_HMAC_HEADER_DESCRIPTION)
+    filter: str | None = strawberry.field(default=None, description=_FILTER_DESCRIPTION)
 
 
 @strawberry.input(description="Only the fields given change; the rest stay as they are")
@@ -67,6 +90,9 @@ class WebhookUpdateInput:
     max_attempts: int | None = None
     timeout_seconds: int | None = None
     concurrency: int | None = None
+    hmac_key: str | None = strawberry.field(default=None, description=_HMAC_KEY_DESCRIPTION)
+    hmac_header: str | None = strawberry.field(default=None, description=_HMAC_HEADER_DESCRIPTION)
+    filter: str | None = strawberry.field(default=None, description=_FILTER_DESCRIPTION)
 
 
 async def check_url(url: str, allow_private: bool) -> str | None:
@@ -152,6 +178,7 @@ async def clean(
             if reason is not None:
                 log.debug("webhook query evaluated by graphql-core, not compiled to SQL: %s", reason)
         values["query"] = query
+    _check_filter(schema, given, current, values, entity_type, fail)
     if given.headers is not None:
         headers = [Header(h.name, h.value) for h in given.headers]
         for field, message in validate_headers(headers):
@@ -165,6 +192,7 @@ async def clean(
         if _has_credentials(target) and any(n.lower() == "authorization" for n in names):
             fail("url" if "url" in values else "headers",
                  "the URL carries credentials (user:password@) and the headers set Authorization; keep one of them")
+    _check_hmac(given, current, values, fail)
     if given.events is not None:
         if not given.events:
             fail("events", "events must name at least one of CREATED, UPDATED, DELETED")
@@ -192,6 +220,64 @@ async def clean(
     elif current is None:
         values["seller_id"] = viewer.seller_id
     return values, errors
+
+
+def _check_filter(
+    schema: Any,
+    given: WebhookCreateInput | WebhookUpdateInput,
+    current: dict[str, Any] | None,
+    values: dict[str, Any],
+    entity_type: EntityType,
+    fail: Any,
+) -> None:
+    """The filter, checked against the query the webhook will have: a new filter against the new
+    or stored query, and a stored filter against a new query or type ("" removes the filter)."""
+    if given.filter is not None:
+        values["filter"] = given.filter if given.filter.strip() else None
+    text = values["filter"] if "filter" in values else (current or {}).get("filter")
+    if not text or not ({"filter", "query", "entity_type"} & values.keys()):
+        return
+    query = values.get("query") or (current or {}).get("query") or DEFAULT_QUERY
+    compiled = compile_query(schema, query, entity_type)
+    if isinstance(compiled, QueryError):
+        return  # the query's own error says what to fix first
+    problem = compile_filter(text, compiled)
+    if isinstance(problem, str):
+        fail("filter", problem if "filter" in values else f"the stored filter no longer fits the query: {problem}")
+
+
+def _check_hmac(
+    given: WebhookCreateInput | WebhookUpdateInput,
+    current: dict[str, Any] | None,
+    values: dict[str, Any],
+    fail: Any,
+) -> None:
+    """The integrator HMAC inputs: a key of 1-MAX_HMAC_KEY_BYTES bytes ("" removes it), and a
+    header name that is a token, none of the engine's own headers and none of the webhook's custom
+    headers while a key is set (whichever of the two is given is the one in error)."""
+    if given.hmac_key is not None:
+        size = len(given.hmac_key.encode())
+        if size > MAX_HMAC_KEY_BYTES:
+            fail("hmacKey", f"hmacKey is {size} bytes; at most {MAX_HMAC_KEY_BYTES} are allowed")
+        values["hmac_key"] = given.hmac_key or None
+    if given.hmac_header is not None:
+        name = given.hmac_header
+        if len(name) > MAX_HMAC_HEADER_LENGTH:
+            fail("hmacHeader", f"hmacHeader is longer than {MAX_HMAC_HEADER_LENGTH} characters")
+        else:
+            problem = header_name_problem(name)
+            if problem:
+                fail("hmacHeader", f"hmacHeader {problem}")
+        values["hmac_header"] = name
+    key = values["hmac_key"] if "hmac_key" in values else (current or {}).get("hmac_key")
+    if key and ("hmac_header" in values or "headers" in values or "hmac_key" in values):
+        header = values.get("hmac_header") or (current or {}).get("hmac_header") or DEFAULT_HMAC_HEADER
+        names = {h["name"].lower() for h in values.get("headers") or (current or {}).get("headers") or []}
+        if header.lower() in names:
+            field = next(f for k, f in (("hmac_header", "hmacHeader"), ("headers", "headers"), ("hmac_key", "hmacKey"))
+                         if k in values)
+            fail(field,
+                 f"{header!r} is both a custom header and the hmacHeader; choose another name for one of them")
 
 
 def _has_credentials(target: Target | str) -> bool:

@@ -17,8 +17,10 @@ import asyncpg
 from app.api.context import Context, make_context
 from app.evaluation.compile import QueryError, compile_query
 from app.evaluation.execute import evaluate
+from app.evaluation.selection import compile_filter
 from app.policy import ids
 from app.policy.envelope import encode_payload, new_event_id, payload_hash
+from app.policy.filters import Condition, entity_root, matches
 from app.store import pipeline
 from app.store import webhooks as webhook_store
 from app.types import EntityType, Visibility
@@ -29,11 +31,19 @@ REPLAY_BATCH = 200  # entities per evaluation and transaction: bounds memory and
 async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetime) -> int | str:
     """Enqueue a fresh event for every entity `hook` had events for since `since`; returns how
     many, or why nothing could be replayed. Each event keeps the name (`invoice.deleted` …) and
-    change time of the entity's latest event; its payload is the query's result now."""
+    change time of the entity's latest event; its payload is the query's result now. An entity
+    whose current payload the webhook's filter does not match is not replayed (nor counted)."""
     entity_type = EntityType(hook["entity_type"])
     compiled = compile_query(schema, hook["query"], entity_type)
     if isinstance(compiled, QueryError):  # only after a schema change broke a stored query
         return f"the webhook's query no longer compiles: {compiled.message}"
+    condition: Condition | None = None
+    if hook["filter"]:
+        checked = compile_filter(hook["filter"], compiled)
+        if isinstance(checked, str):
+            return f"the webhook's filter no longer fits its query: {checked}"
+        condition = checked
+    root = entity_root(entity_type.graphql_name)
     async with ctx.pool.acquire() as conn:
         targets = await webhook_store.replay_targets(conn, hook["id"], entity_type.value, since)
     queued = 0
@@ -43,7 +53,12 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
         context = make_context(ctx.pool, Visibility(hook["seller_id"]), ctx.settings)
         gids = [ids.encode(entity_type.graphql_name, t["entity_id"]) for t in batch]
         payloads = await evaluate(schema, context, compiled, gids)
-        texts = [encode_payload(payload) for payload in payloads]
+        kept = [
+            (t, payload)
+            for t, payload in zip(batch, payloads, strict=True)
+            if condition is None or matches(condition, payload, root)
+        ]
+        texts = [encode_payload(payload) for _, payload in kept]
         events = [
             pipeline.FreshEvent(
                 public_id=new_event_id(),
@@ -54,7 +69,7 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
                 payload_hash=payload_hash(text),
                 changed_at=t["changed_at"],
             )
-            for t, text in zip(batch, texts, strict=True)
+            for (t, _), text in zip(kept, texts, strict=True)
         ]
         async with ctx.pool.acquire() as conn, conn.transaction():
             queued += await pipeline.enqueue_pending(conn, hook["id"], events)

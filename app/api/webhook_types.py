@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 import asyncpg
 import strawberry
@@ -12,7 +13,9 @@ from app.api.context import Info
 from app.api.ids import to_global_id
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
 from app.api.subscriptions import WebhookEventStatusEnum
+from app.store import listen as listen_store
 from app.store import webhooks as webhook_store
+from app.store.dashboard import WebhookHealth
 from app.types import Action, EntityType, EventStatus, Format, Method
 
 WebhookType = strawberry.enum(EntityType, name="WebhookType", description="The entity a webhook watches")
@@ -62,7 +65,13 @@ class WebhookEvent:
     event_id: str = strawberry.field(description="The delivery `id` (evt_…), sent as `webhook-id`")
     event: str
     status: WebhookEventStatusEnum  # type: ignore[valid-type]
-    sequence: int
+    sequence: int | None = strawberry.field(
+        description="Increases per webhook; null for an event its filter skipped (it takes no sequence number)"
+    )
+    skip_reason: str | None = strawberry.field(
+        description="Why a SKIPPED event was not sent: `identical` (skipIdenticalPayloads) or `filtered`"
+        " (the webhook's filter did not match)"
+    )
     entity_type: str | None
     entity_id: strawberry.ID | None
     payload: JSON
@@ -86,6 +95,7 @@ class WebhookEvent:
             event=row["event"],
             status=EventStatus(row["status"]),
             sequence=row["sequence"],
+            skip_reason=row["skip_reason"],
             entity_type=name,
             entity_id=to_global_id(name, row["entity_id"]) if name else None,
             payload=row["payload"],
@@ -125,8 +135,21 @@ class Webhook:
     timeout_seconds: int
     concurrency: int
     seller_id: strawberry.ID | None
+    hmac_header: str = strawberry.field(description="The header that carries the hmacKey signature")
+    hmac_key_set: bool = strawberry.field(
+        description="Whether an hmacKey is set (deliveries and pings then carry `hmacHeader`); the key is write-only"
+    )
+    filter: str | None = strawberry.field(
+        description="The delivery filter: a payload it does not match is SKIPPED with skipReason `filtered`"
+    )
     created_at: datetime
     updated_at: datetime
+    listening: bool = strawberry.field(
+        description="Held by `hookql listen`: its deliveries go to the listener (which forwards them), not over HTTP"
+    )
+    temporary: bool = strawberry.field(
+        description="Created by `hookql listen` for itself: deleted when the listener stops"
+    )
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Webhook:
@@ -148,9 +171,39 @@ class Webhook:
             timeout_seconds=row["timeout_seconds"],
             concurrency=row["concurrency"],
             seller_id=to_global_id("Seller", row["seller_id"]) if row["seller_id"] else None,
+            hmac_header=row["hmac_header"],
+            hmac_key_set=row["hmac_key"] is not None,
+            filter=row["filter"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            listening=listen_store.is_held(row, datetime.now(UTC)),
+            temporary=row["listen_only"],
         )
+
+    async def _health(self, info: Info) -> WebhookHealth | None:
+        return await info.context.loaders.webhook_health.load(self.legacy_id)
+
+    @strawberry.field(description="When its latest attempt was made; null before the first")
+    async def last_attempt_at(self, info: Info) -> datetime | None:
+        health = await self._health(info)
+        return health.last_attempt_at if health else None
+
+    @strawberry.field(
+        description="The status code of its latest attempt; null before the first, or when it got no answer"
+    )
+    async def last_status_code(self, info: Info) -> int | None:
+        health = await self._health(info)
+        return health.last_status_code if health else None
+
+    @strawberry.field(description="The share (0-1) of the last 24 hours' attempts answered 2xx; null without attempts")
+    async def success_rate_24h(self, info: Info) -> float | None:
+        health = await self._health(info)
+        return health.success_rate_24h if health else None
+
+    @strawberry.field(description="Events waiting to be delivered (pending)")
+    async def backlog(self, info: Info) -> int:
+        health = await self._health(info)
+        return health.backlog if health else 0
 
     @strawberry.field(description="This webhook's events, newest first")
     async def events(
@@ -159,12 +212,19 @@ class Webhook:
         status: WebhookEventStatusEnum | None = None,  # type: ignore[valid-type]
         first: int | None = None,
         after: str | None = None,
+        retrying: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="true: only the events waiting for a retry (PENDING after at least one "
+                "failed attempt); false: every event but those"
+            ),
+        ] = None,
     ) -> Connection[WebhookEvent]:
         limit = check_first(first)
         before = decode_cursor(after) if after else None
         async with info.context.pool.acquire() as conn:
             rows = await webhook_store.list_events(
-                conn, self.legacy_id, status.value if status else None, before, limit + 1
+                conn, self.legacy_id, status.value if status else None, before, limit + 1, retrying=retrying
             )
         edges = [Edge(cursor=encode_cursor(r["id"]), node=WebhookEvent.from_row(r)) for r in rows[:limit]]
         return Connection(

@@ -18,10 +18,13 @@ from app.evaluation import sql as compiled_sql
 from app.evaluation.compile import QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.execute import evaluate
+from app.evaluation.selection import compile_filter
 from app.policy.attempt import build_attempt
 from app.policy.envelope import build_body, new_event_id, payload_hash
+from app.policy.filters import entity_root, matches
 from app.policy.ids import decode
 from app.policy.signing import new_secret
+from app.store import listen as listen_store
 from app.store import webhooks as webhook_store
 from app.types import EntityType
 
@@ -29,7 +32,7 @@ TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
 
 
-async def _seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
+async def seller_problem(conn: Any, seller_id: int, max_webhooks: int) -> str | None:
     """Why the seller cannot own one more webhook: missing, or at its quota. Holds the seller's
     row lock until the caller's transaction ends, so concurrent creates are counted one after the
     other. (Reported on `sellerId`, given by an operator key or implied by a seller key. The
@@ -83,6 +86,11 @@ class WebhookTestPayload:
 @strawberry.type
 class WebhookPreviewPayload:
     body: JSON | None = strawberry.field(default=None, description="Exactly the JSON body a delivery would carry")
+    filter_matches: bool | None = strawberry.field(
+        default=None,
+        description="Whether `filter` matches this payload (false: the event would be SKIPPED, `filtered`);"
+        " null without a filter",
+    )
     fallback_reason: str | None = strawberry.field(
         default=None,
         description="Why deliveries evaluate this query with graphql-core rather than as compiled SQL "
@@ -144,7 +152,7 @@ class WebhookMutation:
         async with ctx.pool.acquire() as conn, conn.transaction():
             seller, problem = values.get("seller_id"), None
             if seller is not None:
-                problem = await _seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+                problem = await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
             if problem:
                 return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
             secret = new_secret()
@@ -190,7 +198,10 @@ class WebhookMutation:
             row = await webhook_store.rotate_secret(conn, current["id"], secret)
         return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
 
-    @strawberry.mutation(description="Send a signed `ping` now; a failed test disables the webhook")
+    @strawberry.mutation(
+        description="Send a signed `ping` now; a failed test disables the webhook. A webhook held by `hookql listen`"
+        " gets it through its listener: the event is returned pending, without an attempt"
+    )
     async def webhook_test(self, info: Info, id: strawberry.ID) -> WebhookTestPayload:
         ctx = info.context
         async with ctx.pool.acquire() as conn:
@@ -198,6 +209,15 @@ class WebhookMutation:
             if hook is None:
                 return WebhookTestPayload(errors=_not_found())
             sequence = await webhook_store.next_sequences(conn, hook["id"])
+            if listen_store.is_held(hook, datetime.now(UTC)):
+                # Its deliveries go to `hookql listen`: so does the ping, as a pending event that
+                # its listener forwards and reports (no attempt yet to return).
+                event_pk = await listen_store.enqueue_ping(
+                    conn, public_id=new_event_id(), webhook_id=hook["id"], sequence=sequence, payload={},
+                    payload_hash=payload_hash({}),
+                )
+                event = await webhook_store.get_event(conn, event_pk, None)
+                return WebhookTestPayload(event=WebhookEvent.from_row(event))
         now = datetime.now(UTC)
         event_id = new_event_id()
         out = build_attempt(
@@ -249,8 +269,10 @@ class WebhookMutation:
         type: WebhookType,
         query: str,  # type: ignore[valid-type]
         entity_id: strawberry.ID,
+        filter: str | None = None,
     ) -> WebhookPreviewPayload:
-        hostile = text_problems(query, "query")  # as webhookCreate refuses them: NUL, lone surrogates, size
+        # as webhookCreate refuses them: NUL, lone surrogates, size
+        hostile = text_problems(query, "query") + text_problems(filter, "filter")
         if hostile:
             return WebhookPreviewPayload(errors=hostile)
         ctx = info.context
@@ -259,6 +281,9 @@ class WebhookMutation:
         compiled = compile_query(info.schema, query, entity_type, limits=limits, remember=False)  # a one-off
         if isinstance(compiled, QueryError):
             return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
+        condition = compile_filter(filter, compiled) if filter and filter.strip() else None
+        if isinstance(condition, str):
+            return WebhookPreviewPayload(errors=[FieldError(field="filter", message=condition)])
         if decode(entity_id, entity_type.graphql_name) is None:
             return WebhookPreviewPayload(
                 errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
@@ -279,7 +304,12 @@ class WebhookMutation:
         reason = "HOOKQL_COMPILED_QUERIES is off"
         if ctx.settings.compiled_queries:
             reason = compiled_sql.fallback_reason(info.schema, compiled)
-        return WebhookPreviewPayload(body=body, fallback_reason=reason)
+        if condition is None:
+            return WebhookPreviewPayload(body=body, fallback_reason=reason)
+        root = entity_root(entity_type.graphql_name)
+        return WebhookPreviewPayload(
+            body=body, filter_matches=matches(condition, payload, root), fallback_reason=reason
+        )
 
     @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
     async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:

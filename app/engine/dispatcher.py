@@ -22,27 +22,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import asyncpg
 
 from app.config import Settings
 from app.engine.wakeups import Wakeups, wait_any
-from app.policy.attempt import build_attempt
-from app.policy.envelope import PayloadJSON
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
-from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify, next_delay_ms, should_fail
+from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify
 from app.store import pipeline
-from app.store.pipeline import ClaimedEvent, EventOutcome, HandoffWebhook, OutcomeCounts, attempt_values
+from app.store.attempts import outgoing_for, plan_outcomes
+from app.store.pipeline import ClaimedEvent, HandoffWebhook
 from app.transport.http import Transport
-from app.types import EntityType, Outgoing, SendResult
+from app.types import SendResult
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-attempt_log = logging.getLogger("hookql.delivery")
 
 MAX_IN_FLIGHT = 256  # attempts this process sends at once, over all owners (settings.owner_max_sending each)
 MAX_HELD = 2048  # events this process holds leased and not yet recorded (sending or waiting)
@@ -65,23 +62,6 @@ PRUNE_BATCH = 5000
 ERROR_BACKOFF_S = 1.0
 STOP_RECORD_GRACE_S = 1.0  # `stop` waits this much past its bound for outcomes being recorded
 _DB_ERRORS = pipeline.DB_UNAVAILABLE
-
-
-def outgoing_for(row: ClaimedEvent, settings: Settings, now: datetime) -> Outgoing:
-    """The attempt for a claimed event, with the webhook's configuration as it is now."""
-    return build_attempt(
-        row.webhook(),
-        webhook_id=row.webhook_id,
-        event_id=row.public_id,
-        action=row.event.rsplit(".", 1)[-1],
-        entity_type=EntityType(row.entity_type) if row.entity_type else None,
-        entity_id=row.entity_id,
-        sequence=row.sequence,
-        changed_at=row.changed_at,
-        payload=PayloadJSON(row.payload),  # the stored text, claimed as text
-        now=now,
-        allow_private_targets=settings.allow_private_targets,
-    )
 
 
 class Dispatcher:
@@ -296,54 +276,10 @@ class Dispatcher:
 
     async def _record(self, batch: list[tuple[ClaimedEvent, SendResult]], *, retry: bool = True) -> bool:
         """Record a batch of outcomes; True when it scheduled a retry."""
-        now = datetime.now(UTC)
-        retrying = False
-        attempts: list[tuple[Any, ...]] = []
-        events: list[EventOutcome] = []
-        failed_pairs: list[tuple[int, str, int]] = []
-        per_hook: dict[int, OutcomeCounts] = defaultdict(OutcomeCounts)
-        for row, result in batch:
-            outcome = classify(result)
-            made = row.attempts + 1
-            counters = per_hook[row.webhook_id]
-            next_at = now
-            if outcome is Outcome.DELIVERED:
-                status = "delivered"
-                counters.delivered += 1
-            elif outcome is Outcome.GONE:
-                status = "failed"
-                counters.gone += 1
-            else:
-                counters.failed += 1
-                if outcome is Outcome.RATE_LIMITED:
-                    counters.rate_limited += 1
-                if should_fail(made, row.max_attempts):
-                    status = "failed"
-                else:
-                    status, retrying = "pending", True
-                    delay_ms = next_delay_ms(
-                        result, made, self.settings.retry_base_ms, self.settings.retry_max_ms, self.rand
-                    )
-                    next_at = now + timedelta(milliseconds=delay_ms)
-            if status == "failed" and row.entity_type is not None and row.entity_id is not None:
-                failed_pairs.append((row.webhook_id, row.entity_type, row.entity_id))
-            attempts.append(attempt_values(row.id, row.webhook_id, result))
-            events.append(EventOutcome(row.id, status, next_at))
-            attempt_log.info(
-                "attempt webhook=%s event=%s entity=%s:%s seq=%s try=%s status=%s duration_ms=%s outcome=%s "
-                "next_in_s=%s error=%s",
-                row.webhook_id,
-                row.public_id,
-                row.entity_type or "-",
-                row.entity_id or "-",
-                row.sequence,
-                made,
-                result.status_code or "-",
-                result.duration_ms,
-                status,
-                f"{(next_at - now).total_seconds():.1f}" if status == "pending" else "-",
-                repr(result.error) if result.error else "-",
-            )
+        planned = plan_outcomes(batch, datetime.now(UTC), self.settings, self.rand)
+        attempts, events, failed_pairs, per_hook = (
+            planned.attempts, planned.events, planned.failed_pairs, planned.per_hook
+        )
         # A webhook whose outcomes were all successes, already at full concurrency and not failing
         # (as its claim saw it), has no health to update: a busy, healthy webhook then costs no
         # second transaction. A stale view only delays a raise of live concurrency to the next batch.
@@ -388,7 +324,7 @@ class Dispatcher:
         self._start(self._lanes.take())
         self._forget(self._lanes.drop(webhooks=disabled))
         await self._give_back_unsent()
-        return retrying
+        return planned.retrying
 
     # -- housekeeping and shutdown -------------------------------------------------------------
 

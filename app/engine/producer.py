@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned, e
 from app.policy import ids
 from app.policy.coalesce import due_at, fold
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
+from app.policy.filters import Condition, FilterError, entity_root, matches, parse
 from app.store import pipeline
 from app.store.pipeline import SubscribedWebhook
 from app.types import Action, EntityType, Visibility
@@ -66,6 +68,24 @@ class Handoff(Protocol):
     def accept(self, rows: list[pipeline.ClaimedEvent]) -> None:
         """Committed events, leased to it, to send."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """A payload the webhook's filter did not match: recorded SKIPPED ('filtered'), never sent."""
+
+    encoded: Encoded
+
+
+@functools.lru_cache(maxsize=1024)
+def _condition(text: str) -> Condition | None:
+    """A stored filter, parsed once per process. Stored filters were checked when registered;
+    one that no longer parses (None) lets every payload through, and says so in the log."""
+    try:
+        return parse(text)
+    except FilterError as exc:
+        log.error("a stored filter no longer parses; delivering every payload: %s", exc)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,9 +304,10 @@ class Producer:
 
     async def _evaluate(
         self, due: list[Due], webhooks: list[SubscribedWebhook]
-    ) -> dict[tuple[int, str, int], Encoded | Breach]:
+    ) -> dict[tuple[int, str, int], Encoded | Breach | Filtered]:
         """Payload per (webhook id, entity type, entity id), encoded — or the budget it breached
-        (app.evaluation.execute: time per run of a group, size per payload). The queries of one (entity
+        (app.evaluation.execute: time per run of a group, size per payload), or, when the
+        webhook's filter does not match the payload, that payload `Filtered`. The queries of one (entity
         type, visibility) run merged, once per entity (app.evaluation.merge); one context (one set of
         DataLoaders) per visibility, so groups find rows in the loaders' caches."""
         # (entity type, owner) → query → (its webhooks, the entities any of them wants)
@@ -340,13 +361,15 @@ class Producer:
                 for group, members, by_query in group_list
             )
         )
-        out: dict[tuple[int, str, int], Encoded | Breach] = {}
+        out: dict[tuple[int, str, int], Encoded | Breach | Filtered] = {}
         # Webhooks sharing a query share one payload object: encode, measure and hash each once.
         encoded: dict[int, Encoded | Breach] = {}
         for (_, members, by_query), outcomes in zip(group_list, results, strict=True):
             for compiled, hooks in by_query.items():
                 by_entity = dict(zip((d.key for d in members), outcomes[compiled], strict=True))
+                root = entity_root(compiled.entity_type.graphql_name)
                 for hook in hooks:
+                    condition = _condition(hook.filter) if hook.filter else None
                     for d in wanted[hook.id]:
                         outcome = by_entity[d.key]
                         if isinstance(outcome, Breach):
@@ -354,7 +377,14 @@ class Producer:
                             continue
                         if id(outcome) not in encoded:
                             encoded[id(outcome)] = encode_within(outcome, self.budgets.payload_bytes)
-                        out[(hook.id, *d.key)] = encoded[id(outcome)]
+                        result = encoded[id(outcome)]
+                        # Filtered after evaluation and its budgets, before skip-identical (_enqueue).
+                        if condition is not None and isinstance(result, Encoded) and not matches(
+                            condition, outcome, root
+                        ):
+                            out[(hook.id, *d.key)] = Filtered(result)
+                        else:
+                            out[(hook.id, *d.key)] = result
         events_per_entity = max(1.0, len(out) / len(due))
         executions_per_entity = max(1.0, sum(len(members) for _, members, _ in group_list) / len(due))
         self._batch_size = max(
@@ -371,7 +401,7 @@ class Producer:
         self,
         due: list[Due],
         webhooks: list[SubscribedWebhook],
-        payloads: dict[tuple[int, str, int], Encoded | Breach],
+        payloads: dict[tuple[int, str, int], Encoded | Breach | Filtered],
     ) -> None:
         skip_identical = {h.id: h.skip_identical_payloads for h in webhooks}
         breach_streaks = {h.id: h.budget_breaches for h in webhooks}
@@ -404,11 +434,16 @@ class Producer:
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
             encoded = {k: o for k, o in outputs.items() if isinstance(o, Encoded)}
+            # A payload the filter did not match is recorded SKIPPED ('filtered'): it takes no
+            # sequence number, supersedes nothing and leaves the skip-identical hash alone (that
+            # stays the hash of the last payload enqueued for the receiver).
+            filtered = {k: o.encoded for k, o in outputs.items() if isinstance(o, Filtered)}
             texts = {k: o.text for k, o in encoded.items()}
             hashes = {k: o.hash for k, o in encoded.items()}
             counts: dict[int, int] = defaultdict(int)
             for k in outputs:
-                counts[k[0]] += 1
+                if k not in filtered:
+                    counts[k[0]] += 1
             firsts, previous = await pipeline.reserve_and_read_hashes(conn, dict(counts), list(encoded))
             pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
             pending_set = set(pending)
@@ -430,6 +465,15 @@ class Producer:
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
                 d = by_key[(k[1], k[2])]
+                if k in filtered:
+                    rows.append(
+                        pipeline.NewEvent(
+                            new_event_id(), k[0], k[1], k[2], event_name(d.entity_type, d.action.value), None,
+                            "skipped", filtered[k].text, filtered[k].hash, d.last_change_at, 0, None, True, False,
+                            "filtered",
+                        )
+                    )
+                    continue
                 seq = next_seq[k[0]]
                 next_seq[k[0]] = seq + 1
                 if k in breaches:
@@ -440,7 +484,7 @@ class Producer:
                     rows.append(
                         pipeline.NewEvent(
                             new_event_id(), k[0], k[1], k[2], name, seq, "skipped", texts[k], hashes[k],
-                            d.last_change_at, 0, None, True, False,
+                            d.last_change_at, 0, None, True, False, "identical",
                         )
                     )
                     continue
@@ -495,7 +539,7 @@ class Producer:
                 for e in rows
                 if e.public_id in leased_ids
             ]
-            streaks = _budget_streaks(breaches, {k[0] for k in encoded}, breach_streaks)
+            streaks = _budget_streaks(breaches, {k[0] for k in encoded} | {k[0] for k in filtered}, breach_streaks)
             if failed or streaks:
                 disabled = await pipeline.record_budget_outcomes(
                     conn, failed, streaks, self.settings.budget_breaches_to_disable
@@ -542,7 +586,8 @@ def _budget_streaks(
 
 
 def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> pipeline.ClaimedEvent:
-    """An event inserted leased, as a claim returns one."""
+    """An event inserted leased, as a claim returns one (a pending event: it has a sequence)."""
+    assert event.sequence is not None
     return pipeline.ClaimedEvent(
         id=event_id,
         public_id=event.public_id,

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.config import Settings
+from app.engine import listen
 from app.engine.dispatcher import Dispatcher
 from app.engine.producer import Producer
 from app.engine.wakeups import Wakeups
@@ -49,6 +50,7 @@ class Engine:
             "hookql-recorder": self.dispatcher.record_loop(),
             "hookql-lease-renewer": self.dispatcher.renew_loop(),
             "hookql-pruner": self.dispatcher.prune_loop(),
+            "hookql-listen-sweeper": listen.sweep_loop(self.dispatcher.pool),
         }
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
 

@@ -91,10 +91,22 @@ LIST_BOUNDS: dict[str, int] = {
     "Invoice.refundRequests": DEFAULT_LIST_BOUND,
     "Shipment.items": DEFAULT_LIST_BOUND,
     "RefundRequest.lineItems": DEFAULT_LIST_BOUND,
+    "Shipment.shippedItems": DEFAULT_LIST_BOUND,  # Shipment.items under Marketplacer's name
+    # Marketplacer-shaped fields (issue #15), counted nearer what they hold than 20, so that the
+    # queries integrators bring fit a seller's limit: an invoice has at most the 9 flags of
+    # InvoiceStatusFlag; an object's external ids are one per other system (a handful); a
+    # variant has one option value per option type (Size, Colour …)
+    "Invoice.statusFlags": 9,
+    "Seller.externalIds": 5,
+    "Order.externalIds": 5,
+    "Invoice.externalIds": 5,
+    "OptionValueConnection.edges": 5,
+    "OptionValueConnection.nodes": 5,
     "Query.webhooks": DEFAULT_LIST_BOUND,
     "Webhook.headers": DEFAULT_LIST_BOUND,  # at most 20 headers (app.transport.netguard)
     "Webhook.subscribedEvents": DEFAULT_LIST_BOUND,  # in fact at most 3
     "WebhookEvent.attempts": DEFAULT_LIST_BOUND,  # up to maxAttempts (≤ 50)
+    "WebhookDelivery.headers": DEFAULT_LIST_BOUND,  # a webhook's headers and the 7 of the engine
     **{
         f"{payload}.errors": DEFAULT_LIST_BOUND  # a mutation's field errors
         for payload in (
@@ -105,6 +117,9 @@ LIST_BOUNDS: dict[str, int] = {
             "WebhookPreviewPayload",
             "WebhookEventPayload",
             "WebhookReplayPayload",
+            "WebhookListenPayload",
+            "WebhookListenStopPayload",
+            "WebhookListenReportPayload",
         )
     },
 }

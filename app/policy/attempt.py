@@ -10,6 +10,7 @@ from typing import Any
 
 from app.policy import ids
 from app.policy.envelope import PayloadJSON, build_body
+from app.policy.signing import DEFAULT_HMAC_HEADER
 from app.types import EntityType, Format, Header, Method, Outgoing
 
 
@@ -38,8 +39,9 @@ def build_attempt(
 ) -> Outgoing:
     """The attempt of event `event_id` (its body `id`, `webhook-id` and `Idempotency-Key`) with
     `webhook`'s configuration as it is at `now`: a mapping with the webhook's `url`, `method`,
-    `format`, `headers`, `timeout_seconds` and secret columns (a `webhooks` row, or a claimed
-    event's row that carries them). `entity_type` None is a ping."""
+    `format`, `headers`, `timeout_seconds` and secret columns, and `hmac_key`/`hmac_header` (a
+    `webhooks` row, or a claimed event's row that carries them; a mapping without the HMAC
+    columns sends no integrator HMAC). `entity_type` None is a ping."""
     entity_global_id = None
     if entity_type is not None and entity_id is not None:
         entity_global_id = ids.encode(entity_type.graphql_name, entity_id)
@@ -64,4 +66,6 @@ def build_attempt(
         body=body,
         timeout_s=float(webhook["timeout_seconds"]),
         allow_private_targets=allow_private_targets,
+        hmac_key=webhook.get("hmac_key") or None,
+        hmac_header=webhook.get("hmac_header") or DEFAULT_HMAC_HEADER,
     )

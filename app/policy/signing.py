@@ -1,8 +1,12 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com): pure functions on values."""
+"""Delivery signatures, pure functions on values: the Standard Webhooks set
+(https://www.standardwebhooks.com) every attempt carries, and the integrator-keyed HMAC a webhook
+may add for receivers written for Marketplacer."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -12,6 +16,8 @@ from standardwebhooks.webhooks import Webhook
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
+DEFAULT_HMAC_HEADER = "Marketplacer-Hmac-256"  # Marketplacer's own header name
+MAX_HMAC_KEY_BYTES = 1024  # UTF-8 bytes of an integrator's key: far above any real one (32-64)
 
 
 def new_secret() -> str:
@@ -31,3 +37,9 @@ def sign(secrets_: Sequence[str], message_id: str, timestamp_s: int, body: bytes
     when = datetime.fromtimestamp(timestamp_s, tz=UTC)
     text = body.decode()
     return " ".join(_signer(s).sign(message_id, when, text) for s in secrets_)
+
+
+def integrator_hmac(key: str, body: bytes) -> str:
+    """The integrator-keyed header's value: base64(HMAC-SHA256(key, body)), over the exact body
+    bytes sent, with the key's UTF-8 bytes as the HMAC key (Marketplacer's scheme)."""
+    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()

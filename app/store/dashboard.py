@@ -69,8 +69,9 @@ class EventSummary:
     event: str
     entity_type: str | None
     entity_id: int | None
-    sequence: int
+    sequence: int | None  # None: a filtered event, which takes no sequence number
     status: str
+    skip_reason: str | None  # why a skipped event was not sent: 'identical' or 'filtered'
     attempts: int
     changed_at: datetime
     created_at: datetime
@@ -88,8 +89,18 @@ async def webhooks_health(
     conn: asyncpg.Connection, seller_id: int | None, *, webhook_id: int | None = None, limit: int
 ) -> list[WebhookHealth]:
     """The webhooks `seller_id` may see (all of them for None), or just `webhook_id`, by id."""
-    rows = await conn.fetch(*Q.webhooks_health(seller_id=seller_id, webhook_id=webhook_id, limit=limit))
+    ids = None if webhook_id is None else [webhook_id]
+    rows = await conn.fetch(*Q.webhooks_health(seller_id=seller_id, webhook_ids=ids, limit=limit))
     return [WebhookHealth.from_row(r) for r in rows]
+
+
+async def webhooks_health_of(
+    conn: asyncpg.Connection, seller_id: int | None, webhook_ids: list[int]
+) -> dict[int, WebhookHealth]:
+    """The health of these webhooks, by id, in one statement (GraphQL's DataLoader); a webhook
+    `seller_id` may not see (or that does not exist) has no entry."""
+    rows = await conn.fetch(*Q.webhooks_health(seller_id=seller_id, webhook_ids=webhook_ids, limit=len(webhook_ids)))
+    return {r["id"]: WebhookHealth.from_row(r) for r in rows}
 
 
 async def recent_events(

@@ -159,28 +159,72 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     cursors outside a transaction. asyncpg still rolls back an open transaction before this runs."""
 
 
+# How long a first connection may take before hookql says the database is unreachable (a host
+# that drops packets would otherwise hold the command for asyncpg's 60 s default).
+CONNECT_TIMEOUT_S = 10.0
+# What a failed first connection raises: a socket error (refused, unknown host), the server's
+# refusal (no such role or database, bad password), a URL asyncpg cannot use (its
+# ClientConfigurationError, an InterfaceError and a ValueError; a host name IDNA cannot encode is
+# a UnicodeError, a ValueError too), or the timeout.
+_CONNECT_ERRORS = (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+MESSAGE_PART_MAX_CHARS = 200  # of a URL or a driver's message quoted in an error line
+
+
+def _cannot_connect(url: str, exc: BaseException) -> DatabaseError:
+    """One line that names the database (password masked) and what went wrong."""
+    reason = one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
+    return DatabaseError(
+        f"cannot connect to the database at {one_line(redact(url))}: {reason} "
+        "(check HOOKQL_DATABASE_URL or --database-url)"
+    )
+
+
+def one_line(text: str, max_chars: int = MESSAGE_PART_MAX_CHARS) -> str:
+    """`text` fit for one line of an error message: whitespace runs as one space, other control
+    characters escaped, cut at `max_chars` with an ellipsis."""
+    flat = " ".join(text.split())
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
+    return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool with hookql's codecs; DatabaseError (one line) if the database cannot be reached."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=init_connection, reset=_keep_session
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            reset=_keep_session,
+            timeout=CONNECT_TIMEOUT_S,
         )
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"cannot connect to the database at {redact(url)}: {exc}") from exc
+    except _CONNECT_ERRORS as exc:
+        raise _cannot_connect(url, exc) from exc
     assert pool is not None
     return pool
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    """One connection with hookql's codecs (LISTEN and one-off commands)."""
-    conn = await asyncpg.connect(url)
+    """One connection with hookql's codecs (one-off commands); DatabaseError (one line) if the
+    database cannot be reached."""
+    try:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    except _CONNECT_ERRORS as exc:
+        raise _cannot_connect(url, exc) from exc
     await init_connection(conn)
     return conn
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not parseable as a URL (a bad port): show no part of it
+        return "<unparseable URL>"
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 
@@ -224,8 +268,10 @@ def embedded_server(data_dir: Path) -> Iterator[str]:
             raise DatabaseError(
                 f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}"
             ) from exc
+    url = server.get_uri()
+    record_embedded(data_dir, url)
     try:
-        yield server.get_uri()
+        yield url
     finally:
         with _users_lock():
             _forget_dead_users(pgdata)
@@ -289,6 +335,65 @@ def stop_abandoned_embedded(data_dir: Path) -> bool:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
     log.warning("stopped the embedded PostgreSQL in %s: every process using it had died", pgdata)
     return True
+
+
+# Where `serve`, `worker` and `migrate` record the embedded servers they start or join, one small
+# JSON file per data dir, so that `hookql db-url` finds a running one from any directory. A
+# record outlives its server harmlessly: readers check that the server still runs, and drop the
+# records of stopped ones.
+def embedded_registry_dir() -> Path:
+    """The per-user directory of embedded-server records: `$XDG_STATE_HOME/hookql/embedded`
+    (by default ~/.local/state/hookql/embedded on Linux; platformdirs' equivalent elsewhere)."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("hookql")) / "embedded"
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    data_dir: Path
+    url: str
+
+
+def _record_path(data_dir: Path) -> Path:
+    key = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return embedded_registry_dir() / f"{key}.json"
+
+
+def record_embedded(data_dir: Path, url: str) -> None:
+    """Record the running embedded server of `data_dir` (an absolute path). Best effort: a
+    registry that cannot be written costs only `db-url`'s search from other directories."""
+    path = _record_path(data_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps({"data_dir": str(data_dir), "url": url}))
+        tmp.replace(path)  # atomic: a reader never sees half a record
+    except OSError as exc:
+        log.warning("cannot record the embedded PostgreSQL in %s: %s", path.parent, exc.strerror or exc)
+
+
+def running_embedded_servers() -> list[EmbeddedServer]:
+    """The recorded embedded servers that run now, by data dir; records of stopped ones are
+    removed on the way."""
+    found = []
+    try:
+        paths = sorted(embedded_registry_dir().glob("*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            record = orjson.loads(path.read_bytes())
+            data_dir = Path(record["data_dir"])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        url = running_embedded_url(data_dir)
+        if url is None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        found.append(EmbeddedServer(data_dir, url))
+    return found
 
 
 def running_embedded_url(data_dir: Path) -> str | None:

@@ -111,9 +111,19 @@ async def request_refund(conn: asyncpg.Connection, line: RefundableLine, reason:
         )
 
 
-async def any_variant(conn: asyncpg.Connection, *, stocked: bool) -> VariantRef | None:
-    """A random variant (with a finite stock, if `stocked`), or None."""
-    row = await conn.fetchrow(*(Q.any_stocked_variant() if stocked else Q.any_variant()))
+async def any_variant(
+    conn: asyncpg.Connection, *, stocked: bool, excluded_ids: Sequence[int] = ()
+) -> VariantRef | None:
+    """A random variant (with a finite stock and not one of `excluded_ids`, if `stocked`), or None."""
+    query = Q.any_stocked_variant(excluded_ids=list(excluded_ids)) if stocked else Q.any_variant()
+    row = await conn.fetchrow(*query)
+    return None if row is None else VariantRef.from_row(row)
+
+
+async def variant_known_to(conn: asyncpg.Connection, webhook_id: int) -> VariantRef | None:
+    """A random variant whose latest state the webhook has been sent, with nothing under way for
+    it, or None (the webhook has not been sent any yet)."""
+    row = await conn.fetchrow(*Q.variant_known_to(webhook_id=webhook_id))
     return None if row is None else VariantRef.from_row(row)
 
 
@@ -153,6 +163,29 @@ async def events_by_status(conn: asyncpg.Connection) -> dict[str, int]:
 
 async def pending_events(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval(*Q.pending_events()))
+
+
+@dataclass(frozen=True)
+class UnsentEvent:
+    """An event that ended without a request: its sequence number is a gap the receiver sees."""
+
+    id: int
+    webhook: str  # the webhook's name
+    event: str
+    sequence: int
+    status: str  # skipped | superseded
+    superseded_by_sequence: int | None
+    entity: str  # a variant's SKU, else "invoice #12"
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UnsentEvent:
+        return cls(row["id"], row["webhook"], row["event"], row["sequence"], row["status"],
+                   row["superseded_by_sequence"], row["entity"] or "")
+
+
+async def unsent_events(conn: asyncpg.Connection, reported_ids: Sequence[int]) -> list[UnsentEvent]:
+    """The skipped and superseded events not among `reported_ids`, oldest first."""
+    return [UnsentEvent.from_row(r) for r in await conn.fetch(*Q.unsent_events(reported_ids=list(reported_ids)))]
 
 
 async def drained(conn: asyncpg.Connection) -> bool:

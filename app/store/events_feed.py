@@ -57,8 +57,9 @@ class EventUpdate:
     entity_type: str | None
     entity_id: int | None
     event: str
-    sequence: int
+    sequence: int | None  # None: a filtered event, which takes no sequence number
     status: str
+    skip_reason: str | None
     payload: Any
     attempts: int
     changed_at: datetime
@@ -95,6 +96,7 @@ class EventUpdate:
             event=row["event"],
             sequence=row["sequence"],
             status=row["status"],
+            skip_reason=row["skip_reason"],
             payload=row["payload"],
             attempts=row["attempts"],
             changed_at=row["changed_at"],

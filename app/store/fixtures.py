@@ -37,10 +37,14 @@ TABLES = (
     "invoice_amendments",
     "refund_requests",
     "refund_request_line_items",
+    "option_types",
+    "option_values",
+    "variant_option_values",
+    "external_ids",
 )
 # JSON has no decimal or timestamp: money travels as strings ("12.50", never a float) and times as
 # ISO 8601; asyncpg wants Decimal and datetime for those columns.
-_NUMERIC = frozenset({"price", "unit_price", "amount"})
+_NUMERIC = frozenset({"price", "sale_price", "unit_price", "amount"})
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "shipped_at"})
 
 # The statements that name a table are templates; `{table}` is always one of TABLES.

@@ -48,6 +48,11 @@ CHILDREN: dict[str, tuple[str, str]] = {
     "amendments_by_invoice": ("invoice_amendments", "invoice_id"),
     "refund_requests_by_invoice": ("refund_requests", "invoice_id"),
     "refund_lines_by_refund_request": ("refund_request_line_items", "refund_request_id"),
+    "external_ids_by_seller": ("external_ids", "seller_id"),
+    "external_ids_by_order": ("external_ids", "order_id"),
+    "external_ids_by_invoice": ("external_ids", "invoice_id"),
+    # a view: each link of a variant to an option value, with the value's name and its type's
+    "option_values_by_variant": ("variant_option_value_details", "variant_id"),
 }
 
 _ORDERS_BY_ID = (

@@ -15,7 +15,12 @@ so nothing here is process memory: whichever process is scraped reports the same
   * evaluation budget breaches by reason: `hookql_metric_counters` too, incremented by the
     statement that records the FAILED events (`store.pipeline.record_budget_outcomes`).
 Each backend counts in rows of its own (no lock between recorders); a scrape first folds the
-rows of backends that have ended into one row per metric and label."""
+rows of backends that have ended into one row per metric and label.
+
+Per-webhook series (migration 0020) come from the same trigger, into a table keyed by webhook,
+for at most `max_webhooks` webhooks per scrape: those with the largest backlogs (then the most
+attempts, then the oldest). The snapshot carries the totals beside them, so the web layer can
+report the remainder under one aggregate label."""
 
 from __future__ import annotations
 
@@ -30,6 +35,17 @@ Q = load("metrics")
 
 # Serialises the folding of finished backends' counter rows between concurrent scrapes.
 FOLD_LOCK_KEY = 0x686F6F6B6D74  # "hookmt"
+
+
+@dataclass
+class WebhookFigures:
+    """One webhook's own series: its backlog now, and its cumulative delivery counters."""
+
+    webhook_id: int
+    backlog: int = 0
+    attempts: dict[str, float] = field(default_factory=dict)  # by status class
+    latency_buckets: dict[str, float] = field(default_factory=dict)  # non-cumulative, by bucket label
+    latency_sum_s: float = 0.0
 
 
 @dataclass
@@ -50,6 +66,9 @@ class Snapshot:
     latency_buckets: dict[str, float] = field(default_factory=dict)  # non-cumulative, by bucket label
     latency_sum_s: float = 0.0
     budget_breaches_total: dict[str, float] = field(default_factory=dict)  # by reason
+    # At most max_webhooks webhooks, in selection order; the rest are only in the totals above.
+    webhooks: list[WebhookFigures] = field(default_factory=list)
+    webhooks_aggregated: int = 0  # webhooks that exist but have no series of their own
 
 
 async def fold_finished_backends(conn: asyncpg.Connection) -> None:
@@ -57,6 +76,8 @@ async def fold_finished_backends(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         if await conn.fetchval(*Q.try_fold_lock(key=FOLD_LOCK_KEY)):
             await conn.execute(*Q.fold_finished_backends())
+            await conn.execute(*Q.fold_finished_webhook_backends())
+            await conn.execute(*Q.forget_deleted_webhooks())
 
 
 async def _sequence_value(conn: asyncpg.Connection, table: str) -> int:
@@ -65,8 +86,9 @@ async def _sequence_value(conn: asyncpg.Connection, table: str) -> int:
     return int(row["n"]) if row else 0
 
 
-async def read_snapshot(conn: asyncpg.Connection) -> Snapshot:
-    """Fold, then read every figure in one repeatable-read transaction."""
+async def read_snapshot(conn: asyncpg.Connection, *, max_webhooks: int = 0) -> Snapshot:
+    """Fold, then read every figure in one repeatable-read transaction; per-webhook figures for
+    at most `max_webhooks` webhooks."""
     snap = Snapshot(events_by_status={status.value: 0 for status in EventStatus})
     await fold_finished_backends(conn)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -93,4 +115,24 @@ async def read_snapshot(conn: asyncpg.Connection) -> Snapshot:
                 snap.latency_sum_s = row["value"]
             elif row["metric"] == "budget_breaches":
                 snap.budget_breaches_total[row["label"]] = row["value"]
+        if max_webhooks > 0:
+            await _read_webhooks(conn, snap, max_webhooks)
+        else:
+            snap.webhooks_aggregated = snap.webhooks_enabled + snap.webhooks_disabled
     return snap
+
+
+async def _read_webhooks(conn: asyncpg.Connection, snap: Snapshot, max_webhooks: int) -> None:
+    selected = await conn.fetch(*Q.webhooks_with_series(max_webhooks=max_webhooks))
+    figures = {r["webhook_id"]: WebhookFigures(r["webhook_id"], backlog=r["backlog"]) for r in selected}
+    total = selected[0]["webhooks"] if selected else 0
+    snap.webhooks = list(figures.values())
+    snap.webhooks_aggregated = total - len(figures)
+    for row in await conn.fetch(*Q.webhook_counters(webhook_ids=list(figures))):
+        hook = figures[row["webhook_id"]]
+        if row["metric"] == "attempts":
+            hook.attempts[row["label"]] = row["value"]
+        elif row["metric"] == "latency_bucket":
+            hook.latency_buckets[row["label"]] = row["value"]
+        elif row["metric"] == "latency_sum":
+            hook.latency_sum_s = row["value"]

@@ -39,6 +39,7 @@ DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncp
 DELIVERY_WEBHOOK_COLUMNS = (
     "url", "method", "format", "headers", "secret", "previous_secret", "previous_secret_expires_at",
     "timeout_seconds", "max_attempts", "concurrency", "live_concurrency", "failing_since", "seller_id",
+    "hmac_key", "hmac_header",
 )
 
 
@@ -119,11 +120,12 @@ class SubscribedWebhook:
     events: list[str]
     skip_identical_payloads: bool
     budget_breaches: int
+    filter: str | None  # the delivery filter's text (app.policy.filters), None: deliver every payload
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SubscribedWebhook:
         return cls(row["id"], row["seller_id"], row["entity_type"], row["query"], row["events"],
-                   row["skip_identical_payloads"], row["budget_breaches"])
+                   row["skip_identical_payloads"], row["budget_breaches"], row["filter"])
 
 
 async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[SubscribedWebhook]:
@@ -167,7 +169,8 @@ async def lock_webhooks(conn: asyncpg.Connection, webhook_ids: list[int]) -> lis
 
 @dataclass(frozen=True, slots=True)
 class HandoffWebhook:
-    """A webhook locked for enqueueing, with what a hand-off needs: whether it is enabled, how many
+    """A webhook locked for enqueueing, with what a hand-off needs: whether it is enabled for HTTP
+    delivery (a webhook held by `hookql listen` is not: app.store.listen), how many
     of its events are leased (`leased`) and how many of its owner's over all the owner's webhooks
     (`owner_leased`; the owner is the seller, or the operator), and its delivery configuration
     (`delivery`: the DELIVERY_WEBHOOK_COLUMNS, as a claim returns them with an event)."""
@@ -250,7 +253,8 @@ async def reserve_and_read_hashes(
 @dataclass(slots=True)  # built per row: see the module docstring
 class NewEvent:
     """An event to insert (`finish_enqueue`). `payload` is its JSON text. `finished`: inserted
-    finished (a skipped event). `leased`: inserted leased to this process, to be handed to its
+    finished (a skipped event, `skip_reason` saying why: 'identical' or 'filtered'; a filtered
+    one has no `sequence`). `leased`: inserted leased to this process, to be handed to its
     dispatcher. `next_attempt_at` None means due now."""
 
     public_id: str
@@ -258,7 +262,7 @@ class NewEvent:
     entity_type: str
     entity_id: int
     event: str
-    sequence: int
+    sequence: int | None
     status: str
     payload: str
     payload_hash: bytes
@@ -267,6 +271,7 @@ class NewEvent:
     next_attempt_at: datetime | None
     finished: bool
     leased: bool
+    skip_reason: str | None = None
 
     @property
     def key(self) -> tuple[int, str, int]:
@@ -348,6 +353,7 @@ async def finish_enqueue(
             next_attempt_ats=c["next_attempt_at"],
             finished=c["finished"],
             leased=c["leased"],
+            skip_reasons=c["skip_reason"],
             lease_s=lease_s,
             superseded_ids=superseded,
             hash_webhook_ids=[h[0] for h in hashes],
@@ -514,6 +520,8 @@ class ClaimedEvent:
     live_concurrency: int
     failing_since: datetime | None
     seller_id: int | None
+    hmac_key: str | None
+    hmac_header: str
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> ClaimedEvent:
@@ -531,6 +539,8 @@ class ClaimedEvent:
             "previous_secret": self.previous_secret,
             "previous_secret_expires_at": self.previous_secret_expires_at,
             "timeout_seconds": self.timeout_seconds,
+            "hmac_key": self.hmac_key,
+            "hmac_header": self.hmac_header,
         }
 
 

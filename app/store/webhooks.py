@@ -31,6 +31,9 @@ COLUMNS = (
     "timeout_seconds",
     "concurrency",
     "seller_id",
+    "hmac_key",
+    "hmac_header",
+    "filter",
 )
 
 
@@ -163,11 +166,19 @@ async def record_attempt(conn: asyncpg.Connection, event_id: int, webhook_id: in
 
 
 async def list_events(
-    conn: asyncpg.Connection, webhook_id: int, status: str | None, before_id: int | None, limit: int
+    conn: asyncpg.Connection,
+    webhook_id: int,
+    status: str | None,
+    before_id: int | None,
+    limit: int,
+    *,
+    retrying: bool | None = None,
 ) -> list[asyncpg.Record]:
-    """Newest first (keyset on id)."""
+    """Newest first (keyset on id); `retrying`: see the query."""
     return list(
-        await conn.fetch(*Q.list_events(webhook_id=webhook_id, status=status, before_id=before_id, limit=limit))
+        await conn.fetch(
+            *Q.list_events(webhook_id=webhook_id, status=status, retrying=retrying, before_id=before_id, limit=limit)
+        )
     )
 
 

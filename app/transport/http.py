@@ -21,7 +21,7 @@ from aiohttp.resolver import DefaultResolver
 
 from app import __version__
 from app.policy.envelope import PayloadJSON
-from app.policy.signing import sign
+from app.policy.signing import integrator_hmac, sign
 from app.transport.netguard import describe_forbidden, is_forbidden_ip, literal_ip
 from app.types import Format, Outgoing, SendResult
 
@@ -83,6 +83,30 @@ def render_body(body: dict[str, Any], fmt: Format) -> tuple[bytes, str]:
         "payload": json.dumps(body.get("payload"), separators=(",", ":"), ensure_ascii=False),
     }
     return urlencode(fields).encode(), "application/x-www-form-urlencoded"
+
+
+def signed_request(out: Outgoing, now: datetime) -> tuple[bytes, dict[str, str]]:
+    """The exact body and headers of an attempt made at `now`: the webhook's own headers, then
+    Content-Type, User-Agent and the Standard Webhooks set, signed with every live secret, and the
+    integrator's HMAC header when the webhook has a key. What the transport sends, and what
+    `hookql listen` is handed to forward (app.api.listen)."""
+    body, content_type = render_body(out.body, out.format)
+    timestamp_s = int(now.timestamp())
+    headers: dict[str, str] = {h.name: h.value for h in out.headers}
+    headers.update(
+        {
+            "Content-Type": content_type,
+            "User-Agent": USER_AGENT,
+            "webhook-id": out.message_id,
+            "webhook-timestamp": str(timestamp_s),
+            "webhook-signature": sign(out.secrets, out.message_id, timestamp_s, body),
+            "Idempotency-Key": out.message_id,
+            "Webhook-Sequence": str(out.sequence),
+        }
+    )
+    if out.hmac_key and out.hmac_header:  # its name was checked against the ones above at registration
+        headers[out.hmac_header] = integrator_hmac(out.hmac_key, body)
+    return body, headers
 
 
 def _xml(name: str, value: Any) -> str:
@@ -157,20 +181,7 @@ class Transport:
             if ip is not None and is_forbidden_ip(ip):
                 return SendResult(started_at, elapsed_ms(), error=f"blocked: {ip} is {describe_forbidden(ip)}")
 
-        body, content_type = render_body(out.body, out.format)
-        timestamp_s = int(started_at.timestamp())
-        headers: dict[str, str] = {h.name: h.value for h in out.headers}
-        headers.update(
-            {
-                "Content-Type": content_type,
-                "User-Agent": USER_AGENT,
-                "webhook-id": out.message_id,
-                "webhook-timestamp": str(timestamp_s),
-                "webhook-signature": sign(out.secrets, out.message_id, timestamp_s, body),
-                "Idempotency-Key": out.message_id,
-                "Webhook-Sequence": str(out.sequence),
-            }
-        )
+        body, headers = signed_request(out, started_at)
         try:
             async with session.request(
                 out.method.value,

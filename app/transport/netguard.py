@@ -284,6 +284,12 @@ def validate_headers(headers: Sequence[Header]) -> list[tuple[str, str]]:
     return errors
 
 
+def header_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a header the webhook adds (a custom header, or the integrator HMAC
+    header): not an RFC 9110 token, one of the engine's own headers, or a connection header."""
+    return _name_problem(name, set())
+
+
 def _name_problem(name: str, seen: set[str]) -> str | None:
     lowered = name.lower()
     if not _TOKEN.fullmatch(name):

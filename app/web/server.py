@@ -1,6 +1,7 @@
-"""The Starlette application of `hookql serve`: the GraphQL API at /graphql, /healthz and
-/metrics, and the uvicorn server that runs it. The CLI owns the database pool, the transport
-(the API's own, for `webhookTest`) and the engine process; this module only routes and serves."""
+"""The Starlette application of `hookql serve`: the GraphQL API at /graphql (GraphiQL, with its
+assets under /graphiql/), /healthz and /metrics, and the uvicorn server that runs it. The CLI owns
+the database pool, the transport (the API's own, for `webhookTest`) and the engine process; this
+module only routes and serves."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from app.config import Settings
 from app.store import db
 from app.transport.http import Transport
 from app.web.dashboard import dashboard_app
+from app.web.graphiql import graphiql_page, graphiql_routes
 from app.web.metrics import render_metrics
 
 HEALTH_TIMEOUT_S = 2.0
@@ -36,10 +38,10 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
-        body, content_type = await render_metrics(pool)
+        body, content_type = await render_metrics(pool, max_webhooks=settings.metrics_max_webhooks)
         return Response(body, media_type=content_type)
 
-    gql = graphql_app(pool, settings, transport=transport)
+    gql = graphql_app(pool, settings, ide=graphiql_page, transport=transport)
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -48,6 +50,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, transport: Transport) -> 
             Route("/graphql", gql),
             WebSocketRoute("/graphql", gql),
             Mount("/dashboard", dashboard_app(pool, settings)),
+            *graphiql_routes(),
         ]
     )
 
@@ -63,7 +66,9 @@ class ApiServer(uvicorn.Server):
             uvicorn.Config(
                 app,
                 lifespan="off",
-                log_level=settings.log_level,
+                # uvicorn is a library: warning and above, as every logger that is not hookql's
+                # (app.cli.configure_logging); `--log-level info` shows hookql's own lines.
+                log_level="error" if settings.log_level == "error" else "warning",
                 access_log=False,
                 # Requests under way get this long to finish once stopping; websockets are closed.
                 timeout_graceful_shutdown=settings.shutdown_timeout_s,

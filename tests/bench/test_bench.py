@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.bench_runs import run_in_own_group
+
 pytestmark = pytest.mark.bench
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK_BOUND_S = 90  # issue #5 set a minute; the noisy-neighbour scenario (issue #11) adds ~10 s
 LIMITS = {"limits.l1_posts_per_s", "limits.l2_commits_per_s", "limits.l3_p50_ms", "limits.l3_p99_ms"}
 
@@ -26,7 +24,7 @@ def test_quick_bench_measures_every_figure_against_its_reference(tmp_path: Path)
     out = tmp_path / "latest.json"
 
     # when the quick bench runs as a user would run it
-    completed = _run_in_own_group([sys.executable, "-m", "bench", "--quick", "--out", str(out)], QUICK_BOUND_S)
+    completed = run_in_own_group([sys.executable, "-m", "bench", "--quick", "--out", str(out)], QUICK_BOUND_S)
 
     # then it succeeded and wrote every figure with a number and what it is compared with
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -43,23 +41,3 @@ def test_quick_bench_measures_every_figure_against_its_reference(tmp_path: Path)
     # and the table a reader sees names each figure
     for f in figures.values():
         assert f["label"] in completed.stdout
-
-
-def _run_in_own_group(argv: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    """Run the bench in a process group of its own. On timeout the whole group gets SIGTERM (the
-    bench's serve, worker and receiver processes stop cleanly, embedded PostgreSQL included), then
-    SIGKILL; killing only the bench would leave its servers running."""
-    with subprocess.Popen(
-        argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-            raise
-        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -452,6 +453,8 @@ async def test_hanging_receivers_hold_only_their_owners_share_of_send_slots(
             while hanging.in_flight < holding:
                 assert time.monotonic() < deadline, f"only {hanging.in_flight} sends reached the hanging receiver"
                 await asyncio.sleep(0.05)
+            # the operator sees each hanging webhook's backlog on /metrics, under its GraphQL id
+            backlog = await webhook_backlogs(session, calm.serve.base_url)
         held = hanging.max_in_flight
     finally:
         await conn.execute("UPDATE webhooks SET enabled = false WHERE seller_id = $1 AND name LIKE 'hang-%'", ATTACKER)
@@ -459,6 +462,21 @@ async def test_hanging_receivers_hold_only_their_owners_share_of_send_slots(
         await calm.side.run(hanging.stop())
     assert held <= LIMITS.owner_max_sending, f"one owner held {held} send slots at once"
     assert_unharmed(neighbours)
+    assert all(backlog.get(hook, 0) > 0 for hook in hook_ids), backlog
+    assert len(backlog) <= LIMITS.metrics_max_webhooks + 1  # + webhook="other"
+
+
+async def webhook_backlogs(session: aiohttp.ClientSession, base_url: str) -> dict[str, float]:
+    """hookql_webhook_backlog_events by `webhook` label, scraped and parsed as Prometheus does."""
+    async with session.get(f"{base_url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        sample.labels["webhook"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "hookql_webhook_backlog_events"
+        for sample in family.samples
+    }
 
 
 # -- 4. request floods --------------------------------------------------------------------------

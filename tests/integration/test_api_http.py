@@ -17,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from app.api.asgi import MAX_BODY_BYTES, graphql_app
 from app.config import Settings
 from app.store.apikeys import create_key
+from app.web.graphiql import graphiql_page
 from tests.support.live_server import serving
 
 
@@ -25,7 +26,7 @@ async def api(pool: asyncpg.Pool) -> AsyncIterator[tuple[str, str]]:
     """(URL of /graphql on a live server, an operator key)."""
     async with pool.acquire() as conn:
         key = await create_key(conn, seller_id=None, name="t")
-    graphql = graphql_app(pool, Settings())
+    graphql = graphql_app(pool, Settings(), ide=graphiql_page)
     async with serving(Starlette(routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)])) as base:
         yield base + "/graphql", key
 

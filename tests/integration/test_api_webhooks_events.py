@@ -95,6 +95,30 @@ async def test_events_page_newest_first_with_a_status_filter(fixture_pool: async
     assert [e["node"]["id"] for e in failed["webhook"]["events"]["edges"]] == [gid(ids[4]), gid(ids[2]), gid(ids[0])]
 
 
+async def test_retrying_events_are_found_by_the_retrying_filter(fixture_pool: asyncpg.Pool) -> None:
+    # given a pending event never tried, a pending event that failed once, and a failed one
+    hook, hook_id = await new_webhook(fixture_pool)
+    fresh = await add_event(fixture_pool, hook_id, 1, "pending")
+    retrying = await add_event(fixture_pool, hook_id, 2, "pending")
+    failed = await add_event(fixture_pool, hook_id, 3, "failed")
+    await fixture_pool.execute("UPDATE webhook_events SET attempts = 0 WHERE id = $1", fresh)
+    await fixture_pool.execute("UPDATE webhook_events SET attempts = 1 WHERE id = $1", retrying)
+    query = """query($id: ID!, $status: WebhookEventStatus, $retrying: Boolean) { webhook(id: $id) {
+      events(status: $status, retrying: $retrying) { edges { node { id attemptCount } } } } }"""
+
+    async def found(**filters: Any) -> list[str]:
+        data = await gql(fixture_pool, query, id=hook, **filters)
+        return [e["node"]["id"] for e in data["webhook"]["events"]["edges"]]
+
+    # then FAILED is the events out of attempts; retrying: true the ones still retrying
+    assert await found(status="FAILED") == [gid(failed)]
+    assert await found(retrying=True) == [gid(retrying)]
+    assert await found(status="PENDING", retrying=True) == [gid(retrying)]
+    assert await found(status="PENDING", retrying=False) == [gid(fresh)]
+    assert await found(retrying=False) == [gid(failed), gid(fresh)]
+    assert await found(status="FAILED", retrying=True) == []
+
+
 async def test_retry_requeues_a_failed_event_with_a_fresh_budget(fixture_pool: asyncpg.Pool) -> None:
     _, hook_id = await new_webhook(fixture_pool)
     failed = await add_event(fixture_pool, hook_id, 1, "failed")

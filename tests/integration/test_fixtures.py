@@ -22,6 +22,10 @@ MINIMUMS = {
     "invoice_amendments": 10,
     "refund_requests": 5,
     "refund_request_line_items": 5,
+    "option_types": 2,
+    "option_values": 5,
+    "variant_option_values": 100,
+    "external_ids": 50,
 }
 
 # One plain INSERT per table, parents first, each relying on the id the sequence hands out.
@@ -60,6 +64,19 @@ PLAIN_INSERTS = {
         "INSERT INTO refund_request_line_items (refund_request_id, invoice_line_item_id, quantity, amount) "
         "VALUES ($1, $2, 1, 1) RETURNING id",
         ("refund_requests", "invoice_line_items"),
+    ),
+    "option_types": ("INSERT INTO option_types (name) VALUES ('Material') RETURNING id", ()),
+    "option_values": (
+        "INSERT INTO option_values (option_type_id, name) VALUES ($1, 'Wool') RETURNING id",
+        ("option_types",),
+    ),
+    "variant_option_values": (
+        "INSERT INTO variant_option_values (variant_id, option_value_id) VALUES ($1, $2) RETURNING id",
+        ("variants", "option_values"),
+    ),
+    "external_ids": (
+        "INSERT INTO external_ids (invoice_id, key, value) VALUES ($1, 'erp', 'X1') RETURNING id",
+        ("invoices",),
     ),
 }
 

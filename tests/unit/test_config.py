@@ -65,3 +65,27 @@ def test_inconsistent_overrides_are_refused() -> None:
 
 def test_durations() -> None:
     assert [parse_duration_s(x) for x in ("30", "30s", "90m", "12h", "3d")] == [30, 30, 5400, 43200, 259200]
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "mysql://u@h/d", "localhost:5432", "http://db.example/x", ""])
+def test_a_database_url_that_is_not_postgresql_is_refused_before_connecting(url: str) -> None:
+    with pytest.raises(SettingsError, match="is not a PostgreSQL URL"):
+        Settings().with_overrides(database_url=url) if url else Settings(database_url=url).check()
+
+
+def test_a_refused_database_url_never_shows_a_password() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings().with_overrides(database_url="mysql://admin:hunter2@db/x")
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h/d", "postgres://u:p@h:5432/d", "POSTGRESQL://h/d"])
+def test_postgresql_urls_pass(url: str) -> None:
+    assert Settings().with_overrides(database_url=url).database_url == url
+
+
+def test_the_metrics_cap_is_a_setting_of_at_least_one() -> None:
+    assert Settings.from_env({}).metrics_max_webhooks == 50
+    assert Settings.from_env({"HOOKQL_METRICS_MAX_WEBHOOKS": "3"}).metrics_max_webhooks == 3
+    with pytest.raises(SettingsError, match="metrics_max_webhooks must be at least 1"):
+        Settings().with_overrides(metrics_max_webhooks=0)

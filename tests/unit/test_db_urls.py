@@ -25,3 +25,13 @@ def test_urls_are_redacted_and_retargeted() -> None:
         db.with_database("postgresql://postgres:@/postgres?host=/tmp/s", "x") == "postgresql://postgres:@/x?host=/tmp/s"
     )
 
+
+
+def test_an_unparseable_url_is_redacted_whole() -> None:
+    assert db.redact("postgresql://u:secret@[::1/d") == "<unparseable URL>"  # an unclosed IPv6 bracket
+    assert db.redact("postgresql://u:secret@h:notaport/d") == "postgresql://u:***@h:notaport/d"
+
+
+def test_text_quoted_in_an_error_line_is_one_short_line() -> None:
+    assert db.one_line("a\n  b\x01c") == "a b\\x01c"
+    assert db.one_line("x" * 500) == "x" * 199 + "…"

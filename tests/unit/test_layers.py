@@ -16,7 +16,9 @@ BASE = frozenset({"types", "config", "runtime", "__init__", "__version__"})
 
 # Each floor and the floors beneath it that it may import (its own floor is always allowed).
 ALLOWED: dict[str, frozenset[str]] = {
-    "cli": frozenset({"demo", "web", "api", "engine", "evaluation", "transport", "store", "policy"}),
+    "cli": frozenset({"client", "demo", "web", "api", "engine", "evaluation", "transport", "store", "policy"}),
+    # Talks to a running server over HTTP and the websocket, as any integrator's program does.
+    "client": frozenset({"policy"}),
     "demo": frozenset({"api", "engine", "evaluation", "transport", "store", "policy"}),
     "web": frozenset({"api", "evaluation", "transport", "store", "policy"}),
     "api": frozenset({"evaluation", "transport", "store", "policy"}),

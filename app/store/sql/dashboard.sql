@@ -2,6 +2,8 @@
 
 -- name: webhooks_health
 -- Webhooks with their health: backlog, the last attempt and event, and the 24 h success counts.
+-- The one source of these figures: the dashboard's list and GraphQL's `Webhook` health fields
+-- (a DataLoader: one statement for every webhook of a response). :webhook_ids NULL: all of them.
 SELECT w.id, w.seller_id, s.name AS seller_name, w.name, w.url, w.entity_type, w.enabled,
        w.disabled_reason, w.created_at,
        (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.status = 'pending') AS backlog,
@@ -18,13 +20,13 @@ LEFT JOIN LATERAL (SELECT count(*) AS total,
                           count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS ok
                    FROM webhook_attempts a
                    WHERE a.webhook_id = w.id AND a.attempted_at > now() - interval '24 hours') st ON true
-WHERE (:seller_id::bigint IS NULL OR w.seller_id = :seller_id) AND (:webhook_id::bigint IS NULL OR w.id = :webhook_id)
+WHERE (:seller_id::bigint IS NULL OR w.seller_id = :seller_id) AND (:webhook_ids::bigint[] IS NULL OR w.id = ANY(:webhook_ids))
 ORDER BY w.id
 LIMIT :limit;
 
 -- name: recent_events
 -- One page of a webhook's events, newest first, optionally of one status and before an id.
-SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.attempts,
+SELECT e.id, e.public_id, e.event, e.entity_type, e.entity_id, e.sequence, e.status, e.skip_reason, e.attempts,
        e.changed_at, e.created_at, e.next_attempt_at, e.finished_at, e.error
 FROM webhook_events e
 WHERE e.webhook_id = :webhook_id AND (:status::text IS NULL OR e.status = :status)

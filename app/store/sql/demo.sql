@@ -46,7 +46,20 @@ INSERT INTO refund_request_line_items (refund_request_id, invoice_line_item_id, 
 VALUES (:refund_request_id, :line_id, 1, :amount);
 
 -- name: any_stocked_variant
-SELECT id, sku FROM variants WHERE NOT infinite_quantity ORDER BY random() LIMIT 1;
+SELECT id, sku FROM variants WHERE NOT infinite_quantity AND NOT (id = ANY(:excluded_ids::bigint[]))
+ORDER BY random() LIMIT 1;
+
+-- name: variant_known_to
+-- A random variant whose latest state :webhook_id has been sent, with nothing under way for it
+-- (no captured change, no debounce, no pending event): a change its query does not select then
+-- evaluates to the payload already sent, and is skipped.
+SELECT v.id, v.sku FROM variants v
+JOIN webhook_entity_state s ON s.webhook_id = :webhook_id AND s.entity_type = 'variant' AND s.entity_id = v.id
+WHERE NOT EXISTS (SELECT 1 FROM changes c WHERE c.entity_type = 'variant' AND c.entity_id = v.id)
+  AND NOT EXISTS (SELECT 1 FROM pending_entities p WHERE p.entity_type = 'variant' AND p.entity_id = v.id)
+  AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.webhook_id = :webhook_id AND e.status = 'pending'
+                  AND e.entity_type = 'variant' AND e.entity_id = v.id)
+ORDER BY random() LIMIT 1;
 
 -- name: any_variant
 SELECT id, sku FROM variants ORDER BY random() LIMIT 1;
@@ -88,6 +101,18 @@ SELECT status, count(*) AS n FROM webhook_events GROUP BY status;
 
 -- name: pending_events
 SELECT count(*) FROM webhook_events WHERE status = 'pending';
+
+-- name: unsent_events
+-- Events that ended without being sent (the receiver sees their sequence numbers missing), but
+-- for those already reported; a superseded event names the sequence that replaced it.
+SELECT e.id, w.name AS webhook, e.event, e.sequence, e.status, n.sequence AS superseded_by_sequence,
+       COALESCE(v.sku, e.entity_type || ' #' || e.entity_id) AS entity
+FROM webhook_events e
+JOIN webhooks w ON w.id = e.webhook_id
+LEFT JOIN webhook_events n ON n.id = e.superseded_by
+LEFT JOIN variants v ON e.entity_type = 'variant' AND v.id = e.entity_id
+WHERE e.status IN ('skipped', 'superseded') AND NOT (e.id = ANY(:reported_ids::bigint[]))
+ORDER BY e.id;
 
 -- name: drained
 -- Nothing captured, debouncing or waiting for delivery.

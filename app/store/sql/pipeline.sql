@@ -44,7 +44,7 @@ SELECT extract(epoch FROM min(due_at) - now()) FROM pending_entities
 WHERE claimed_until IS NULL OR claimed_until < now();
 
 -- name: enabled_webhooks
-SELECT id, seller_id, entity_type, query, events, skip_identical_payloads, budget_breaches FROM webhooks
+SELECT id, seller_id, entity_type, query, events, skip_identical_payloads, budget_breaches, filter FROM webhooks
 WHERE enabled AND entity_type = ANY(:types::text[]) ORDER BY id;
 
 -- name: current_versions
@@ -69,9 +69,11 @@ owners AS MATERIALIZED (
     FROM webhooks o JOIN webhook_events e ON e.webhook_id = o.id
     AND e.leased_until IS NOT NULL AND e.leased_until > now()
     WHERE coalesce(o.seller_id, 0) IN (SELECT coalesce(seller_id, 0) FROM w) GROUP BY 1)
-SELECT w.id, w.enabled,
+-- `enabled` here is "may be sent over HTTP": a webhook held by `hookql listen` (listen.sql) is not.
+SELECT w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false) AS enabled,
        w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
        w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+       w.hmac_key, w.hmac_header,
        (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()) AS leased,
        coalesce(owners.n, 0) AS owner_leased
 FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0);
@@ -102,19 +104,20 @@ ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i;
 WITH ins AS (
     INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,
                                 payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at,
-                                leased_until)
+                                leased_until, skip_reason)
     SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()),
            CASE WHEN u.f THEN now() END,
            -- leased to this process only while no older event of the pair is leased (one in
            -- flight per (webhook, entity)); otherwise left to a claim
            CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w
                 AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now())
-                THEN now() + make_interval(secs => :lease_s) END
+                THEN now() + make_interval(secs => :lease_s) END,
+           u.sr
     FROM unnest(:public_ids::text[], :webhook_ids::bigint[], :entity_types::text[], :entity_ids::bigint[],
                 :events::text[], :sequences::bigint[], :statuses::text[], :payloads::text[],
                 :payload_hashes::bytea[], :changed_ats::timestamptz[], :attempts::int[],
-                :next_attempt_ats::timestamptz[], :finished::bool[], :leased::bool[])
-         u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l)
+                :next_attempt_ats::timestamptz[], :finished::bool[], :leased::bool[], :skip_reasons::text[])
+         u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l, sr)
     RETURNING id, public_id, webhook_id, entity_type, entity_id, status, leased_until
 ), link AS (
     UPDATE webhook_events o SET superseded_by = n.id FROM ins n
@@ -195,6 +198,9 @@ WITH leased AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
       AND (e.leased_until IS NULL OR e.leased_until <= now())
+      -- a webhook held by `hookql listen` (listen.sql) is delivered by its listener, not over HTTP
+      AND e.webhook_id NOT IN (SELECT id FROM webhooks WHERE listen_until IS NOT NULL
+                               AND (listen_only OR listen_until > now()))
       -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
       -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
       -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
@@ -234,7 +240,8 @@ WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.st
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
-          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id;
+          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+          w.hmac_key, w.hmac_header;
 
 -- name: renew_leases
 -- Rows being recorded right now are skipped (their lease is about to go), not waited for.
@@ -253,6 +260,7 @@ WHERE NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = h.id);
 -- name: next_event_due_in_s
 SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e
 JOIN webhooks w ON w.id = e.webhook_id AND w.enabled
+    AND NOT coalesce(w.listen_only OR w.listen_until > now(), false)
 WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now());
 
 -- name: key_share_webhooks

@@ -49,9 +49,11 @@ VALUES (:event_id, :webhook_id, :attempted_at, :duration_ms, :status_code, :resp
 RETURNING id;
 
 -- name: list_events
--- Newest first (keyset on id).
+-- Newest first (keyset on id). :retrying, unless null, keeps only the events that are (true) or
+-- are not (false) waiting for a retry: pending after at least one failed attempt.
 SELECT * FROM webhook_events
 WHERE webhook_id = :webhook_id AND (:status::text IS NULL OR status = :status)
+  AND (:retrying::boolean IS NULL OR (status = 'pending' AND attempts > 0) = :retrying)
   AND (:before_id::bigint IS NULL OR id < :before_id)
 ORDER BY id DESC LIMIT :limit;
 

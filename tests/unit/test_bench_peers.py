@@ -1,0 +1,144 @@
+"""The peers bench's pure parts: matching receipts to commits for latency, the medians and
+spreads its figures report, the node version gate, and the receiver's signature check."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from bench.__main__ import main as bench_main
+from bench.peers.scenario import fill_figures, latency_samples, median_of, spread
+from bench.peers.systems import node_suffices, node_version
+from bench.peers.workload import InvoiceRun
+from bench.receiver import hmac_key, signature_ok
+from bench.report import Figure
+
+
+def _run(commits: dict[int, list[float]]) -> InvoiceRun:
+    run = InvoiceRun()
+    run.commits = defaultdict(list, commits)
+    return run
+
+
+def test_a_receipt_is_timed_from_the_last_commit_of_its_invoice_before_it_arrived() -> None:
+    # given invoice 7 committed at 10.0 and again at 10.5
+    run = _run({7: [10.0, 10.5]})
+
+    # when receipts arrive after each commit
+    samples = latency_samples(run, [[7, "w0", 10.02], [7, "w0", 10.53]], counted_from=0.0)
+
+    # then each is timed from the commit just before it
+    assert [round(s, 1) for s in samples] == [20.0, 30.0]
+
+
+def test_only_the_first_receipt_per_commit_and_webhook_counts_and_only_inside_the_window() -> None:
+    run = _run({7: [9.0, 10.0]})
+    receipts = [[7, "w0", 9.1], [7, "w0", 10.1], [7, "w0", 10.2], [7, "w1", 10.3], [8, "w0", 10.4]]
+
+    samples = latency_samples(run, receipts, counted_from=9.5)
+
+    # the 9.0 commit is before the window, the second w0 receipt repeats, invoice 8 never changed
+    assert [round(s) for s in samples] == [100, 300]
+
+
+def test_medians_and_spreads_over_rounds() -> None:
+    results: list[dict[str, Any]] = [{"x": 3.0}, {"x": 1.0}, {"x": 2.0}, {"x": None}]
+    assert median_of(results, "x") == (2.0, [3.0, 1.0, 2.0])
+    assert spread([3.0, 1.0, 2.0]) == "1.0–3.0"
+    assert spread([5.0]) == "one round"
+    assert median_of([{"x": None}], "x") == (None, [])
+
+
+def test_node_version_gate_follows_graphile_workers_engines() -> None:
+    assert node_version("v20.20.2") == (20, 20)
+    assert node_version("v22.18.0\n") == (22, 18)
+    assert node_version("nonsense") is None
+    # graphile-worker 0.18.0 declares node >= 22.18.0
+    assert not node_suffices("v20.20.2")
+    assert not node_suffices("v22.17.1")
+    assert not node_suffices("nonsense")
+    assert node_suffices("v22.18.0")
+    assert node_suffices("v24.1.0")
+
+
+def _signed(key: bytes, msg_id: str, ts: str, body: bytes) -> str:
+    return "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+
+
+def test_receiver_accepts_a_standard_webhooks_signature_and_rejects_others() -> None:
+    key = hmac_key("whsec_" + base64.b64encode(b"k" * 32).decode())
+    body = b'{"legacyId": 1}'
+    good = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": _signed(key, "msg_1", "1700000000", body),
+    }
+    assert signature_ok(key, good, body)
+    # one of several (a rotation's overlap) is enough
+    assert signature_ok(key, {**good, "webhook-signature": "v1,AAAA " + good["webhook-signature"]}, body)
+    assert not signature_ok(key, good, body + b" ")
+    assert not signature_ok(key, {**good, "webhook-id": "msg_2"}, body)
+    assert not signature_ok(key, {"webhook-id": "msg_1"}, body)
+
+
+def test_an_unknown_peer_is_a_clear_usage_error_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    # when a user names a system the bench does not know
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--peers", "pgqueuer,sidekiq"])
+
+    # then argparse's usage error names it and the known ones, and nothing ran (no server, no socket)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown system(s) sidekiq" in err
+    assert "pgqueuer, procrastinate, graphile_worker" in err
+
+
+def _round(rate: float) -> dict[str, object]:
+    cores = {"engine": 0.3, "postgresql": 0.2, "machine (all processes)": 1.0, "cores": 2.0}
+    return {
+        "deliveries_per_s": rate,
+        "offered_deliveries_per_s": 10_000.0,
+        "cpu_cores": cores,
+        "cpu_own_cores": 0.5,
+        "latency_samples": 10,
+        "latency_p50_ms": 60.0,
+        "latency_p99_ms": 90.0,
+        "verified": 100,
+        "unverified": 0,
+    }
+
+
+def test_figures_are_medians_and_a_system_whose_rounds_all_failed_says_why() -> None:
+    # given hookql's three rounds, pgqueuer's three, and procrastinate failing every round
+    figures = {f.key: f for f in _declared(["pgqueuer", "procrastinate"])}
+    runs = {
+        "hookql": [_round(900.0), _round(300.0), _round(600.0)],
+        "pgqueuer": [_round(200.0), _round(400.0), _round(300.0)],
+        "procrastinate": [],
+    }
+
+    # when the figures are filled
+    fill_figures(figures, runs, debounce_ms=50, failures={"procrastinate": "round 3: RuntimeError: boom"})
+
+    # then each is the median with its spread, the ratio is of medians, and the failure is a reason
+    assert figures["peers.hookql.deliveries_per_s"].value == 600.0
+    assert "300.0–900.0" in figures["peers.hookql.deliveries_per_s"].note
+    assert figures["peers.hookql_ratio_best_peer"].value == 2.0
+    assert figures["peers.procrastinate.deliveries_per_s"].value is None
+    assert figures["peers.procrastinate.deliveries_per_s"].reason == "round 3: RuntimeError: boom"
+    assert figures["peers.unverified_deliveries"].value == 0
+
+
+def _declared(peers: list[str]) -> list[Figure]:
+    figures = []
+    for key in ["hookql", *peers]:
+        for name in ("deliveries_per_s", "cpu_machine_cores", "cpu_own_cores", "latency_p50_ms", "latency_p99_ms"):
+            figures.append(Figure(f"peers.{key}.{name}", name, "x", "info"))
+    figures.append(Figure("peers.hookql_ratio_best_peer", "ratio", "ratio", ">=", threshold=2.0))
+    figures.append(Figure("peers.unverified_deliveries", "unverified", "deliveries", "==", threshold=0))
+    return figures
