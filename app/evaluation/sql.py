@@ -21,7 +21,9 @@ there. Each entry states what the API's resolver (app/api/marketplace.py) does, 
   lookups by id with the viewer's seller predicate, to-many children by their parent, ordered by id.
 
 What falls back to graphql-core (the query is executed as before, and `fallback_reason` says why):
-- a field missing from `FIELDS` (a new field nobody mapped yet, or one with Python-only logic);
+- a field missing from `FIELDS` (a new field nobody mapped yet, or one with Python-only logic):
+  today the Marketplacer additions (`…Cents`, `…Formatted`, `externalIds`, `optionValues` …,
+  listed in tests/unit/test_compiled_plan.py as NOT_COMPILED);
 - a field with arguments below the root, and root fields other than `node(id: $id)`, the
   entity's own root field (`invoice(id: $id)`…) and `__typename`;
 - what merging refuses (introspection fields, directives other than literal @skip/@include);

@@ -86,12 +86,36 @@ def test_what_has_no_sql_form_falls_back_with_its_reason() -> None:
     assert [fallback_reason(schema, q) for q in (total, shipments, status)] == [None, None, None]
 
 
-def test_every_marketplace_type_and_field_is_in_the_table() -> None:
-    # every field of every type the webhook roots reach has an SQL form (or is `id`)
+# Fields of the marketplace types that fall back to graphql-core today (README, "Compiled
+# queries"): the Marketplacer additions, not mapped yet. A field added to the schema shows up here.
+NOT_COMPILED = {
+    "Invoice": {"externalIds", "statusFlags", "subtotalCents", "subtotalFormatted", "totalCents", "totalFormatted"},
+    "InvoiceAmendment": {"amountCents", "amountFormatted"},
+    "InvoiceLineItem": {"totalCents", "totalFormatted", "unitPriceCents", "unitPriceFormatted", "variantId"},
+    "Order": {"externalId", "externalIds", "total", "totalCents", "totalFormatted"},
+    "RefundRequest": {"totalCents", "totalFormatted"},
+    "RefundRequestLineItem": {"amountCents", "amountFormatted", "reason"},
+    "Seller": {"businessName", "externalIds"},
+    "Shipment": {"shippedItems", "trackingLink"},
+    "ShipmentItem": {"lineItem"},
+    "Variant": {
+        "lowestPrice",
+        "lowestPriceCents",
+        "lowestPriceFormatted",
+        "optionValues",
+        "priceCents",
+        "priceFormatted",
+        "salePrice",
+    },
+}
+
+
+def test_every_field_of_the_compiled_types_is_mapped_or_listed_as_falling_back() -> None:
     gql = schema._schema
     for type_name, fields in FIELDS.items():
         graphql_type = gql.get_type(type_name)
-        assert set(graphql_type.fields) - {"id"} == set(fields), type_name  # type: ignore[union-attr]
+        unmapped = set(graphql_type.fields) - {"id"} - set(fields)  # type: ignore[union-attr]
+        assert unmapped == NOT_COMPILED.get(type_name, set()), type_name
 
 
 def test_the_statement_is_one_select_over_the_batchs_ids_with_the_viewers_seller() -> None:
