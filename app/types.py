@@ -107,6 +107,17 @@ class Outgoing:
 
 
 @dataclass(frozen=True)
+class SentRequest:
+    """An attempt's HTTP request as it went out (secrets included: mask before storing it,
+    app.policy.masking)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]  # in the order sent
+    body: bytes  # the exact bytes sent
+
+
+@dataclass(frozen=True)
 class SendResult:
     """The outcome of one attempt. The transport never raises for HTTP failures."""
 
@@ -117,6 +128,7 @@ class SendResult:
     response_body: str = ""  # first 4 KiB, decoded leniently
     error: str | None = None  # timeout, connection refused, blocked address …
     retry_after_s: float | None = None  # parsed Retry-After, if any
+    request: SentRequest | None = None  # None: refused before a request was built
 
     @property
     def ok(self) -> bool:

@@ -30,7 +30,7 @@ ENGINE_POOL_MAX = 20  # as `hookql serve` sizes its pool
 TOP_SQL = (
     "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query FROM pg_stat_statements"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 12"
+    " AND query NOT ILIKE '%pg_stat_statements%' ORDER BY calls DESC LIMIT 40"
 )
 COUNT_SQL = (
     "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"

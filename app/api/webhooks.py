@@ -15,7 +15,7 @@ from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
 from app.evaluation import sql as compiled_sql
-from app.evaluation.compile import QueryError, compile_query
+from app.evaluation.compile import CompiledQuery, QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.execute import evaluate
 from app.evaluation.selection import compile_filter
@@ -26,7 +26,7 @@ from app.policy.ids import decode
 from app.policy.signing import new_secret
 from app.store import listen as listen_store
 from app.store import webhooks as webhook_store
-from app.types import EntityType
+from app.types import EntityType, Visibility
 
 TEST_FAILED_REASON = "test failed"
 TEST_RECORD_MARGIN_S = 5.0  # past the ping's own timeout: time to record the attempt and answer
@@ -138,46 +138,11 @@ class WebhookQuery:
 class WebhookMutation:
     @strawberry.mutation
     async def webhook_create(self, info: Info, input: WebhookCreateInput) -> WebhookSecretPayload:
-        ctx = info.context
-        values, errors = await clean(
-            info.schema,
-            input,
-            current=None,
-            viewer=ctx.viewer,
-            allow_private=ctx.settings.allow_private_targets,
-            settings=ctx.settings,
-        )
-        if errors:
-            return WebhookSecretPayload(errors=errors)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            seller, problem = values.get("seller_id"), None
-            if seller is not None:
-                problem = await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
-            if problem:
-                return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
-            secret = new_secret()
-            row = await webhook_store.insert_webhook(conn, values, secret)
-        return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
+        return await create_webhook(info.schema, info.context, input)
 
     @strawberry.mutation(description="Change some fields; takes effect from the next attempt")
     async def webhook_update(self, info: Info, id: strawberry.ID, input: WebhookUpdateInput) -> WebhookPayload:
-        ctx = info.context
-        async with ctx.pool.acquire() as conn:
-            current = await _owned_webhook(ctx, conn, id)
-            if current is None:
-                return WebhookPayload(errors=_not_found())
-            values, errors = await clean(
-                info.schema,
-                input,
-                current=dict(current),
-                viewer=ctx.viewer,
-                allow_private=ctx.settings.allow_private_targets,
-                settings=ctx.settings,
-            )
-            if errors:
-                return WebhookPayload(errors=errors)
-            row = await webhook_store.update_webhook(conn, current["id"], values)
-        return WebhookPayload(webhook=Webhook.from_row(row))
+        return await update_webhook(info.schema, info.context, id, input)
 
     @strawberry.mutation
     async def webhook_delete(self, info: Info, id: strawberry.ID) -> WebhookDeletePayload:
@@ -271,45 +236,7 @@ class WebhookMutation:
         entity_id: strawberry.ID,
         filter: str | None = None,
     ) -> WebhookPreviewPayload:
-        # as webhookCreate refuses them: NUL, lone surrogates, size
-        hostile = text_problems(query, "query") + text_problems(filter, "filter")
-        if hostile:
-            return WebhookPreviewPayload(errors=hostile)
-        ctx = info.context
-        entity_type = EntityType(type)
-        limits = limits_for(ctx.settings, operator=ctx.viewer.is_operator)  # it runs with the caller's visibility
-        compiled = compile_query(info.schema, query, entity_type, limits=limits, remember=False)  # a one-off
-        if isinstance(compiled, QueryError):
-            return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
-        condition = compile_filter(filter, compiled) if filter and filter.strip() else None
-        if isinstance(condition, str):
-            return WebhookPreviewPayload(errors=[FieldError(field="filter", message=condition)])
-        if decode(entity_id, entity_type.graphql_name) is None:
-            return WebhookPreviewPayload(
-                errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
-            )
-        # The same code path as a delivery: a fresh context with the caller's visibility.
-        context = make_context(ctx.pool, ctx.viewer, ctx.settings)
-        [payload] = await evaluate(info.schema, context, compiled, [str(entity_id)])
-        body = build_body(
-            event_id=new_event_id(),
-            action="updated",
-            webhook_global_id="",
-            entity_type=entity_type,
-            entity_global_id=str(entity_id),
-            sequence=0,
-            created_at=datetime.now(UTC),
-            payload=payload,
-        )
-        reason = "HOOKQL_COMPILED_QUERIES is off"
-        if ctx.settings.compiled_queries:
-            reason = compiled_sql.fallback_reason(info.schema, compiled)
-        if condition is None:
-            return WebhookPreviewPayload(body=body, fallback_reason=reason)
-        root = entity_root(entity_type.graphql_name)
-        return WebhookPreviewPayload(
-            body=body, filter_matches=matches(condition, payload, root), fallback_reason=reason
-        )
+        return await preview(info.schema, info.context, EntityType(type), query, str(entity_id), filter)
 
     @strawberry.mutation(description="Send a failed or cancelled event again (refused if a newer one exists)")
     async def webhook_event_retry(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
@@ -318,6 +245,19 @@ class WebhookMutation:
     @strawberry.mutation(description="Stop a pending event")
     async def webhook_event_cancel(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
         return await _event_action(info, id, webhook_store.cancel_event)
+
+    @strawberry.mutation(
+        description="Send a pending event now, cutting its retry backoff short (refused while it is being sent)"
+    )
+    async def webhook_event_send_now(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
+        return await _event_action(info, id, webhook_store.send_now)
+
+    @strawberry.mutation(
+        description="Deliver a delivered event again: returns a new event with the same payload, due now"
+        " (refused if a newer event for its entity exists)"
+    )
+    async def webhook_event_resend(self, info: Info, id: strawberry.ID) -> WebhookEventPayload:
+        return await _event_action(info, id, resend)
 
     @strawberry.mutation(
         description="Re-deliver to this webhook only, at their current state, the entities it had events for "
@@ -334,14 +274,134 @@ class WebhookMutation:
         return WebhookReplayPayload(queued=queued)
 
 
+async def resend(conn: Any, event_id: int) -> tuple[str | None, int]:
+    """webhookEventResend's action (the dashboard's "Resend" too): the problem, or None and the
+    new event's id."""
+    public_id = new_event_id()
+    problem = await webhook_store.resend_event(conn, event_id, public_id)
+    if problem:
+        return problem, event_id
+    return None, await webhook_store.event_id_by_public_id(conn, public_id) or event_id
+
+
+async def event_action(conn: Any, viewer: Visibility, event_id: int, action: Any) -> tuple[str | None, int | None]:
+    """Run an event action on an event `viewer` may see, inside the caller's transaction: one of
+    `webhook_store.retry_event`, `cancel_event` and `send_now`, which return their problem or
+    None, or `resend`, which also returns the event it made. Returns (problem, the event to show
+    after it: the new one for a resend); ("event not found", None) for another owner's event.
+    The API's mutations and the dashboard's buttons both act through here."""
+    event = await webhook_store.get_event(conn, event_id, viewer.seller_id)
+    if event is None:
+        return "event not found", None
+    done = await action(conn, event["id"])
+    problem, shown = done if isinstance(done, tuple) else (done, event["id"])
+    return problem, shown
+
+
 async def _event_action(info: Info, id: strawberry.ID, action: Any) -> WebhookEventPayload:
     id_ = decode(id, "WebhookEvent")
     async with info.context.pool.acquire() as conn, conn.transaction():
-        event = await webhook_store.get_event(conn, id_, info.context.viewer.seller_id) if id_ is not None else None
-        if event is None:
-            return WebhookEventPayload(errors=[FieldError(field="id", message="event not found")])
-        problem = await action(conn, event["id"])
-        if problem:
-            return WebhookEventPayload(errors=[FieldError(field="id", message=problem)])
-        event = await webhook_store.get_event(conn, event["id"], None)
+        problem, shown = (
+            await event_action(conn, info.context.viewer, id_, action) if id_ is not None else ("event not found", None)
+        )
+        if problem or shown is None:
+            return WebhookEventPayload(errors=[FieldError(field="id", message=problem or "event not found")])
+        event = await webhook_store.get_event(conn, shown, None)
     return WebhookEventPayload(event=WebhookEvent.from_row(event))
+
+
+# The mutations' bodies, as functions of (schema, context, input): the dashboard's forms call
+# these too, so a webhook created, edited or previewed there is validated and stored exactly as
+# through the API.
+
+
+async def create_webhook(schema: Any, ctx: Context, input: WebhookCreateInput) -> WebhookSecretPayload:
+    """webhookCreate: `clean` validates every field, the seller's quota is checked under its lock."""
+    values, errors = await clean(
+        schema,
+        input,
+        current=None,
+        viewer=ctx.viewer,
+        allow_private=ctx.settings.allow_private_targets,
+        settings=ctx.settings,
+    )
+    if errors:
+        return WebhookSecretPayload(errors=errors)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        seller, problem = values.get("seller_id"), None
+        if seller is not None:
+            problem = await seller_problem(conn, seller, ctx.settings.seller_max_webhooks)
+        if problem:
+            return WebhookSecretPayload(errors=[FieldError(field="sellerId", message=problem)])
+        secret = new_secret()
+        row = await webhook_store.insert_webhook(conn, values, secret)
+    return WebhookSecretPayload(webhook=Webhook.from_row(row), secret=secret)
+
+
+async def update_webhook(schema: Any, ctx: Context, id: str, input: WebhookUpdateInput) -> WebhookPayload:
+    """webhookUpdate of the webhook with global ID `id`, if the caller may see it."""
+    async with ctx.pool.acquire() as conn:
+        current = await _owned_webhook(ctx, conn, id)
+        if current is None:
+            return WebhookPayload(errors=_not_found())
+        values, errors = await clean(
+            schema,
+            input,
+            current=dict(current),
+            viewer=ctx.viewer,
+            allow_private=ctx.settings.allow_private_targets,
+            settings=ctx.settings,
+        )
+        if errors:
+            return WebhookPayload(errors=errors)
+        row = await webhook_store.update_webhook(conn, current["id"], values)
+    return WebhookPayload(webhook=Webhook.from_row(row))
+
+
+async def preview(
+    schema: Any, ctx: Context, entity_type: EntityType, query: str, entity_id: str, filter: str | None = None
+) -> WebhookPreviewPayload:
+    """webhookPreview: the body a delivery of `query` for the entity would carry, with the
+    caller's visibility and limits, and whether `filter` lets it through."""
+    # as webhookCreate refuses them: NUL, lone surrogates, size
+    hostile = text_problems(query, "query") + text_problems(filter, "filter")
+    if hostile:
+        return WebhookPreviewPayload(errors=hostile)
+    limits = limits_for(ctx.settings, operator=ctx.viewer.is_operator)  # it runs with the caller's visibility
+    compiled = compile_query(schema, query, entity_type, limits=limits, remember=False)  # a one-off
+    if isinstance(compiled, QueryError):
+        return WebhookPreviewPayload(errors=[FieldError(field="query", message=compiled.message)])
+    condition = compile_filter(filter, compiled) if filter and filter.strip() else None
+    if isinstance(condition, str):
+        return WebhookPreviewPayload(errors=[FieldError(field="filter", message=condition)])
+    if decode(entity_id, entity_type.graphql_name) is None:
+        return WebhookPreviewPayload(
+            errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
+        )
+    # The same code path as a delivery: a fresh context with the caller's visibility.
+    context = make_context(ctx.pool, ctx.viewer, ctx.settings)
+    [payload] = await evaluate(schema, context, compiled, [entity_id])
+    body = build_body(
+        event_id=new_event_id(),
+        action="updated",
+        webhook_global_id="",
+        entity_type=entity_type,
+        entity_global_id=entity_id,
+        sequence=0,
+        created_at=datetime.now(UTC),
+        payload=payload,
+    )
+    if condition is None:
+        return WebhookPreviewPayload(body=body, fallback_reason=_fallback_reason(schema, ctx, compiled))
+    root = entity_root(entity_type.graphql_name)
+    return WebhookPreviewPayload(
+        body=body,
+        filter_matches=matches(condition, payload, root),
+        fallback_reason=_fallback_reason(schema, ctx, compiled),
+    )
+
+
+def _fallback_reason(schema: Any, ctx: Context, compiled: CompiledQuery) -> str | None:
+    if not ctx.settings.compiled_queries:
+        return "HOOKQL_COMPILED_QUERIES is off"
+    return compiled_sql.fallback_reason(schema, compiled)

@@ -53,9 +53,10 @@ RENEW_EVERY_S = 5.0  # held leases (waiting, sending, unrecorded) are extended t
 RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
 CLAIM_LINGER_S = 0.002
-# Results arriving within this window share one transaction. Recording happens after the
-# receiver has its request, so this delays only the release of leases, not deliveries.
-RECORD_LINGER_S = 0.05
+# Results arriving while attempts are still in flight, up to this long after the first, share one
+# statement; with none in flight a batch is recorded at once. Recording happens after the receiver
+# has its request, so this delays only the release of leases, not deliveries.
+RECORD_LINGER_S = 0.2
 POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
@@ -95,6 +96,7 @@ class Dispatcher:
         self._claim_put_off = False
         self._stopping = asyncio.Event()
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
+        self._all_sent = asyncio.Event()  # set when no attempt is in flight: the recorder waits on it
 
     # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
 
@@ -163,7 +165,13 @@ class Dispatcher:
             # With attempts held, their outcomes wake us (see `_slot_freed`); with none, the next
             # retry's due time bounds the sleep.
             sleep_s = POLL_INTERVAL_S if self._unrecorded else await self._sleep_s()
-            await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s)
+            while not await wait_any([self.wakeups.events, self._slot_freed, self._stopping], sleep_s):
+                # Slept the whole poll interval: only a lost NOTIFY would have left anything to
+                # claim. Whether anything is due takes one statement, a claim four.
+                due_s = await self._due_s()
+                if due_s is not None and due_s <= 0:
+                    break
+                sleep_s = POLL_INTERVAL_S if due_s is None else min(POLL_INTERVAL_S, due_s + 0.001)
             self.wakeups.events.clear()
             self._slot_freed.clear()
             await asyncio.sleep(CLAIM_LINGER_S)
@@ -196,6 +204,8 @@ class Dispatcher:
             self._slot_freed.set()
         await self._results.put((row, result))
         self._start(self._lanes.take())
+        if not self._lanes.sending:
+            self._all_sent.set()
 
     def _forget(self, event_ids: list[int]) -> None:
         """Held events dropped unsent: no longer ours; the recorder gives back their leases."""
@@ -234,21 +244,29 @@ class Dispatcher:
             log.warning("dispatcher: giving back %d leases failed (%s); they expire instead", len(unsent), exc)
 
     async def _sleep_s(self) -> float:
-        try:
-            async with self.pool.acquire() as conn:
-                due = await pipeline.next_event_due_in_s(conn)
-        except Exception:  # only a hint for how long to sleep: poll soon instead
-            return ERROR_BACKOFF_S
+        """How long to sleep after a claim took all it could."""
+        due = await self._due_s()
         if due is None or due <= 0:  # nothing due, or due but blocked: a recorded attempt wakes us
             return POLL_INTERVAL_S
         return min(POLL_INTERVAL_S, due + 0.001)
+
+    async def _due_s(self) -> float | None:
+        """Seconds until the next unleased event is due (≤ 0: due now), None when none is
+        pending; 0 when the database cannot say (then a claim finds out)."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await pipeline.next_event_due_in_s(conn)
+        except Exception:  # only a hint: claim (and back off, if the database is away) instead
+            return 0.0
 
     # -- recording -----------------------------------------------------------------------------
 
     async def record_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
-            await asyncio.sleep(RECORD_LINGER_S)
+            if self._lanes.sending:  # more outcomes on the way: they join this batch
+                self._all_sent.clear()
+                await wait_any([self._all_sent], RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
             retrying = await self._record(batch)
@@ -291,12 +309,12 @@ class Dispatcher:
         settled = set(per_hook) - unsettled
         hooks = {hid: c for hid, c in per_hook.items() if not (hid in settled and c.only_delivered())}
 
-        # Two transactions: the attempts and event outcomes first, holding no webhook row for
-        # update (enqueueing locks those for its whole transaction: holding them here would make
-        # each wait for the other); then the webhooks' health, briefly under their locks. A crash
-        # between the two loses only health counters, which the next outcomes set again.
+        # Two transactions: the attempts and event outcomes first, in one statement holding no
+        # webhook row for update (enqueueing locks those for its whole transaction: holding them
+        # here would make each wait for the other); then the webhooks' health, briefly under their
+        # locks. A crash between the two loses only health counters, which the next outcomes set again.
         async def attempts_tx() -> None:
-            async with self.pool.acquire() as conn, conn.transaction():
+            async with self.pool.acquire() as conn:
                 await pipeline.record_attempts(conn, attempts, events, list(per_hook))
 
         async def health_tx() -> list[pipeline.WebhookState]:

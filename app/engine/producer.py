@@ -99,7 +99,7 @@ class Due:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Due:
-        """A claimed `pending_entities` row (`pipeline.claim_due_entities`)."""
+        """A claimed `pending_entities` row (`pipeline.claim_due`)."""
         return cls(EntityType(row["entity_type"]), row["entity_id"], Action(row["action"]), row["seller_id"],
                    row["last_change_at"], row["version"])
 
@@ -138,8 +138,9 @@ class Producer:
         # time it wrote (inf: nothing new comes due), or None when it folded nothing here — then
         # another process may have, and the evaluator asks the database.
         self._fold_due_in_s: float | None = None
-        self._due_hint: float | None = None  # loop time the folds since the evaluator slept come due
+        self._due_hint: float | None = None  # loop time the folds since the last claim come due
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
+        self._next_due_at: float | None = None  # loop time the entities the last claim left come due
         self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
 
     def stop(self) -> None:
@@ -160,7 +161,13 @@ class Producer:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
-                if ingest_wanted or loop.time() - last_ingest >= SWEEP_INTERVAL_S:
+                sweep = not ingest_wanted and loop.time() - last_ingest >= SWEEP_INTERVAL_S
+                if sweep and not await self._any_changes():
+                    # A sweep that finds nothing (the usual case: no notification was lost) costs
+                    # one statement and wakes no one: folds announced by a notification woke the
+                    # evaluator then, and it looks for due entities at least every SWEEP_INTERVAL_S.
+                    last_ingest = loop.time()
+                elif ingest_wanted or sweep:
                     ingest_wanted, last_ingest = False, loop.time()
                     ingested = await self.ingest_once()
                     ingest_wanted = ingested == INGEST_BATCH
@@ -189,6 +196,10 @@ class Producer:
             ingest_wanted = self.wakeups.changes in woken
             self.wakeups.changes.clear()
 
+    async def _any_changes(self) -> bool:
+        async with self.pool.acquire() as conn:
+            return await pipeline.any_changes(conn)
+
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -206,12 +217,17 @@ class Producer:
             await self._sleep_until_due()
 
     async def _sleep_until_due(self) -> None:
-        """Sleep until the next entity is due: the database says when, and folds done here
-        meanwhile can only bring that earlier (they say by how much); any other wake-up — a fold
-        elsewhere, a sweep — means looking again."""
+        """Sleep until the next entity is due: the last claim said when, and folds done here since
+        can only bring that earlier (they say by how much); any other wake-up — a fold elsewhere,
+        a sweep, an entity changed while it was evaluated — means looking again."""
         loop = asyncio.get_running_loop()
-        self._due_hint, self._due_unknown = None, False
-        wake_at = loop.time() + await self._sleep_s()
+        if self._due_unknown:
+            self._due_hint, self._due_unknown = None, False
+            wake_at = loop.time() + await self._sleep_s()
+        else:
+            wake_at = loop.time() + SWEEP_INTERVAL_S
+            if self._next_due_at is not None:
+                wake_at = min(wake_at, max(loop.time(), self._next_due_at + DUE_PAD_S))
         while not self._stopping.is_set():
             woken = await wait_any([self._ingested, self._stopping], wake_at - loop.time())
             self._ingested.clear()
@@ -245,27 +261,23 @@ class Producer:
             by_entity: dict[tuple[str, int], list[asyncpg.Record]] = defaultdict(list)
             for change in changes:  # id order = commit order for one entity (its row lock)
                 by_entity[(change["entity_type"], change["entity_id"])].append(change)
-            keys = list(by_entity)
-            existing = {
-                (r["entity_type"], r["entity_id"]): r
-                for r in await pipeline.lock_pending(conn, [k[0] for k in keys], [k[1] for k in keys])
-            }
             upserts: list[pipeline.PendingUpsert] = []
             deletes: list[tuple[str, int]] = []
             for key, entity_changes in by_entity.items():
-                prev = existing.get(key)
-                action = fold(Action(prev["action"]) if prev else None, [Action(c["action"]) for c in entity_changes])
+                prev = entity_changes[0]  # every change of the entity carries its pending row (prev_*)
+                prev_action = Action(prev["prev_action"]) if prev["prev_action"] is not None else None
+                action = fold(prev_action, [Action(c["action"]) for c in entity_changes])
                 if action is None:
-                    if prev is not None:
+                    if prev_action is not None:
                         deletes.append(key)
                     continue
-                first = prev["first_change_at"] if prev else entity_changes[0]["changed_at"]
+                first = prev["prev_first_change_at"] if prev_action else entity_changes[0]["changed_at"]
                 last = max(c["changed_at"] for c in entity_changes)
-                if prev:
-                    last = max(last, prev["last_change_at"])
+                if prev_action:
+                    last = max(last, prev["prev_last_change_at"])
                 seller = next(
                     (c["seller_id"] for c in reversed(entity_changes) if c["seller_id"] is not None),
-                    prev["seller_id"] if prev else None,
+                    prev["prev_seller_id"] if prev_action else None,
                 )
                 upserts.append(
                     pipeline.PendingUpsert(
@@ -278,20 +290,24 @@ class Producer:
                         due_at(first, last, self.settings.debounce_ms, self.settings.max_delay_ms),
                     )
                 )
-            await pipeline.upsert_pending(conn, upserts)
-            await pipeline.delete_pending(conn, [k[0] for k in deletes], [k[1] for k in deletes])
+            await pipeline.fold_pending(conn, upserts, deletes)
         taken_at = changes[0]["taken_at"]
         self._fold_due_in_s = min(((u.due_at - taken_at).total_seconds() for u in upserts), default=float("inf"))
         return len(changes)
 
     async def evaluate_once(self) -> int:
+        loop = asyncio.get_running_loop()
+        # What is folded from here on is news to the sleep after this batch (`_sleep_until_due`);
+        # what was folded before, the claim sees.
+        self._due_hint, self._due_unknown = None, False
         async with self.pool.acquire() as conn:
             self._last_claim_size = self._batch_size
-            claimed = await pipeline.claim_due_entities(conn, self._batch_size, CLAIM_LEASE_S)
-            if not claimed:
-                return 0
-            due = [Due.from_row(r) for r in claimed]
-            webhooks = await pipeline.enabled_webhooks(conn, sorted({d.entity_type.value for d in due}))
+            claim = await pipeline.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
+        self._next_due_at = None if claim.next_due_in_s is None else loop.time() + claim.next_due_in_s
+        if not claim.entities:
+            return 0
+        due = [Due.from_row(r) for r in claim.entities]
+        webhooks = claim.webhooks
         try:
             await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
         except Exception:
@@ -406,8 +422,11 @@ class Producer:
         skip_identical = {h.id: h.skip_identical_payloads for h in webhooks}
         breach_streaks = {h.id: h.budget_breaches for h in webhooks}
         by_key = {d.key: d for d in due}
+        handoff = self.handoff
         async with self.pool.acquire() as conn, conn.transaction():
-            current = await pipeline.current_versions(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            # Every webhook with a payload is locked, also those whose entities turn out not to be
+            # sendable below: locking the entities and the webhooks takes one statement.
+            current, locked = await pipeline.lock_for_enqueue(conn, list(by_key), list({k[0] for k in payloads}))
             versions = {(r.entity_type, r.entity_id): r.version for r in current}
             actions = {(r.entity_type, r.entity_id): r.action for r in current}
             # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
@@ -423,13 +442,7 @@ class Producer:
                 k for k in moved if by_key[k].action is not Action.DELETED and actions[k] != Action.DELETED.value
             }
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
-            webhook_ids = sorted({k[0] for k in outputs})
-            handoff = self.handoff
-            config: dict[int, pipeline.HandoffWebhook] = {}
-            if handoff is not None:
-                config = {w.id: w for w in await pipeline.lock_webhooks_for_handoff(conn, webhook_ids)}
-            else:
-                await pipeline.lock_webhooks(conn, webhook_ids)
+            config: dict[int, pipeline.HandoffWebhook] = {w.id: w for w in locked} if handoff is not None else {}
             # A breach is an event like any other — it takes the next sequence number — but it
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
@@ -444,13 +457,11 @@ class Producer:
             for k in outputs:
                 if k not in filtered:
                     counts[k[0]] += 1
-            firsts, previous = await pipeline.reserve_and_read_hashes(conn, dict(counts), list(encoded))
-            pending = [k for k in encoded if not (skip_identical[k[0]] and previous.get(k) == hashes[k])]
-            pending_set = set(pending)
-            skipped = {k for k in encoded if k not in pending_set}
-            superseded = await pipeline.supersede(
-                conn, [k[0] for k in pending], [k[1] for k in pending], [k[2] for k in pending]
-            )
+            # Filtered payloads are no candidates: neither skipped as identical nor superseding.
+            keys = [pipeline.SupersedeKey(*k, hashes[k], skip_identical[k[0]]) for k in encoded]
+            firsts, previous, superseded = await pipeline.reserve_and_supersede(conn, dict(counts), keys)
+            skipped = {k[:3] for k in keys if pipeline.is_skipped(k, previous.get(k[:3]))}
+            pending = [k for k in encoded if k not in skipped]
             clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
@@ -525,6 +536,8 @@ class Producer:
                 )
                 for k in moved
             ]
+            if restarted:  # due again at times the claim did not see: the evaluator looks
+                self._due_unknown = True
             leased_ids = await pipeline.finish_enqueue(
                 conn,
                 rows,

@@ -48,6 +48,7 @@ class WebhookHealth:
 
 @dataclass(frozen=True)
 class AttemptSummary:
+    id: int
     event_id: int
     attempted_at: datetime
     duration_ms: int
@@ -128,3 +129,87 @@ async def event_webhook(conn: asyncpg.Connection, event_id: int, seller_id: int 
     """The webhook of the event, if `seller_id` may see it; None for a missing or foreign event."""
     webhook_id: int | None = await conn.fetchval(*Q.event_webhook(event_id=event_id, seller_id=seller_id))
     return webhook_id
+
+
+@dataclass(frozen=True)
+class EventDetail:
+    """One event with its webhook, as its own page shows it."""
+
+    id: int
+    public_id: str
+    event: str
+    entity_type: str | None
+    entity_id: int | None
+    sequence: int
+    status: str
+    attempts: int
+    changed_at: datetime
+    created_at: datetime
+    next_attempt_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    webhook_id: int
+    webhook_name: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> EventDetail:
+        return cls(**row)
+
+
+@dataclass(frozen=True)
+class AttemptDetail:
+    """One attempt in full: the request as sent (secrets masked when it was recorded; None for
+    an attempt refused before a request was built) and the answer."""
+
+    id: int
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response_headers: dict[str, str]
+    response_body: str  # the first 4 KiB
+    request_method: str | None
+    request_url: str | None
+    request_headers: list[tuple[str, str]] | None  # in the order sent
+    request_body: bytes | None  # the exact bytes sent
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> AttemptDetail:
+        headers = row["request_headers"]
+        return cls(**{**row, "request_headers": None if headers is None else [(n, v) for n, v in headers]})
+
+
+@dataclass(frozen=True)
+class HourBucket:
+    """A webhook's attempts in one hour: answered 2xx (`ok`) or not, and their median duration."""
+
+    hour: datetime
+    ok: int
+    failed: int
+    p50_ms: float | None  # None: no attempt that hour
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> HourBucket:
+        return cls(**row)
+
+
+async def event(conn: asyncpg.Connection, event_id: int, seller_id: int | None) -> EventDetail | None:
+    """The event, if `seller_id` (None: the operator) may see its webhook."""
+    row = await conn.fetchrow(*Q.event(event_id=event_id, seller_id=seller_id))
+    return None if row is None else EventDetail.from_row(row)
+
+
+async def attempt_details(conn: asyncpg.Connection, event_id: int) -> list[AttemptDetail]:
+    """Every attempt of an event the caller has checked the viewer may see, newest first."""
+    return [AttemptDetail.from_row(r) for r in await conn.fetch(*Q.attempt_details(event_id=event_id))]
+
+
+async def attempt_body(conn: asyncpg.Connection, attempt_id: int, seller_id: int | None) -> bytes | None:
+    """The exact body the attempt sent, if `seller_id` may see it and it was recorded."""
+    body: bytes | None = await conn.fetchval(*Q.attempt_body(attempt_id=attempt_id, seller_id=seller_id))
+    return body
+
+
+async def hourly_deliveries(conn: asyncpg.Connection, webhook_id: int) -> list[HourBucket]:
+    """The webhook's last 24 hours, hour by hour, oldest first (24 buckets, empty ones included)."""
+    return [HourBucket.from_row(r) for r in await conn.fetch(*Q.hourly_deliveries(webhook_id=webhook_id))]

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from app.policy.masking import mask_request
 from app.store.queries import load
 from app.types import SendResult
 
@@ -35,7 +36,7 @@ DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncp
                   asyncpg.OperatorInterventionError)
 
 # What a delivery attempt needs of its webhook: read with the event by a claim, and by enqueueing
-# when it hands fresh events straight to this process's dispatcher (`lock_webhooks_for_handoff`).
+# when it hands fresh events straight to this process's dispatcher (`lock_for_enqueue`).
 DELIVERY_WEBHOOK_COLUMNS = (
     "url", "method", "format", "headers", "secret", "previous_secret", "previous_secret_expires_at",
     "timeout_seconds", "max_attempts", "concurrency", "live_concurrency", "failing_since", "seller_id",
@@ -50,14 +51,19 @@ async def try_ingest_lock(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval(*Q.try_ingest_lock(lock_key=INGEST_LOCK_KEY)))
 
 
+async def any_changes(conn: asyncpg.Connection) -> bool:
+    """Whether any captured change waits to be ingested: one statement, where an ingest that
+    finds nothing costs four."""
+    return bool(await conn.fetchval(*Q.any_changes()))
+
+
 async def take_changes(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Up to `limit` captured changes, oldest first, deleted as they are taken; `taken_at` is the
-    statement's time. Records, not typed rows: an ingest reads thousands of them once each."""
+    statement's time. Each carries its entity's pending row as it was (`prev_action`,
+    `prev_seller_id`, `prev_first_change_at`, `prev_last_change_at`; `prev_action` None: nothing
+    pending), locked until commit. Call after `try_ingest_lock`, in its transaction. Records, not
+    typed rows: an ingest reads thousands of them once each."""
     return list(await conn.fetch(*Q.take_changes(limit=limit)))
-
-
-async def lock_pending(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> list[asyncpg.Record]:
-    return list(await conn.fetch(*Q.lock_pending(types=types, ids=ids)))
 
 
 @dataclass(slots=True)  # built per row: see the module docstring
@@ -73,11 +79,13 @@ class PendingUpsert:
     due_at: datetime
 
 
-async def upsert_pending(conn: asyncpg.Connection, rows: list[PendingUpsert]) -> None:
-    if not rows:
+async def fold_pending(conn: asyncpg.Connection, rows: list[PendingUpsert], deletes: list[tuple[str, int]]) -> None:
+    """Write an ingest's folds in one statement: `rows` upserted (a fold into an existing row bumps
+    its version), `deletes` (type, id) removed — their changes folded to nothing."""
+    if not rows and not deletes:
         return
     await conn.execute(
-        *Q.upsert_pending(
+        *Q.fold_pending(
             types=[r.entity_type for r in rows],
             ids=[r.entity_id for r in rows],
             actions=[r.action for r in rows],
@@ -85,22 +93,13 @@ async def upsert_pending(conn: asyncpg.Connection, rows: list[PendingUpsert]) ->
             first_change_ats=[r.first_change_at for r in rows],
             last_change_ats=[r.last_change_at for r in rows],
             due_ats=[r.due_at for r in rows],
+            delete_types=[k[0] for k in deletes],
+            delete_ids=[k[1] for k in deletes],
         )
     )
 
 
-async def delete_pending(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> None:
-    if types:
-        await conn.execute(*Q.delete_pending(types=types, ids=ids))
-
-
 # --- evaluate: claiming due entities ----------------------------------------------------------
-
-
-async def claim_due_entities(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    """Lease up to `limit` due, unclaimed `pending_entities` rows, earliest due first (the
-    engine reads them with `Due.from_row`)."""
-    return list(await conn.fetch(*Q.claim_due_entities(limit=limit, lease_s=lease_s)))
 
 
 async def next_entity_due_in_s(conn: asyncpg.Connection) -> float | None:
@@ -128,9 +127,28 @@ class SubscribedWebhook:
                    row["skip_identical_payloads"], row["budget_breaches"], row["filter"])
 
 
-async def enabled_webhooks(conn: asyncpg.Connection, types: list[str]) -> list[SubscribedWebhook]:
-    """The enabled webhooks of these entity types, in id order."""
-    return [SubscribedWebhook.from_row(r) for r in await conn.fetch(*Q.enabled_webhooks(types=types))]
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An evaluator's claim (`claim_due`): the entities leased (`pending_entities` rows, read with
+    `Due.from_row`), the enabled webhooks of their types in id order, and the seconds until the
+    next entity it left unclaimed is due (≤ 0: due already; None: nothing else pending)."""
+
+    entities: list[asyncpg.Record]
+    webhooks: list[SubscribedWebhook]
+    next_due_in_s: float | None
+
+
+async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Claim:
+    """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, earliest due first;
+    with them the enabled webhooks of their types and when the next of the others is due — one
+    statement (`claim_due` in sql/pipeline.sql)."""
+    rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s))
+    nexts = [r["due_in_s"] for r in rows if r["kind"] == "next"]
+    return Claim(
+        [r for r in rows if r["kind"] == "entity"],
+        [SubscribedWebhook.from_row(r) for r in rows if r["kind"] == "webhook"],
+        nexts[0] if nexts else None,
+    )
 
 
 class EntityVersion(NamedTuple):
@@ -141,13 +159,6 @@ class EntityVersion(NamedTuple):
     version: int
     action: str
     last_change_at: datetime
-
-
-async def current_versions(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> list[EntityVersion]:
-    """The claimed rows, locked for the rest of the transaction (an ingest waits, then sees the
-    outcome: a row removed here is re-created by the newer change). Locked in key order, as
-    `lock_pending` locks them: the ingest and evaluate loops run concurrently."""
-    return [EntityVersion(*r) for r in await conn.fetch(*Q.current_versions(types=types, ids=ids))]
 
 
 async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> None:
@@ -190,11 +201,19 @@ class HandoffWebhook:
                    row["leased"], row["owner_leased"], {c: row[c] for c in DELIVERY_WEBHOOK_COLUMNS})
 
 
-async def lock_webhooks_for_handoff(conn: asyncpg.Connection, webhook_ids: list[int]) -> list[HandoffWebhook]:
-    """`lock_webhooks`, returning each webhook as a hand-off reads it."""
-    if not webhook_ids:
-        return []
-    return [HandoffWebhook.from_row(r) for r in await conn.fetch(*Q.lock_webhooks_for_handoff(webhook_ids=webhook_ids))]
+async def lock_for_enqueue(
+    conn: asyncpg.Connection, keys: list[tuple[str, int]], webhook_ids: list[int]
+) -> tuple[list[EntityVersion], list[HandoffWebhook]]:
+    """An enqueue's first statement: the claimed entities `keys` (type, id) as they are now, and
+    the webhooks `webhook_ids` as a hand-off reads them, each locked for the rest of the
+    transaction — the entities first, in key order (an ingest waits, then sees the outcome: a row
+    removed here is re-created by the newer change), then the webhooks in id order (see
+    `lock_webhooks`). Webhooks that no longer exist are missing from the answer."""
+    rows = await conn.fetch(
+        *Q.lock_for_enqueue(types=[k[0] for k in keys], ids=[k[1] for k in keys], webhook_ids=sorted(webhook_ids))
+    )
+    versions = [EntityVersion(*r[1:6]) for r in rows if r[0] == "entity"]
+    return versions, [HandoffWebhook.from_row(r) for r in rows if r[0] == "webhook"]
 
 
 @dataclass(slots=True)  # built per row: see the module docstring
@@ -248,6 +267,53 @@ async def reserve_and_read_hashes(
     firsts = {r["webhook_id"]: r["first"] for r in rows if r["entity_type"] is None}
     hashes = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["hash"] for r in rows if r["entity_type"]}
     return firsts, hashes
+
+
+class SupersedeKey(NamedTuple):
+    """A (webhook, entity) pair about to get a new payload: its hash, and whether the webhook skips
+    a payload identical to the last one enqueued."""
+
+    webhook_id: int
+    entity_type: str
+    entity_id: int
+    payload_hash: bytes
+    skip_identical: bool
+
+
+async def reserve_and_supersede(
+    conn: asyncpg.Connection, counts: dict[int, int], keys: list[SupersedeKey]
+) -> tuple[dict[int, int], dict[tuple[int, str, int], bytes | None], list[RetryClock]]:
+    """An enqueue's second statement, after `lock_for_enqueue`: reserve `counts[w]` sequence
+    numbers per webhook (the first of each range), read the last enqueued payload hash of each
+    pair in `keys`, and supersede the pending event of each pair whose payload is not skipped as
+    identical (`is_skipped`), returning their retry clocks."""
+    rows = await conn.fetch(
+        *Q.reserve_and_supersede(
+            counted_ids=list(counts),
+            counts=list(counts.values()),
+            webhook_ids=[k.webhook_id for k in keys],
+            types=[k.entity_type for k in keys],
+            ids=[k.entity_id for k in keys],
+            hashes=[k.payload_hash for k in keys],
+            skips=[k.skip_identical for k in keys],
+        )
+    )
+    firsts = {r["webhook_id"]: r["first"] for r in rows if r["kind"] == "first"}
+    hashes = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["hash"] for r in rows if r["kind"] == "hash"}
+    clocks = [
+        RetryClock(
+            r["event_id"], r["webhook_id"], r["entity_type"], r["entity_id"], r["attempts"], r["next_attempt_at"]
+        )
+        for r in rows
+        if r["kind"] == "clock"
+    ]
+    return firsts, hashes, clocks
+
+
+def is_skipped(key: SupersedeKey, previous_hash: bytes | None) -> bool:
+    """Whether a new payload is skipped as identical to the last one enqueued for its pair (the
+    rule `reserve_and_supersede` applies in SQL: it leaves a skipped pair's pending event be)."""
+    return key.skip_identical and previous_hash == key.payload_hash
 
 
 @dataclass(slots=True)  # built per row: see the module docstring
@@ -587,7 +653,9 @@ async def next_event_due_in_s(conn: asyncpg.Connection) -> float | None:
 
 
 def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[object, ...]:
-    """A `webhook_attempts` row, in the column order `record_attempts` takes."""
+    """A `webhook_attempts` row, in the column order `record_attempts` takes; the request's
+    secrets masked (app.policy.masking: masked when written, see migration 0013)."""
+    request = mask_request(result.request) if result.request is not None else None
     return (
         event_id,
         webhook_id,
@@ -597,6 +665,10 @@ def attempt_values(event_id: int, webhook_id: int, result: SendResult) -> tuple[
         result.response_headers,
         result.response_body,
         result.error,
+        request.method if request else None,
+        request.url if request else None,
+        request.headers if request else None,
+        request.body if request else None,
     )
 
 
@@ -615,8 +687,9 @@ async def record_attempts(
     events: list[EventOutcome],
     webhook_ids: list[int],
 ) -> None:
-    """One transaction's worth of attempt results (call inside a transaction). `attempts` are
-    `webhook_attempts` rows in column order (`attempt_values`).
+    """A batch of attempt results, in one statement (`record_attempts` in sql/pipeline.sql: no
+    transaction needed around it). `attempts` are `webhook_attempts` rows in column order
+    (`attempt_values`); `events` what each attempt leaves its event; `webhook_ids` their webhooks.
 
     Webhook rows are only KEY SHARE locked here (a webhook delete waits; enqueueing, which locks
     them for update, does not), and event rows are locked in id order, as enqueueing's supersede
@@ -624,30 +697,45 @@ async def record_attempts(
     transaction, and cannot deadlock. Claimers are woken only when these outcomes left events of
     these webhooks claimable (a newer state that waited for the one in flight, or events held
     back by the concurrency the released leases took)."""
-    if webhook_ids:
-        await conn.execute(*Q.key_share_webhooks(webhook_ids=sorted(webhook_ids)))
-    if attempts:
-        (event_ids, hook_ids, attempted_ats, durations_ms, status_codes, headers, bodies, errors) = (
-            list(c) for c in zip(*attempts, strict=True)
+    columns: list[list[Any]] = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 12
+    (
+        attempt_event_ids,
+        hook_ids,
+        attempted_ats,
+        durations_ms,
+        status_codes,
+        headers,
+        bodies,
+        errors,
+        methods,
+        urls,
+        request_headers,
+        request_bodies,
+    ) = columns
+    event_ids, statuses, next_attempt_ats = (
+        (list(c) for c in zip(*events, strict=True)) if events else ([], [], [])
+    )
+    await conn.execute(
+        *Q.record_attempts(
+            webhook_ids=sorted(webhook_ids),
+            attempt_event_ids=attempt_event_ids,
+            attempt_webhook_ids=hook_ids,
+            attempted_ats=attempted_ats,
+            durations_ms=durations_ms,
+            status_codes=status_codes,
+            response_headers=headers,
+            response_bodies=bodies,
+            errors=errors,
+            request_methods=methods,
+            request_urls=urls,
+            request_headers=request_headers,
+            request_bodies=request_bodies,
+            event_ids=event_ids,
+            statuses=statuses,
+            next_attempt_ats=next_attempt_ats,
+            channel=EVENTS_CHANNEL,
         )
-        await conn.execute(
-            *Q.insert_attempts(
-                event_ids=event_ids,
-                webhook_ids=hook_ids,
-                attempted_ats=attempted_ats,
-                durations_ms=durations_ms,
-                status_codes=status_codes,
-                response_headers=headers,
-                response_bodies=bodies,
-                errors=errors,
-            )
-        )
-    if events:
-        event_ids, statuses, next_attempt_ats = (list(c) for c in zip(*events, strict=True))
-        await conn.execute(
-            *Q.record_event_outcomes(event_ids=event_ids, statuses=statuses, next_attempt_ats=next_attempt_ats)
-        )
-    await conn.execute(*Q.wake_if_claimable(channel=EVENTS_CHANNEL, webhook_ids=webhook_ids))
+    )
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ comment may mention `:names` freely.
 
 Written by hand rather than with aiosql, the library made for this: aiosql's asyncpg adapter cost
 40–60 µs more per call than a plain `conn.fetchval` on this machine (3,000 calls of a one-value
-query, 2026-12-02), and the engine runs about 30 statements per pipeline pass; this loader adds
+query, 2026-12-02), and the engine runs 15–30 statements per pipeline pass; this loader adds
 only the building of one tuple."""
 
 from __future__ import annotations

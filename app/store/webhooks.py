@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from app.store.pipeline import EVENTS_CHANNEL
+from app.store.pipeline import EVENTS_CHANNEL, FreshEvent, attempt_values, enqueue_pending
 from app.store.queries import load
 from app.types import SendResult
 
@@ -149,17 +149,24 @@ async def insert_finished_event(
 
 
 async def record_attempt(conn: asyncpg.Connection, event_id: int, webhook_id: int, result: SendResult) -> int:
+    """One attempt's row (a ping's), as the engine's `record_attempts` writes a batch of them."""
+    (event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
+     method, url, request_headers, request_body) = attempt_values(event_id, webhook_id, result)
     return int(
         await conn.fetchval(
             *Q.insert_attempt(
                 event_id=event_id,
                 webhook_id=webhook_id,
-                attempted_at=result.started_at,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                response_headers=result.response_headers,
-                response_body=result.response_body,
-                error=result.error,
+                attempted_at=attempted_at,
+                duration_ms=duration_ms,
+                status_code=status_code,
+                response_headers=response_headers,
+                response_body=response_body,
+                error=error,
+                request_method=method,
+                request_url=url,
+                request_headers=request_headers,
+                request_body=request_body,
             )
         )
     )
@@ -224,6 +231,63 @@ async def retry_event(conn: asyncpg.Connection, event_id: int) -> str | None:
     await conn.execute(*Q.requeue_event(event_id=event_id))
     await conn.execute(*Q.notify(channel=EVENTS_CHANNEL))  # due now and claimable: wake the dispatchers
     return None
+
+
+async def send_now(conn: asyncpg.Connection, event_id: int) -> str | None:
+    """Make a pending event due now and wake the dispatchers: after a receiver is fixed, its
+    waiting events need not sit out their retry backoff. Refused (the reason is returned) for an
+    event that is not pending, is being sent right now, or whose webhook is disabled (nothing is
+    sent for it). Run inside a transaction."""
+    event = await _lock_event(conn, event_id)
+    if event is None:
+        return "event not found"
+    if event["status"] != "pending":
+        return f"only pending events can be sent now; this one is {event['status']}"
+    webhook = await get_webhook(conn, event["webhook_id"], None)
+    if webhook is not None and not webhook["enabled"]:
+        return "its webhook is disabled; enable it first"
+    if await conn.execute(*Q.send_now(event_id=event_id)) == "UPDATE 0":
+        return "it is being sent right now"
+    await conn.execute(*Q.notify(channel=EVENTS_CHANNEL))
+    return None
+
+
+async def resend_event(conn: asyncpg.Connection, event_id: int, public_id: str) -> str | None:
+    """Deliver a delivered event again: a fresh event (`public_id`, the next sequence number,
+    due now) with the same name, change time and payload, enqueued through the engine's one
+    enqueue path (`pipeline.enqueue_pending`, as webhookReplay does). Refused (the reason is
+    returned) unless the event is delivered and nothing newer for its entity exists: sending an
+    older state again after a newer one would be stale. Run inside a transaction."""
+    event = await _lock_event(conn, event_id)
+    if event is None:
+        return "event not found"
+    if event["status"] != "delivered":
+        return f"only delivered events can be resent; this one is {event['status']}"
+    if event["entity_type"] is None:
+        return "a ping cannot be resent; use webhookTest"
+    pair = {"webhook_id": event["webhook_id"], "entity_type": event["entity_type"], "entity_id": event["entity_id"]}
+    if await conn.fetchval(*Q.pending_for_entity(**pair)):
+        return "a newer event for this entity is pending; it will carry the latest state"
+    if await conn.fetchval(*Q.newer_for_entity(**pair, event_id=event_id)):
+        return "a newer event for this entity exists; resending this one would send a stale state"
+    text = await conn.fetchval(*Q.event_payload_text(event_id=event_id))
+    fresh = FreshEvent(
+        public_id=public_id,
+        entity_type=event["entity_type"],
+        entity_id=event["entity_id"],
+        event=event["event"],
+        payload=text,
+        payload_hash=event["payload_hash"],
+        changed_at=event["changed_at"],
+    )
+    if not await enqueue_pending(conn, event["webhook_id"], [fresh]):
+        return "event not found"
+    return None
+
+
+async def event_id_by_public_id(conn: asyncpg.Connection, public_id: str) -> int | None:
+    found: int | None = await conn.fetchval(*Q.event_id_by_public_id(public_id=public_id))
+    return found
 
 
 async def cancel_event(conn: asyncpg.Connection, event_id: int) -> str | None:

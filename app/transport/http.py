@@ -23,7 +23,7 @@ from app import __version__
 from app.policy.envelope import PayloadJSON
 from app.policy.signing import integrator_hmac, sign
 from app.transport.netguard import describe_forbidden, is_forbidden_ip, literal_ip
-from app.types import Format, Outgoing, SendResult
+from app.types import Format, Outgoing, SendResult, SentRequest
 
 RESPONSE_BODY_LIMIT = 4096  # bytes of a receiver's answer kept in the attempt log
 USER_AGENT = f"hookql/{__version__}"
@@ -182,6 +182,9 @@ class Transport:
                 return SendResult(started_at, elapsed_ms(), error=f"blocked: {ip} is {describe_forbidden(ip)}")
 
         body, headers = signed_request(out, started_at)
+        # What the attempt sends, for its record; with an answer, the headers aiohttp actually
+        # sent (Host, Content-Length, Accept … included), which are what the receiver saw.
+        sent = SentRequest(out.method.value, out.url, tuple(headers.items()), body)
         try:
             async with session.request(
                 out.method.value,
@@ -199,16 +202,19 @@ class Transport:
                     response_headers={str(k): v for k, v in resp.headers.items()},  # plain str, not multidict's istr
                     response_body=raw.decode("utf-8", errors="replace"),
                     retry_after_s=parse_retry_after(resp.headers.get("Retry-After"), datetime.now(UTC)),
+                    request=SentRequest(sent.method, sent.url, tuple(resp.request_info.headers.items()), body),
                 )
         except TimeoutError:
-            return SendResult(started_at, elapsed_ms(), error=f"timeout after {out.timeout_s:g} s")
+            return SendResult(started_at, elapsed_ms(), error=f"timeout after {out.timeout_s:g} s", request=sent)
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error
             if isinstance(cause, BlockedAddress):
-                return SendResult(started_at, elapsed_ms(), error=str(cause))
-            return SendResult(started_at, elapsed_ms(), error=f"connection failed: {cause.strerror or cause}")
+                return SendResult(started_at, elapsed_ms(), error=str(cause), request=sent)
+            return SendResult(
+                started_at, elapsed_ms(), error=f"connection failed: {cause.strerror or cause}", request=sent
+            )
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-            return SendResult(started_at, elapsed_ms(), error=f"{type(exc).__name__}: {exc}")
+            return SendResult(started_at, elapsed_ms(), error=f"{type(exc).__name__}: {exc}", request=sent)
         except ValueError as exc:  # a request aiohttp refuses to build (e.g. URL credentials + Authorization)
             return SendResult(started_at, elapsed_ms(), error=f"request refused before sending: {exc}")
 

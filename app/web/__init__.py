@@ -1,2 +1,3 @@
 """The HTTP application of `hookql serve`: Starlette routes for /graphql (from app.api), the
-dashboard, /metrics and /healthz, with their templates and static assets."""
+dashboard (with its webhook form and 24-hour chart), /metrics and /healthz, with their templates
+and static assets."""

@@ -108,8 +108,8 @@ async def seed(conn: asyncpg.Connection) -> Seeded:
     )
 
 
-def site(pool: asyncpg.Pool) -> Starlette:
-    return Starlette(routes=[Mount("/dashboard", dashboard_app(pool, Settings()))])
+def site(pool: asyncpg.Pool, settings: Settings | None = None) -> Starlette:
+    return Starlette(routes=[Mount("/dashboard", dashboard_app(pool, settings or Settings()))])
 
 
 def client() -> aiohttp.ClientSession:
@@ -121,6 +121,17 @@ async def sign_in(http: aiohttp.ClientSession, base_url: str, key: str) -> aioht
     return await http.post(
         base_url + "/dashboard/login", data={"key": key}, allow_redirects=False, headers={"Origin": base_url}
     )
+
+
+async def post(
+    http: aiohttp.ClientSession, base_url: str, path: str, key: str, **fields: str | list[str]
+) -> aiohttp.ClientResponse:
+    """A dashboard form POST as a browser sends it: same origin, with the CSRF token."""
+    data = [("csrf", csrf_token(key))]
+    for name, value in fields.items():
+        data += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+    url = base_url + "/dashboard" + path
+    return await http.post(url, data=data, headers={"Origin": base_url}, allow_redirects=False)
 
 
 # --- HTTP level ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from app.store.apikeys import create_key
 from tests.integration.test_api_webhooks import create, gql
 from tests.integration.test_api_webhooks_events import REPLAY, STATUS_QUERY, add_event, new_webhook
 from tests.integration.test_dashboard import client, sign_in, site
-from tests.support.engine_harness import add_webhook, bodies, running_engine, settled, wait_until
+from tests.support.engine_harness import add_webhook, bodies, fast, running_engine, settled, wait_until
 from tests.support.live_server import serving
 from tests.support.logs import no_tracebacks
 from tests.support.receivers import Receiver
@@ -88,6 +88,35 @@ async def test_filters_apply_before_skip_identical_and_leave_its_hash_alone(fixt
         ("SKIPPED", 2, "identical"),
     ]
     assert len(receiver.received) == 1
+
+
+async def test_a_filtered_payload_leaves_a_pending_retry_and_the_sequence_alone(fixture_database_url: str) -> None:
+    # given a receiver that answers 500, so the shipped state waits for its retry (a minute away)
+    receiver = await Receiver(respond=lambda n: (500, {}, b"")).start()
+    try:
+        async with running_engine(fixture_database_url, fast(retry_base_ms=60_000, retry_max_ms=60_000)) as run:
+            out = await create(run.pool, url=receiver.url, query=QUERY, filter=SHIPPED_OR_CANCELLED)
+            hook = out["webhook"]["id"]
+            await run.pool.execute("UPDATE invoices SET status = 'shipped' WHERE id = 3")
+            await receiver.wait_for(1)
+            await wait_until(lambda: run.pool.fetchval("SELECT count(*) FROM webhook_events WHERE attempts = 1"))
+            # when the invoice moves to a state the filter does not let through
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 3")
+            await wait_until(lambda: _skipped(run.pool, "filtered"))
+            log = await _event_log(run.pool, hook)
+            last_sequence = await run.pool.fetchval("SELECT last_sequence FROM webhooks")
+            kept_hash = await run.pool.fetchval("SELECT last_payload_hash FROM webhook_entity_state")
+            pending_hash = await run.pool.fetchval("SELECT payload_hash FROM webhook_events WHERE sequence = 1")
+    finally:
+        await receiver.stop()
+    # then the shipped state is still pending its retry: the filtered one superseded nothing,
+    # took no sequence number and left the skip-identical hash that of the shipped state
+    assert [(e["status"], e["sequence"], e["skipReason"]) for e in log] == [
+        ("PENDING", 1, None),
+        ("SKIPPED", None, "filtered"),
+    ]
+    assert last_sequence == 1
+    assert kept_hash == pending_hash
 
 
 async def test_a_filter_on_an_owned_row_re_evaluates_the_owner(fixture_database_url: str) -> None:

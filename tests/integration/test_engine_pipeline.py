@@ -225,11 +225,10 @@ async def _fold_and_claim(listener: Producer, pool: asyncpg.Pool) -> tuple[list[
     """Fold the changes and claim what is due, as `evaluate_once` does before evaluating."""
     await listener.ingest_once()
     async with pool.acquire() as conn:
-        claimed = await pipeline.claim_due_entities(conn, 10, 60)
-        webhooks = await pipeline.enabled_webhooks(conn, ["invoice"])
+        claim = await pipeline.claim_due(conn, 10, 60)
     due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
-               r["last_change_at"], r["version"]) for r in claimed]
-    return due, webhooks
+               r["last_change_at"], r["version"]) for r in claim.entities]
+    return due, claim.webhooks
 
 
 async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_again(
@@ -284,14 +283,14 @@ async def test_changes_inside_the_debounce_do_not_make_the_evaluator_look_in_vai
 ) -> None:
     # given an engine whose evaluator claims are counted, and a 400 ms debounce
     claims: list[int] = []
-    claim = pipeline.claim_due_entities
+    claim_due = pipeline.claim_due
 
-    async def counting(*args: Any, **kwargs: Any) -> list[asyncpg.Record]:
-        rows = await claim(*args, **kwargs)
-        claims.append(len(rows))
-        return rows
+    async def counting(*args: Any, **kwargs: Any) -> pipeline.Claim:
+        claim = await claim_due(*args, **kwargs)
+        claims.append(len(claim.entities))
+        return claim
 
-    monkeypatch.setattr(pipeline, "claim_due_entities", counting)
+    monkeypatch.setattr(pipeline, "claim_due", counting)
     receiver = await Receiver().start()
     try:
         async with running_engine(fixture_database_url, fast(debounce_ms=400, max_delay_ms=5000)) as run:

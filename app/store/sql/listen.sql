@@ -71,7 +71,8 @@ WHERE e.id IN (SELECT id FROM due) AND w.id = e.webhook_id AND e.status = 'pendi
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
-          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id;
+          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+          w.hmac_key, w.hmac_header;
 
 -- name: reported_event_webhook
 -- The webhook of an event :owner (a seller id, or NULL for the operator) may see.
@@ -89,7 +90,8 @@ SELECT 1 FROM webhooks WHERE id = :webhook_id FOR KEY SHARE;
 SELECT e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
        e.payload::text AS payload, e.changed_at, e.attempts,
        w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
-       w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id
+       w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+       w.hmac_key, w.hmac_header
 FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id
 WHERE e.id = :event_id AND e.status = 'pending' AND e.leased_until > now()
   AND w.listen_until IS NOT NULL AND (w.listen_only OR w.listen_until > now())

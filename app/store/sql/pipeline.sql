@@ -7,16 +7,34 @@
 -- name: try_ingest_lock
 SELECT pg_try_advisory_xact_lock(:lock_key);
 
+-- name: any_changes
+SELECT EXISTS (SELECT 1 FROM changes);
+
 -- name: take_changes
-DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT :limit)
-RETURNING id, entity_type, entity_id, action, seller_id, changed_at, statement_timestamp() AS taken_at;
+-- Run after try_ingest_lock, in its transaction (its snapshot then sees every fold committed
+-- before). Each change comes with its entity's pending row as it is (prev_*; prev_action NULL:
+-- none), locked in key order for the rest of the transaction, as lock_for_enqueue locks them.
+WITH taken AS (
+    DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT :limit)
+    RETURNING id, entity_type, entity_id, action, seller_id, changed_at
+), prev AS (
+    SELECT p.entity_type, p.entity_id, p.action, p.seller_id, p.first_change_at, p.last_change_at
+    FROM pending_entities p WHERE (p.entity_type, p.entity_id) IN (SELECT entity_type, entity_id FROM taken)
+    ORDER BY p.entity_type, p.entity_id FOR UPDATE
+)
+SELECT t.id, t.entity_type, t.entity_id, t.action, t.seller_id, t.changed_at, statement_timestamp() AS taken_at,
+       p.action AS prev_action, p.seller_id AS prev_seller_id, p.first_change_at AS prev_first_change_at,
+       p.last_change_at AS prev_last_change_at
+FROM taken t LEFT JOIN prev p ON p.entity_type = t.entity_type AND p.entity_id = t.entity_id
+ORDER BY t.id;
 
--- name: lock_pending
-SELECT * FROM pending_entities WHERE (entity_type, entity_id) IN
-    (SELECT * FROM unnest(:types::text[], :ids::bigint[]))
-ORDER BY entity_type, entity_id FOR UPDATE;
-
--- name: upsert_pending
+-- name: fold_pending
+-- The folded entities in one statement: upserted, or deleted when their changes fold to nothing.
+-- The two sets are disjoint, and take_changes locked the rows.
+WITH gone AS (
+    DELETE FROM pending_entities WHERE (entity_type, entity_id) IN
+        (SELECT * FROM unnest(:delete_types::text[], :delete_ids::bigint[]))
+)
 INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at, last_change_at, due_at)
 SELECT * FROM unnest(:types::text[], :ids::bigint[], :actions::text[], :seller_ids::bigint[],
                      :first_change_ats::timestamptz[], :last_change_ats::timestamptz[], :due_ats::timestamptz[])
@@ -25,32 +43,40 @@ ON CONFLICT (entity_type, entity_id) DO UPDATE SET action = EXCLUDED.action,
     first_change_at = EXCLUDED.first_change_at, last_change_at = EXCLUDED.last_change_at,
     due_at = EXCLUDED.due_at, version = pending_entities.version + 1;
 
--- name: delete_pending
-DELETE FROM pending_entities WHERE (entity_type, entity_id) IN
-    (SELECT * FROM unnest(:types::text[], :ids::bigint[]));
-
 -- ---- evaluate: claiming due entities ----------------------------------------------------------
 
--- name: claim_due_entities
-UPDATE pending_entities p SET claimed_until = now() + make_interval(secs => :lease_s)
-FROM (SELECT entity_type, entity_id FROM pending_entities WHERE due_at <= now()
-      AND (claimed_until IS NULL OR claimed_until < now()) ORDER BY due_at LIMIT :limit
-      FOR UPDATE SKIP LOCKED) d
-WHERE p.entity_type = d.entity_type AND p.entity_id = d.entity_id
-RETURNING p.*;
+-- name: claim_due
+-- An evaluator's claim, in one statement: lease up to :limit due, unclaimed entities, earliest
+-- due first (kind 'entity'); the enabled webhooks of their types, in id order (kind 'webhook');
+-- and, in one row of kind 'next', the seconds until the next entity this claim left unclaimed
+-- is due (NULL: none; the statement's snapshot still shows the claimed ones unclaimed, hence
+-- the NOT IN).
+WITH claimed AS (
+    UPDATE pending_entities p SET claimed_until = now() + make_interval(secs => :lease_s)
+    FROM (SELECT entity_type, entity_id FROM pending_entities WHERE due_at <= now()
+          AND (claimed_until IS NULL OR claimed_until < now()) ORDER BY due_at LIMIT :limit
+          FOR UPDATE SKIP LOCKED) d
+    WHERE p.entity_type = d.entity_type AND p.entity_id = d.entity_id
+    RETURNING p.entity_type, p.entity_id, p.action, p.seller_id, p.last_change_at, p.version
+)
+SELECT 'entity' AS kind, entity_type, entity_id, action, seller_id, last_change_at, version,
+       NULL::bigint AS id, NULL::text AS query, NULL::text[] AS events, NULL::bool AS skip_identical_payloads,
+       NULL::int AS budget_breaches, NULL::text AS filter, NULL::float8 AS due_in_s
+FROM claimed
+UNION ALL
+SELECT * FROM (
+    SELECT 'webhook', w.entity_type, NULL::bigint, NULL::text, w.seller_id, NULL::timestamptz, NULL::bigint,
+           w.id, w.query, w.events, w.skip_identical_payloads, w.budget_breaches, w.filter, NULL::float8
+    FROM webhooks w WHERE w.enabled AND w.entity_type IN (SELECT entity_type FROM claimed) ORDER BY w.id) hooks
+UNION ALL
+SELECT 'next', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       extract(epoch FROM min(due_at) - now())::float8
+FROM pending_entities WHERE (claimed_until IS NULL OR claimed_until < now())
+AND (entity_type, entity_id) NOT IN (SELECT entity_type, entity_id FROM claimed);
 
 -- name: next_entity_due_in_s
 SELECT extract(epoch FROM min(due_at) - now()) FROM pending_entities
 WHERE claimed_until IS NULL OR claimed_until < now();
-
--- name: enabled_webhooks
-SELECT id, seller_id, entity_type, query, events, skip_identical_payloads, budget_breaches, filter FROM webhooks
-WHERE enabled AND entity_type = ANY(:types::text[]) ORDER BY id;
-
--- name: current_versions
-SELECT entity_type, entity_id, version, action, last_change_at FROM pending_entities
-WHERE (entity_type, entity_id) IN (SELECT * FROM unnest(:types::text[], :ids::bigint[]))
-ORDER BY entity_type, entity_id FOR UPDATE;
 
 -- name: release_claims
 UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) IN
@@ -61,22 +87,81 @@ UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) 
 -- name: lock_webhooks
 SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE;
 
--- name: lock_webhooks_for_handoff
-WITH w AS (SELECT * FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE),
--- The leased events of these webhooks' owners, as a claim counts them (the operator is owner 0).
-owners AS MATERIALIZED (
+-- name: lock_for_enqueue
+-- The first statement of an enqueue: the claimed entities' pending rows as they are now, locked
+-- in key order (as take_changes locks them), then the webhooks' rows, locked in id order (as
+-- every transaction that writes webhooks and their events locks them), each webhook as a
+-- hand-off reads it (HandoffWebhook). Kind 'entity' rows fill the first five columns,
+-- kind 'webhook' rows the rest. The webhooks' scan waits for the entities' locks (`cur` in its
+-- filter), so the lock order holds whatever plan is chosen.
+WITH cur AS (
+    SELECT entity_type, entity_id, version, action, last_change_at FROM pending_entities
+    WHERE (entity_type, entity_id) IN (SELECT * FROM unnest(:types::text[], :ids::bigint[]))
+    ORDER BY entity_type, entity_id FOR UPDATE
+), w AS (
+    SELECT * FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) AND (SELECT count(*) FROM cur) >= 0
+    ORDER BY id FOR NO KEY UPDATE
+), owners AS MATERIALIZED (
     SELECT coalesce(o.seller_id, 0) AS owner, count(*) AS n
     FROM webhooks o JOIN webhook_events e ON e.webhook_id = o.id
     AND e.leased_until IS NOT NULL AND e.leased_until > now()
     WHERE coalesce(o.seller_id, 0) IN (SELECT coalesce(seller_id, 0) FROM w) GROUP BY 1)
+SELECT 'entity' AS kind, entity_type, entity_id, version, action, last_change_at,
+       NULL::bigint AS id, NULL::bool AS enabled, NULL::text AS url, NULL::text AS method, NULL::text AS format,
+       NULL::jsonb AS headers, NULL::text AS secret, NULL::text AS previous_secret,
+       NULL::timestamptz AS previous_secret_expires_at, NULL::int AS timeout_seconds, NULL::int AS max_attempts,
+       NULL::int AS concurrency, NULL::int AS live_concurrency, NULL::timestamptz AS failing_since,
+       NULL::bigint AS seller_id, NULL::text AS hmac_key, NULL::text AS hmac_header,
+       NULL::bigint AS leased, NULL::bigint AS owner_leased
+FROM cur
+UNION ALL
 -- `enabled` here is "may be sent over HTTP": a webhook held by `hookql listen` (listen.sql) is not.
-SELECT w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false) AS enabled,
+SELECT 'webhook', NULL, NULL, NULL, NULL, NULL,
+       w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false),
        w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
        w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
        w.hmac_key, w.hmac_header,
-       (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()) AS leased,
-       coalesce(owners.n, 0) AS owner_leased
+       (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()),
+       coalesce(owners.n, 0)
 FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0);
+
+-- name: reserve_and_supersede
+-- The second statement of an enqueue, after lock_for_enqueue (its snapshot then sees every hash a
+-- recorder reset before): reserve :counts sequence numbers per webhook (kind 'first': the first
+-- of each range), read the last payload hash of each (webhook, entity) enqueued (kind 'hash'),
+-- and supersede the pending event of each pair whose new payload is not skipped as identical
+-- (:skips: the webhook skips identical payloads), returning their retry clocks (kind 'clock').
+-- The skip rule is the producer's: skipped when :skips and the hash equals the last one.
+-- The pairs are those with a payload to enqueue: a payload the webhook's filter did not match
+-- is none (it takes no sequence number, supersedes nothing and leaves the hash alone).
+-- Events are locked in id order, as recording locks them: the two cannot deadlock.
+WITH seq AS (
+    UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
+    FROM unnest(:counted_ids::bigint[], :counts::int[]) c(id, n) WHERE w.id = c.id
+    RETURNING w.id, w.last_sequence - c.n + 1 AS first
+), keys AS (
+    SELECT u.w, u.t, u.i, u.h, u.k, s.last_payload_hash AS prev
+    FROM unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[], :hashes::bytea[], :skips::bool[])
+        u(w, t, i, h, k)
+    LEFT JOIN webhook_entity_state s ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i
+), sup AS (
+    UPDATE webhook_events e SET status = 'superseded', finished_at = now()
+    FROM (SELECT x.id FROM keys u
+          JOIN webhook_events x ON x.status = 'pending' AND x.webhook_id = u.w AND x.entity_type = u.t
+          AND x.entity_id = u.i
+          WHERE NOT (u.k AND u.prev IS NOT DISTINCT FROM u.h)
+          ORDER BY x.id FOR NO KEY UPDATE OF x) s
+    WHERE e.id = s.id AND e.status = 'pending'
+    RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at
+)
+SELECT 'first' AS kind, id AS webhook_id, NULL::text AS entity_type, NULL::bigint AS entity_id,
+       first, NULL::bytea AS hash, NULL::bigint AS event_id, NULL::int AS attempts,
+       NULL::timestamptz AS next_attempt_at
+FROM seq
+UNION ALL
+SELECT 'hash', w, t, i, NULL, prev, NULL, NULL, NULL FROM keys WHERE prev IS NOT NULL
+UNION ALL
+SELECT 'clock', webhook_id, entity_type, entity_id, NULL, NULL, id, attempts, next_attempt_at FROM sup;
 
 -- name: supersede
 -- Rows locked in id order, as recording locks them: the two cannot deadlock.
@@ -263,36 +348,45 @@ JOIN webhooks w ON w.id = e.webhook_id AND w.enabled
     AND NOT coalesce(w.listen_only OR w.listen_until > now(), false)
 WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now());
 
--- name: key_share_webhooks
-SELECT 1 FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE;
-
--- name: insert_attempts
-INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
-                              response_headers, response_body, error)
-SELECT u.* FROM unnest(:event_ids::bigint[], :webhook_ids::bigint[], :attempted_ats::timestamptz[],
-                       :durations_ms::int[], :status_codes::int[], :response_headers::jsonb[],
-                       :response_bodies::text[], :errors::text[])
-    u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error)
--- A webhook deleted while its attempt was in flight took its events along; the KEY SHARE lock
--- taken before keeps this consistent until commit.
-WHERE EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id);
-
--- name: record_event_outcomes
--- A status applies only while the event is still pending (not cancelled or superseded meanwhile).
-UPDATE webhook_events e SET attempts = e.attempts + 1, leased_until = NULL,
-    status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END,
-    next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END,
-    finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END
-FROM (SELECT x.id, v.s, v.n FROM unnest(:event_ids::bigint[], :statuses::text[], :next_attempt_ats::timestamptz[]) v(id, s, n)
-      JOIN webhook_events x ON x.id = v.id ORDER BY x.id FOR NO KEY UPDATE OF x) u
-WHERE e.id = u.id;
-
--- name: wake_if_claimable
--- Wakes claimers only when events of these webhooks are claimable now.
+-- name: record_attempts
+-- One statement, no transaction of its own: a batch of outcomes costs one round trip. Webhook
+-- rows are KEY SHARE locked first (a webhook delete waits; enqueueing, FOR NO KEY UPDATE, does
+-- not): both the attempts and the outcomes read the lock's result, so it is taken before either.
+-- A webhook deleted before the lock took its events along, and its attempts are dropped.
+WITH hooks AS (
+    SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE
+), attempts AS (
+    -- The request columns arrive masked (app.policy.masking; migration 0013).
+    INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
+                                  response_headers, response_body, error,
+                                  request_method, request_url, request_headers, request_body)
+    SELECT u.* FROM unnest(:attempt_event_ids::bigint[], :attempt_webhook_ids::bigint[], :attempted_ats::timestamptz[],
+                           :durations_ms::int[], :status_codes::int[], :response_headers::jsonb[],
+                           :response_bodies::text[], :errors::text[], :request_methods::text[],
+                           :request_urls::text[], :request_headers::jsonb[], :request_bodies::bytea[])
+        u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
+          request_method, request_url, request_headers, request_body)
+    WHERE u.webhook_id IN (SELECT id FROM hooks) AND EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)
+), outcomes AS (
+    -- A status applies only while the event is still pending (not cancelled or superseded
+    -- meanwhile). Rows are locked in id order, as enqueueing's supersede locks them: the two
+    -- cannot deadlock.
+    UPDATE webhook_events e SET attempts = e.attempts + 1, leased_until = NULL,
+        status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END,
+        next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END,
+        finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END
+    FROM (SELECT x.id, v.s, v.n
+          FROM unnest(:event_ids::bigint[], :statuses::text[], :next_attempt_ats::timestamptz[]) v(id, s, n)
+          JOIN webhook_events x ON x.id = v.id AND x.webhook_id IN (SELECT id FROM hooks)
+          ORDER BY x.id FOR NO KEY UPDATE OF x) u
+    WHERE e.id = u.id
+)
+-- Claimers are woken only when other events of these webhooks are claimable now. The statement's
+-- snapshot shows the events recorded here still leased: they are not among them.
 SELECT pg_notify(:channel, '') WHERE EXISTS (
     SELECT 1 FROM webhook_events e
     WHERE e.webhook_id = ANY(:webhook_ids::bigint[]) AND e.status = 'pending' AND e.next_attempt_at <= now()
-    AND (e.leased_until IS NULL OR e.leased_until <= now()));
+    AND (e.leased_until IS NULL OR e.leased_until <= now()) AND e.id <> ALL(:event_ids::bigint[]));
 
 -- name: record_webhook_health
 UPDATE webhooks w SET

@@ -42,10 +42,11 @@ VALUES (:public_id, :webhook_id, :event, :sequence, :status, :payload, :payload_
 RETURNING id;
 
 -- name: insert_attempt
+-- The request columns arrive masked (app.policy.masking; migration 0013).
 INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers,
-                              response_body, error)
+                              response_body, error, request_method, request_url, request_headers, request_body)
 VALUES (:event_id, :webhook_id, :attempted_at, :duration_ms, :status_code, :response_headers, :response_body,
-        :error)
+        :error, :request_method, :request_url, :request_headers::jsonb, :request_body)
 RETURNING id;
 
 -- name: list_events
@@ -98,3 +99,15 @@ WHERE webhook_id = :webhook_id AND entity_type = :entity_type AND entity_id = :e
 SELECT DISTINCT ON (entity_id) entity_type, entity_id, event, changed_at FROM webhook_events
 WHERE webhook_id = :webhook_id AND entity_type = :entity_type AND created_at >= :since
 ORDER BY entity_id, id DESC;
+
+-- name: send_now
+-- A pending event not in flight becomes due now (a retry's backoff is cut short).
+UPDATE webhook_events SET next_attempt_at = now()
+WHERE id = :event_id AND status = 'pending' AND (leased_until IS NULL OR leased_until <= now());
+
+-- name: event_payload_text
+-- The payload as stored: the exact JSON text delivered (json keeps it, key order included).
+SELECT payload::text FROM webhook_events WHERE id = :event_id;
+
+-- name: event_id_by_public_id
+SELECT id FROM webhook_events WHERE public_id = :public_id;
