@@ -45,6 +45,9 @@ class Settings:
     # event's storage, signing and every retry's send cheap, and stays under the 1 MB request body
     # that receivers behind a default nginx accept.
     max_payload_bytes: int = 256 * 1024
+    # Webhook queries compiled to one SQL statement per group and batch (app/evaluation/sql.py);
+    # off: every query runs through graphql-core. Payloads are byte-identical either way.
+    compiled_queries: bool = True
     budget_breaches_to_disable: int = 3  # consecutive breaches that disable a webhook
     # Delivery fairness: of the process's send slots, at most this many per owner (a seller, or
     # the operator) at once.
@@ -131,6 +134,8 @@ POSITIVE_SETTINGS = (
     "listen_lease_s",
 )
 
+BOOLEAN_SETTINGS = ("allow_private_targets", "compiled_queries")
+
 DATABASE_URL_SCHEMES = ("postgresql", "postgres")  # asyncpg's (and libpq's) spellings
 
 
@@ -173,7 +178,7 @@ def parse_setting(name: str, raw: str) -> object:
         return Path(raw)
     if name in ("host", "log_level"):
         return raw
-    if name == "allow_private_targets":
+    if name in BOOLEAN_SETTINGS:
         lowered = raw.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True

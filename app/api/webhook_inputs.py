@@ -4,6 +4,7 @@ failure becomes a (field, message) pair."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import strawberry
@@ -13,6 +14,7 @@ from app.config import Settings
 from app.evaluation.compile import DEFAULT_QUERY, QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.selection import compile_filter
+from app.evaluation.sql import fallback_reason
 from app.policy.ids import decode
 from app.policy.signing import DEFAULT_HMAC_HEADER, MAX_HMAC_KEY_BYTES
 from app.transport.netguard import (
@@ -24,6 +26,8 @@ from app.transport.netguard import (
     validate_headers,
 )
 from app.types import Action, EntityType, Header, Visibility
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 200
 # Any one string of an input, whatever its own rule: far above every real value (URLs stop at
@@ -169,6 +173,10 @@ async def clean(
         compiled = compile_query(schema, query, entity_type, limits=limits_for(settings, operator=operator_owned))
         if isinstance(compiled, QueryError):
             fail("query", compiled.message)
+        else:
+            reason = fallback_reason(schema, compiled)
+            if reason is not None:
+                log.debug("webhook query evaluated by graphql-core, not compiled to SQL: %s", reason)
         values["query"] = query
     _check_filter(schema, given, current, values, entity_type, fail)
     if given.headers is not None:

@@ -14,7 +14,8 @@ from app.api.ids import to_global_id
 from app.api.webhook_inputs import WebhookCreateInput, WebhookUpdateInput, clean, text_problems
 from app.api.webhook_replay import replay
 from app.api.webhook_types import FieldError, Webhook, WebhookAttempt, WebhookEvent, WebhookType
-from app.evaluation.compile import QueryError, compile_query
+from app.evaluation import sql as compiled_sql
+from app.evaluation.compile import CompiledQuery, QueryError, compile_query
 from app.evaluation.cost import limits_for
 from app.evaluation.execute import evaluate
 from app.evaluation.selection import compile_filter
@@ -89,6 +90,11 @@ class WebhookPreviewPayload:
         default=None,
         description="Whether `filter` matches this payload (false: the event would be SKIPPED, `filtered`);"
         " null without a filter",
+    )
+    fallback_reason: str | None = strawberry.field(
+        default=None,
+        description="Why deliveries evaluate this query with graphql-core rather than as compiled SQL "
+        "(the payload is the same either way); null when it compiles",
     )
     errors: list[FieldError] = strawberry.field(default_factory=list)
 
@@ -386,6 +392,16 @@ async def preview(
         payload=payload,
     )
     if condition is None:
-        return WebhookPreviewPayload(body=body)
+        return WebhookPreviewPayload(body=body, fallback_reason=_fallback_reason(schema, ctx, compiled))
     root = entity_root(entity_type.graphql_name)
-    return WebhookPreviewPayload(body=body, filter_matches=matches(condition, payload, root))
+    return WebhookPreviewPayload(
+        body=body,
+        filter_matches=matches(condition, payload, root),
+        fallback_reason=_fallback_reason(schema, ctx, compiled),
+    )
+
+
+def _fallback_reason(schema: Any, ctx: Context, compiled: CompiledQuery) -> str | None:
+    if not ctx.settings.compiled_queries:
+        return "HOOKQL_COMPILED_QUERIES is off"
+    return compiled_sql.fallback_reason(schema, compiled)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from app.config import Settings
+from app.engine.compiled import evaluate_group
 from app.engine.wakeups import Wakeups, wait_any
 from app.evaluation.budgets import Meter
 from app.evaluation.compile import CompiledQuery, QueryError, compile_query
@@ -355,9 +356,22 @@ class Producer:
         # of them), so one after another a batch's latency would be their sum. Memory is bounded
         # by the batch size (EVENTS_PER_BATCH), not by running them together.
         # Each group breaches alone: its outcomes say so, and the others' are unaffected.
+        # Compiled (HOOKQL_COMPILED_QUERIES): one statement per group; what does not compile, and
+        # everything when the setting is off, through graphql-core. Equal payloads either way.
         results = await asyncio.gather(
             *(
-                evaluate_many(
+                evaluate_group(
+                    self.pool,
+                    self.schema,
+                    contexts[group[1]],
+                    list(by_query),
+                    [d.entity_id for d in members],
+                    [d.global_id for d in members],
+                    group[1],
+                    self.budgets,
+                )
+                if self.settings.compiled_queries
+                else evaluate_many(
                     self.schema, contexts[group[1]], list(by_query), [d.global_id for d in members], self.budgets
                 )
                 for group, members, by_query in group_list

@@ -20,7 +20,7 @@ Pure: no I/O. Field collection is written here rather than taken from graphql-co
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -77,6 +77,65 @@ class Plan:
         return {
             key: value[alias] if sub is None else sub.project(value[alias]) for key, alias, sub in entries
         }
+
+
+PROJECTOR_SHAPES_KEPT = 1024  # generated projection functions kept, one per distinct shape
+_MAKERS: OrderedDict[str, Callable[..., Callable[[Any], Any]]] = OrderedDict()
+
+
+def projector(plan: Plan) -> Callable[[Any], Any]:
+    """`plan.project` as generated Python: one function per position, each building its dict as
+    a display, with no per-key tuple unpacking or per-value checks: measured on the bench's
+    invoice query (10 webhooks, 100 sample invoices, a busy 2-core machine), 13 µs a payload
+    against the generic walk's 33 µs (medians of 3); compiling it costs ~3 ms a shape. The
+    response keys are the generated code's parameters, so queries that differ only in their
+    keys (webhooks of one shape, aliased differently) share one compiled function; aliases and
+    type names are GraphQL names, written as literals."""
+    functions: list[str] = []
+    keys: list[str] = []
+
+    def define(p: Plan) -> str:
+        name = f"p{len(functions)}"
+        functions.append("")  # reserve the slot: sub-plans define theirs after it
+        index = len(functions) - 1
+
+        def display(entries: Entries) -> str:
+            items = []
+            for key, alias, sub in entries:
+                value = f"v[{alias!r}]" if sub is None else f"{define(sub)}(v[{alias!r}])"
+                keys.append(key)
+                items.append(f"k{len(keys) - 1}: {value}")
+            return "{" + ", ".join(items) + "}"
+
+        body = [
+            f"    def {name}(v):",
+            "        if v is None: return None",
+            f"        if type(v) is list: return [{name}(x) for x in v]",
+        ]
+        if p.abstract:
+            body.append(f"        t = v[{TYPENAME_ALIAS!r}]")
+            for type_name, entries in p.by_type.items():
+                body.append(f"        if t == {type_name!r}: return {display(entries)}")
+            body.append("        return {}")
+        else:
+            (entries,) = p.by_type.values()
+            body.append(f"        return {display(entries)}")
+        functions[index] = "\n".join(body)
+        return name
+
+    root = define(plan)
+    source = f"def make({', '.join(f'k{i}' for i in range(len(keys)))}):\n" + "\n".join(functions)
+    source += f"\n    return {root}"
+    make = _MAKERS.get(source)
+    if make is None:
+        namespace: dict[str, Any] = {}
+        exec(source, namespace)  # generated from GraphQL names only, as literals
+        make = _MAKERS[source] = namespace["make"]
+        if len(_MAKERS) > PROJECTOR_SHAPES_KEPT:
+            _MAKERS.popitem(last=False)
+    else:
+        _MAKERS.move_to_end(source)
+    return make(*keys)
 
 
 @dataclass
@@ -243,6 +302,10 @@ def _collect(
     for selection_set in selection_sets:
         walk(selection_set)
     return out
+
+
+collect_fields = _collect  # for app.evaluation.sql, which walks documents the same way
+Unmergeable = _Unmergeable  # what collect_fields raises for a directive it cannot evaluate
 
 
 def _applies(schema: GraphQLSchema, condition: str, runtime: GraphQLObjectType) -> bool:

@@ -69,7 +69,7 @@ _PAGE = (
 )
 _CHILDREN = "SELECT t.* FROM {table} t WHERE t.{fk} = ANY(:parent_ids::bigint[]){seller_filter} ORDER BY t.id"
 # An order's invoices: a seller sees only its own.
-_INVOICE_SELLER_FILTER = " AND (:seller_id::bigint IS NULL OR t.seller_id = :seller_id)"
+INVOICE_SELLER_FILTER = " AND (:seller_id::bigint IS NULL OR t.seller_id = :seller_id)"
 
 
 @cache
@@ -96,5 +96,5 @@ def children(link: str) -> Query:
     """The children of the given parents along one link of `CHILDREN`: `(parent_ids=[…])`, and
     `seller_id` too when `"seller_id" in query.params` (an order's invoices)."""
     table, fk = CHILDREN[link]
-    seller_filter = _INVOICE_SELLER_FILTER if table == "invoices" else ""
+    seller_filter = INVOICE_SELLER_FILTER if table == "invoices" else ""
     return compile_block(link, _CHILDREN.format(table=table, fk=fk, seller_filter=seller_filter))

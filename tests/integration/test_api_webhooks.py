@@ -276,10 +276,11 @@ async def test_rotation_signs_with_both_secrets_for_the_overlap_only(fixture_poo
 
 async def test_preview_returns_the_body_and_sends_nothing(fixture_pool: asyncpg.Pool) -> None:
     preview = """mutation($q: String!, $e: ID!) { webhookPreview(type: INVOICE, query: $q, entityId: $e) {
-      body errors { field message } } }"""
+      body fallbackReason errors { field message } } }"""
     q = "query($id: ID!) { invoice(id: $id) { status } }"
     data = await gql(fixture_pool, preview, q=q, e=to_global_id("Invoice", 1))
     body = data["webhookPreview"]["body"]
+    assert data["webhookPreview"]["fallbackReason"] is None  # deliveries run it as compiled SQL
     assert body["event"] == "invoice.updated" and body["entity"] == {"type": "Invoice", "id": "SW52b2ljZTox"}
     assert body["payload"] == {"data": {"invoice": {"status": "PAID"}}}
     foreign = await gql(fixture_pool, preview, Visibility(1), q=q, e=to_global_id("Invoice", 1))  # seller 3's

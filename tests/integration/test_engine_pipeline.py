@@ -141,6 +141,11 @@ async def test_a_shipment_reaches_only_subscribers_that_select_shipments(fixture
             await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 11")
             await with_shipments.wait_for(1)
             await without.wait_for(1)
+            await wait_until(  # recorded after the receiver answered
+                lambda: run.pool.fetchval(
+                    "SELECT count(*) = 1 FROM webhook_events WHERE webhook_id = $1 AND status = 'delivered'", b
+                )
+            )
             await run.pool.execute("INSERT INTO shipments (invoice_id, carrier) VALUES (11, 'DHL')")
             await with_shipments.wait_for(2)
             await wait_until(
