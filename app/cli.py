@@ -44,6 +44,12 @@ def _engine_flags(parser: argparse.ArgumentParser) -> None:
         help="allow webhook URLs on loopback/private networks (development only)",
     )
     parser.add_argument(
+        "--compiled-queries",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate webhook queries as compiled SQL, graphql-core for what does not compile (on)",
+    )
+    parser.add_argument(
         "--delivery-retention",
         type=_duration,
         dest="delivery_retention_s",
@@ -146,6 +152,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "retry_base_ms",
             "retry_max_ms",
             "allow_private_targets",
+            "compiled_queries",
             "delivery_retention_s",
             *POSITIVE_SETTINGS,
         )

@@ -89,3 +89,14 @@ def test_the_metrics_cap_is_a_setting_of_at_least_one() -> None:
     assert Settings.from_env({"HOOKQL_METRICS_MAX_WEBHOOKS": "3"}).metrics_max_webhooks == 3
     with pytest.raises(SettingsError, match="metrics_max_webhooks must be at least 1"):
         Settings().with_overrides(metrics_max_webhooks=0)
+
+
+def test_compiled_queries_has_a_flag_each_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli import build_parser, settings_from
+
+    monkeypatch.delenv("HOOKQL_COMPILED_QUERIES", raising=False)
+    # given no flag, the default (on) holds; each flag sets it
+    assert settings_from(build_parser().parse_args(["worker"])).compiled_queries is True
+    assert settings_from(build_parser().parse_args(["worker", "--no-compiled-queries"])).compiled_queries is False
+    monkeypatch.setenv("HOOKQL_COMPILED_QUERIES", "false")
+    assert settings_from(build_parser().parse_args(["worker", "--compiled-queries"])).compiled_queries is True
