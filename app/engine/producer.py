@@ -23,7 +23,7 @@ from app.evaluation.budgets import Meter
 from app.evaluation.compile import CompiledQuery, QueryError, compile_query
 from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
 from app.policy import ids
-from app.policy.coalesce import due_at, fold
+from app.policy.coalesce import due_at
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.policy.filters import Condition, FilterError, entity_root, matches, parse
 from app.store import pipeline
@@ -250,50 +250,15 @@ class Producer:
         return min(SWEEP_INTERVAL_S, max(0.0, float(due)) + DUE_PAD_S)
 
     async def ingest_once(self) -> int:
-        """Fold up to INGEST_BATCH changes into pending_entities; one ingester at a time."""
-        self._fold_due_in_s = None
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await pipeline.try_ingest_lock(conn):
-                return 0
-            changes = await pipeline.take_changes(conn, INGEST_BATCH)
-            if not changes:
-                return 0
-            by_entity: dict[tuple[str, int], list[asyncpg.Record]] = defaultdict(list)
-            for change in changes:  # id order = commit order for one entity (its row lock)
-                by_entity[(change["entity_type"], change["entity_id"])].append(change)
-            upserts: list[pipeline.PendingUpsert] = []
-            deletes: list[tuple[str, int]] = []
-            for key, entity_changes in by_entity.items():
-                prev = entity_changes[0]  # every change of the entity carries its pending row (prev_*)
-                prev_action = Action(prev["prev_action"]) if prev["prev_action"] is not None else None
-                action = fold(prev_action, [Action(c["action"]) for c in entity_changes])
-                if action is None:
-                    if prev_action is not None:
-                        deletes.append(key)
-                    continue
-                first = prev["prev_first_change_at"] if prev_action else entity_changes[0]["changed_at"]
-                last = max(c["changed_at"] for c in entity_changes)
-                if prev_action:
-                    last = max(last, prev["prev_last_change_at"])
-                seller = next(
-                    (c["seller_id"] for c in reversed(entity_changes) if c["seller_id"] is not None),
-                    prev["prev_seller_id"] if prev_action else None,
-                )
-                upserts.append(
-                    pipeline.PendingUpsert(
-                        key[0],
-                        key[1],
-                        action.value,
-                        seller,
-                        first,
-                        last,
-                        due_at(first, last, self.settings.debounce_ms, self.settings.max_delay_ms),
-                    )
-                )
-            await pipeline.fold_pending(conn, upserts, deletes)
-        taken_at = changes[0]["taken_at"]
-        self._fold_due_in_s = min(((u.due_at - taken_at).total_seconds() for u in upserts), default=float("inf"))
-        return len(changes)
+        """Fold up to INGEST_BATCH changes into pending_entities (one statement; one ingester at
+        a time across processes: the others take nothing)."""
+        async with self.pool.acquire() as conn:
+            done = await pipeline.ingest(conn, INGEST_BATCH, self.settings.debounce_ms, self.settings.max_delay_ms)
+        if not done.taken:
+            self._fold_due_in_s = None
+        else:
+            self._fold_due_in_s = float("inf") if done.next_due_in_s is None else done.next_due_in_s
+        return done.taken
 
     async def evaluate_once(self) -> int:
         loop = asyncio.get_running_loop()

@@ -1,4 +1,7 @@
-"""Folding a burst of changes to one entity into one action, and when it is due. Pure."""
+"""Folding a burst of changes to one entity into one action, and when it is due. Pure.
+
+The store applies the same rule in SQL when it ingests (`fold_rules`, migration 0021); the
+integration test of the ingest checks the two agree on every short sequence."""
 
 from __future__ import annotations
 
@@ -27,6 +30,13 @@ def fold(previous: Action | None, actions: Iterable[Action]) -> Action | None:
     for action in actions:
         state = action if state is None else _FOLD[(state, action)]
     return state
+
+
+def fold_rules() -> dict[str, str | None]:
+    """The fold table as the store's ingest applies it in SQL (migration 0021, `hookql_fold`):
+    'previous+next' → the folded action's value, None where the two cancel out. Nothing pending
+    takes the next action as it is, there as in `fold`."""
+    return {f"{a.value}+{b.value}": c.value if c else None for (a, b), c in _FOLD.items()}
 
 
 def due_at(first_change_at: datetime, last_change_at: datetime, debounce_ms: int, max_delay_ms: int) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from app.policy.coalesce import fold_rules
 from app.policy.masking import mask_request
 from app.store.queries import load
 from app.types import SendResult
@@ -47,56 +48,41 @@ DELIVERY_WEBHOOK_COLUMNS = (
 # --- ingest: changes → pending entities --------------------------------------------------------
 
 
-async def try_ingest_lock(conn: asyncpg.Connection) -> bool:
-    return bool(await conn.fetchval(*Q.try_ingest_lock(lock_key=INGEST_LOCK_KEY)))
-
-
 async def any_changes(conn: asyncpg.Connection) -> bool:
-    """Whether any captured change waits to be ingested: one statement, where an ingest that
-    finds nothing costs four."""
+    """Whether any captured change waits to be ingested: a sweep that finds nothing costs this
+    one cheap statement rather than an ingest."""
     return bool(await conn.fetchval(*Q.any_changes()))
 
 
-async def take_changes(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Up to `limit` captured changes, oldest first, deleted as they are taken; `taken_at` is the
-    statement's time. Each carries its entity's pending row as it was (`prev_action`,
-    `prev_seller_id`, `prev_first_change_at`, `prev_last_change_at`; `prev_action` None: nothing
-    pending), locked until commit. Call after `try_ingest_lock`, in its transaction. Records, not
-    typed rows: an ingest reads thousands of them once each."""
-    return list(await conn.fetch(*Q.take_changes(limit=limit)))
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What one ingest did: `taken` changes folded; `next_due_in_s`, seconds from its start until
+    the earliest due time it wrote (None: it wrote none — nothing taken, or every entity folded
+    to nothing)."""
+
+    taken: int
+    next_due_in_s: float | None
 
 
-@dataclass(slots=True)  # built per row: see the module docstring
-class PendingUpsert:
-    """An entity's folded state after an ingest: its next evaluation is due at `due_at`."""
-
-    entity_type: str
-    entity_id: int
-    action: str
-    seller_id: int | None
-    first_change_at: datetime
-    last_change_at: datetime
-    due_at: datetime
+# The coalesce rule as hookql_fold reads it: 'previous+next' → folded action (null: cancelled out).
+_FOLD_RULES = fold_rules()  # jsonb: encoded by the connection's codec (db.init_connection)
 
 
-async def fold_pending(conn: asyncpg.Connection, rows: list[PendingUpsert], deletes: list[tuple[str, int]]) -> None:
-    """Write an ingest's folds in one statement: `rows` upserted (a fold into an existing row bumps
-    its version), `deletes` (type, id) removed — their changes folded to nothing."""
-    if not rows and not deletes:
-        return
-    await conn.execute(
-        *Q.fold_pending(
-            types=[r.entity_type for r in rows],
-            ids=[r.entity_id for r in rows],
-            actions=[r.action for r in rows],
-            seller_ids=[r.seller_id for r in rows],
-            first_change_ats=[r.first_change_at for r in rows],
-            last_change_ats=[r.last_change_at for r in rows],
-            due_ats=[r.due_at for r in rows],
-            delete_types=[k[0] for k in deletes],
-            delete_ids=[k[1] for k in deletes],
+async def ingest(conn: asyncpg.Connection, limit: int, debounce_ms: int, max_delay_ms: int) -> Ingested:
+    """Fold up to `limit` captured changes, oldest first, into `pending_entities` — one statement
+    outside any transaction (`hookql_ingest`, migration 0021): a second ingester running at the
+    same time takes nothing (one at a time keeps folding in commit order). The fold and the due
+    time are app.policy.coalesce's `fold` and `due_at`."""
+    row = await conn.fetchrow(
+        *Q.ingest(
+            lock_key=INGEST_LOCK_KEY,
+            max_changes=limit,
+            rules=_FOLD_RULES,
+            debounce_s=debounce_ms / 1000,
+            max_delay_s=max_delay_ms / 1000,
         )
     )
+    return Ingested(row["taken"], row["next_due_in_s"])
 
 
 # --- evaluate: claiming due entities ----------------------------------------------------------

@@ -4,44 +4,14 @@
 
 -- ---- ingest: changes → pending entities -------------------------------------------------------
 
--- name: try_ingest_lock
-SELECT pg_try_advisory_xact_lock(:lock_key);
+-- name: ingest
+-- One ingest, one statement (migration 0021): lock, take, fold, write.
+SELECT taken, next_due_in_s
+FROM hookql_ingest(:lock_key, :max_changes, :rules::jsonb, make_interval(secs => :debounce_s),
+                   make_interval(secs => :max_delay_s));
 
 -- name: any_changes
 SELECT EXISTS (SELECT 1 FROM changes);
-
--- name: take_changes
--- Run after try_ingest_lock, in its transaction (its snapshot then sees every fold committed
--- before). Each change comes with its entity's pending row as it is (prev_*; prev_action NULL:
--- none), locked in key order for the rest of the transaction, as lock_for_enqueue locks them.
-WITH taken AS (
-    DELETE FROM changes WHERE id IN (SELECT id FROM changes ORDER BY id LIMIT :limit)
-    RETURNING id, entity_type, entity_id, action, seller_id, changed_at
-), prev AS (
-    SELECT p.entity_type, p.entity_id, p.action, p.seller_id, p.first_change_at, p.last_change_at
-    FROM pending_entities p WHERE (p.entity_type, p.entity_id) IN (SELECT entity_type, entity_id FROM taken)
-    ORDER BY p.entity_type, p.entity_id FOR UPDATE
-)
-SELECT t.id, t.entity_type, t.entity_id, t.action, t.seller_id, t.changed_at, statement_timestamp() AS taken_at,
-       p.action AS prev_action, p.seller_id AS prev_seller_id, p.first_change_at AS prev_first_change_at,
-       p.last_change_at AS prev_last_change_at
-FROM taken t LEFT JOIN prev p ON p.entity_type = t.entity_type AND p.entity_id = t.entity_id
-ORDER BY t.id;
-
--- name: fold_pending
--- The folded entities in one statement: upserted, or deleted when their changes fold to nothing.
--- The two sets are disjoint, and take_changes locked the rows.
-WITH gone AS (
-    DELETE FROM pending_entities WHERE (entity_type, entity_id) IN
-        (SELECT * FROM unnest(:delete_types::text[], :delete_ids::bigint[]))
-)
-INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at, last_change_at, due_at)
-SELECT * FROM unnest(:types::text[], :ids::bigint[], :actions::text[], :seller_ids::bigint[],
-                     :first_change_ats::timestamptz[], :last_change_ats::timestamptz[], :due_ats::timestamptz[])
-ON CONFLICT (entity_type, entity_id) DO UPDATE SET action = EXCLUDED.action,
-    seller_id = coalesce(EXCLUDED.seller_id, pending_entities.seller_id),
-    first_change_at = EXCLUDED.first_change_at, last_change_at = EXCLUDED.last_change_at,
-    due_at = EXCLUDED.due_at, version = pending_entities.version + 1;
 
 -- ---- evaluate: claiming due entities ----------------------------------------------------------
 
@@ -89,7 +59,7 @@ SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR N
 
 -- name: lock_for_enqueue
 -- The first statement of an enqueue: the claimed entities' pending rows as they are now, locked
--- in key order (as take_changes locks them), then the webhooks' rows, locked in id order (as
+-- in key order (as hookql_ingest locks them, migration 0021), then the webhooks' rows, locked in id order (as
 -- every transaction that writes webhooks and their events locks them), each webhook as a
 -- hand-off reads it (HandoffWebhook). Kind 'entity' rows fill the first five columns,
 -- kind 'webhook' rows the rest. The webhooks' scan waits for the entities' locks (`cur` in its

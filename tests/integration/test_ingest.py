@@ -1,0 +1,122 @@
+"""The ingest in one statement (`pipeline.ingest`, migration 0021's `hookql_ingest`): the fold it
+applies in SQL is app.policy.coalesce's, on every short burst, over every pending state."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from app.policy.coalesce import due_at, fold
+from app.store import pipeline
+from app.store.pipeline import INGEST_LOCK_KEY
+from app.types import Action
+
+DEBOUNCE_MS = 50
+MAX_DELAY_MS = 5_000
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def _bursts() -> list[tuple[Action | None, tuple[Action, ...]]]:
+    """Every pending state (None: nothing pending) with every burst of 1–3 actions."""
+    actions = list(Action)
+    return [
+        (prev, burst)
+        for prev in (None, *actions)
+        for n in (1, 2, 3)
+        for burst in itertools.product(actions, repeat=n)
+    ]
+
+
+async def test_the_sql_fold_is_the_policys_fold_on_every_short_burst(pool: asyncpg.Pool) -> None:
+    # given one entity per case: its pending row (if any), then its burst of changes
+    cases = _bursts()
+    for entity_id, (prev, burst) in enumerate(cases, start=1):
+        if prev is not None:
+            await pool.execute(
+                "INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at,"
+                " last_change_at, due_at) VALUES ('invoice', $1, $2, 7, $3, $3, $3)",
+                entity_id, prev.value, T0,
+            )
+        for step, action in enumerate(burst, start=1):
+            await pool.execute(
+                "INSERT INTO changes (entity_type, entity_id, action, seller_id, changed_at)"
+                " VALUES ('invoice', $1, $2, $3, $4)",
+                entity_id, action.value, 8 if step == len(burst) and step > 1 else None,
+                T0 + timedelta(milliseconds=10 * step),
+            )
+    # when one ingest folds them all
+    async with pool.acquire() as conn:
+        done = await pipeline.ingest(conn, 10_000, DEBOUNCE_MS, MAX_DELAY_MS)
+    # then every change was taken, and each entity's pending row is what the policy says
+    assert done.taken == sum(len(burst) for _, burst in cases)
+    assert await pool.fetchval("SELECT count(*) FROM changes") == 0
+    rows = {r["entity_id"]: r for r in await pool.fetch("SELECT * FROM pending_entities")}
+    for entity_id, (prev, burst) in enumerate(cases, start=1):
+        expected = fold(prev, burst)
+        row = rows.get(entity_id)
+        where = f"pending {prev}, burst {[a.value for a in burst]}"
+        if expected is None:
+            # a folded-to-nothing entity has no row; a row that was pending is removed
+            assert row is None, where
+            continue
+        assert row is not None and row["action"] == expected.value, where
+        first = T0 if prev is not None else T0 + timedelta(milliseconds=10)
+        last = T0 + timedelta(milliseconds=10 * len(burst))
+        assert row["first_change_at"] == first and row["last_change_at"] == last, where
+        assert row["due_at"] == due_at(first, last, DEBOUNCE_MS, MAX_DELAY_MS), where
+        # the owner the latest change names, else the one pending (else none)
+        assert row["seller_id"] == (8 if len(burst) > 1 else 7 if prev is not None else None), where
+        assert row["version"] == (2 if prev is not None else 1), where
+
+
+async def test_it_says_when_the_earliest_entity_it_wrote_comes_due(pool: asyncpg.Pool) -> None:
+    # given two entities changed now
+    await pool.execute(
+        "INSERT INTO changes (entity_type, entity_id, action)"
+        " VALUES ('invoice', 1, 'updated'), ('invoice', 2, 'updated')"
+    )
+    async with pool.acquire() as conn:
+        done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+    # then the first is due within the debounce from the ingest's start
+    assert done.taken == 2
+    assert done.next_due_in_s is not None and 0 < done.next_due_in_s <= DEBOUNCE_MS / 1000
+
+
+async def test_a_burst_that_folds_to_nothing_writes_nothing_and_says_so(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO changes (entity_type, entity_id, action)"
+        " VALUES ('invoice', 1, 'created'), ('invoice', 1, 'deleted')"
+    )
+    async with pool.acquire() as conn:
+        done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+    assert done == pipeline.Ingested(2, None)
+    assert await pool.fetchval("SELECT count(*) FROM pending_entities") == 0
+
+
+async def test_it_takes_at_most_the_limit_oldest_first(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO changes (entity_type, entity_id, action)"
+        " SELECT 'invoice', g, 'updated' FROM generate_series(1, 5) g"
+    )
+    async with pool.acquire() as conn:
+        done = await pipeline.ingest(conn, 3, DEBOUNCE_MS, MAX_DELAY_MS)
+    assert done.taken == 3
+    assert [r[0] for r in await pool.fetch("SELECT entity_id FROM pending_entities ORDER BY 1")] == [1, 2, 3]
+    assert [r[0] for r in await pool.fetch("SELECT entity_id FROM changes ORDER BY id")] == [4, 5]
+
+
+async def test_a_second_ingester_takes_nothing_while_one_holds_the_lock(pool: asyncpg.Pool) -> None:
+    # given a change, and another ingester inside its transaction
+    await pool.execute("INSERT INTO changes (entity_type, entity_id, action) VALUES ('invoice', 1, 'updated')")
+    async with pool.acquire() as other, other.transaction():
+        assert await other.fetchval("SELECT pg_try_advisory_xact_lock($1)", INGEST_LOCK_KEY)
+        # when this one ingests
+        async with pool.acquire() as conn:
+            done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+        # then it takes nothing, at once, and the change waits for the lock holder
+        assert done == pipeline.Ingested(0, None)
+        assert await pool.fetchval("SELECT count(*) FROM changes") == 1
+    async with pool.acquire() as conn:
+        assert (await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)).taken == 1
