@@ -50,7 +50,9 @@ class Engine:
             "hookql-recorder": self.dispatcher.record_loop(),
             "hookql-lease-renewer": self.dispatcher.renew_loop(),
             "hookql-pruner": self.dispatcher.prune_loop(),
-            "hookql-listen-sweeper": listen.sweep_loop(self.dispatcher.pool),
+            "hookql-listen-sweeper": listen.sweep_loop(
+                self.dispatcher.pool, float(self.dispatcher.settings.listen_lease_s)
+            ),
         }
         self._tasks = [asyncio.create_task(coro, name=name) for name, coro in loops.items()]
 

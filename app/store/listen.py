@@ -64,10 +64,11 @@ async def release_hold(conn: asyncpg.Connection, webhook_id: int) -> Released:
 class Swept:
     deleted: int  # temporary webhooks whose listener stopped renewing
     released: int  # attached webhooks back on HTTP delivery
+    next_lapse_in_s: float | None  # until the earliest hold left lapses, unless renewed; None: no hold
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Swept:
-        return cls(int(row["deleted"]), int(row["released"]))
+        return cls(int(row["deleted"]), int(row["released"]), row["next_lapse_in_s"])
 
 
 async def sweep_lapsed(conn: asyncpg.Connection) -> Swept:

@@ -18,7 +18,7 @@ from tests.support.cli_server import ListenProcess, Served, hookql, serving
 from tests.support.receivers import Receiver
 
 LEASE_S = 3  # HOOKQL_LISTEN_LEASE_S of these tests' serve
-SWEEP_S = 1.0  # app.engine.listen.SWEEP_INTERVAL_S
+SWEEP_S = 1.0  # a lapsed hold ends within app.engine.listen.LAPSE_PAD_S of its lapse: 1 s is ample
 PUBLIC_URL = "https://93.184.216.34/hook"  # a public address: webhookCreate takes it without private targets
 CREATE = """mutation($input: WebhookCreateInput!) { webhookCreate(input: $input) {
   webhook { id } errors { field message } } }"""

@@ -41,7 +41,10 @@ WITH gone AS (
     SELECT pg_notify(:channel, '') FROM (SELECT 1 FROM released LIMIT 1) r
 )
 SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM released) AS released,
-       (SELECT count(*) FROM wake) AS woken;
+       (SELECT count(*) FROM wake) AS woken,
+       -- the holds left (those ended here are past their listen_until): when the first lapses
+       (SELECT extract(epoch FROM min(listen_until) - now())::float8 FROM webhooks
+        WHERE listen_until IS NOT NULL AND listen_until >= now()) AS next_lapse_in_s;
 
 -- name: claim_for_listener
 -- The held webhook's due events, leased to its listener for the webhook's timeout plus
