@@ -97,6 +97,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
         self._all_sent = asyncio.Event()  # set when no attempt is in flight: the recorder waits on it
+        self._room = asyncio.Event()  # set when the lanes stop being saturated: the producer waits on it
 
     # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
 
@@ -110,6 +111,18 @@ class Dispatcher:
 
     def owner_budget(self, webhook: HandoffWebhook) -> int:
         return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
+
+    def saturated(self) -> bool:
+        return self._lanes.saturated()
+
+    async def room(self, timeout_s: float) -> None:
+        """Until the lanes are no longer saturated (app.policy.lanes), or `timeout_s` passed."""
+        if not self._lanes.saturated():
+            return
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._room.wait()
 
     def accept(self, rows: list[ClaimedEvent]) -> None:
         """Events the producer committed leased to this process: sent like claimed ones."""
@@ -204,6 +217,8 @@ class Dispatcher:
             self._slot_freed.set()
         await self._results.put((row, result))
         self._start(self._lanes.take())
+        if not self._lanes.saturated():
+            self._room.set()
         if not self._lanes.sending:
             self._all_sent.set()
 

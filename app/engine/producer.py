@@ -45,6 +45,11 @@ CLAIM_LEASE_S = 15.0  # an entity claimed by a crashed process is retried after 
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
 DUE_PAD_S = 0.001  # wake this long after a due time, so the database's now() has passed it
 ERROR_BACKOFF_S = 1.0
+# Delivery paces evaluation: while this process's dispatcher is saturated, the evaluator waits
+# (up to this long, then evaluates one batch anyway: another process may deliver what it enqueues).
+# Its entities stay pending meanwhile and fold the changes that keep coming, so in overload the
+# work goes into deliveries rather than into payloads that a newer state supersedes unsent.
+PACE_MAX_WAIT_S = 0.5
 
 
 class Handoff(Protocol):
@@ -67,6 +72,15 @@ class Handoff(Protocol):
 
     def accept(self, rows: list[pipeline.ClaimedEvent]) -> None:
         """Committed events, leased to it, to send."""
+        ...
+
+    def saturated(self) -> bool:
+        """Every send slot taken, with attempts waiting for one (app.policy.lanes.saturated):
+        what it is handed now only waits."""
+        ...
+
+    async def room(self, timeout_s: float) -> None:
+        """Returns when it is no longer saturated, or after `timeout_s`."""
         ...
 
 
@@ -202,6 +216,8 @@ class Producer:
 
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.handoff is not None and self.handoff.saturated():
+                await self.handoff.room(PACE_MAX_WAIT_S)
             try:
                 evaluated = await self.evaluate_once()
             except pipeline.DB_UNAVAILABLE as exc:

@@ -179,6 +179,14 @@ class Lanes(Generic[H]):
         lane = self._lanes.get(webhook_id)
         return lane.limit if lane else 0
 
+    def saturated(self) -> bool:
+        """Whether every send slot of the process is taken while attempts wait that only a slot of
+        the process's would start: owners with a ready lane and a slot of their own free are queued
+        for one. Attempts waiting behind their own webhook's concurrency (a slow receiver) or
+        their owner's share do not count: more work handed to this process would only wait too,
+        but a slow webhook or owner alone never makes it saturated."""
+        return self.sending >= self.max_sending and bool(self._turns)
+
     def owner_sending(self, owner: Owner) -> int:
         state = self._owners.get(owner)
         return state.sending if state else 0

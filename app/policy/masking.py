@@ -12,6 +12,7 @@ useful, and it is not the secret."""
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ _PUBLIC_HEADERS = frozenset({"idempotency-key"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*) +\S")
 
 
+@functools.lru_cache(maxsize=1024)  # header names repeat on every attempt of a webhook
 def is_secret_name(name: str) -> bool:
     """Whether a header or query parameter called `name` holds a secret by the rule above."""
     return bool(_SECRET_NAME.search(name)) and name.lower() not in _PUBLIC_HEADERS

@@ -260,3 +260,35 @@ def test_a_handoff_gets_what_a_claim_would_lease_and_nothing_while_failing() -> 
 def test_an_owners_handoff_is_bounded_by_its_held_share(owner_max_sending: int, owner_leased: int, budget: int) -> None:
     assert owner_max_held(64) == 1024  # 16 rounds of an owner's slots: half of a process's MAX_HELD
     assert owner_handoff_budget(owner_max_sending, owner_leased) == budget
+
+
+def test_saturated_means_every_slot_taken_with_attempts_waiting_only_for_one() -> None:
+    # given a process of 4 slots, 2 an owner
+    lanes: Lanes[Attempt] = Lanes(max_sending=4, owner_max_sending=2)
+    for i in range(3):
+        lanes.add(row(i, 1), limit=10, owner=1)
+        lanes.add(row(10 + i, 2), limit=10, owner=2)
+    # when 4 start: every slot is taken, but each owner is at its own share, so nothing waits for
+    # a slot of the process's
+    assert len(lanes.take()) == 4
+    assert not lanes.saturated()
+    # when a third owner has attempts waiting, a slot of the process's is all they need
+    lanes.add(row(20, 3), limit=10, owner=3)
+    assert lanes.take() == [] and lanes.saturated()
+    # then a finished attempt hands the slot to the third owner; the first owner, now with a slot
+    # of its own free and its third attempt waiting, waits for one of the process's
+    lanes.done(1)
+    assert [a.id for a in lanes.take()] == [20]
+    assert lanes.saturated()
+    # and once no one waits, it is not saturated
+    lanes.done(1)
+    assert [a.id for a in lanes.take()] == [2]
+    assert not lanes.saturated()
+
+
+def test_a_slow_webhook_waiting_behind_its_own_concurrency_never_saturates() -> None:
+    lanes: Lanes[Attempt] = Lanes(max_sending=2, owner_max_sending=2)
+    for i in range(50):
+        lanes.add(row(i, 1), limit=2, owner=1)  # its two attempts hang; 48 wait behind them
+    assert len(lanes.take()) == 2
+    assert not lanes.saturated()
