@@ -91,12 +91,24 @@ def hmac_key(secret: str) -> bytes:
 
 @dataclass
 class Hanging:
-    """Requests to /hang/<name>: held unanswered until /release, and answered at once after it,
-    until /reset arms them again (the noisy-neighbour scenario's receivers that never answer)."""
+    """A receiver that never answers: each request is held unanswered until `released` is set, and
+    answered 503 at once after it. Here it serves /hang/<name> (the noisy-neighbour scenario's
+    receivers, released by /release, armed again by /reset); tests.support.receivers serves it
+    in-process as the tests' HangingReceiver."""
 
     held: int = 0
     max_held: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def hold(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.held += 1
+        self.max_held = max(self.max_held, self.held)
+        try:
+            await self.released.wait()
+        finally:
+            self.held -= 1
+        return web.Response(status=503, text="released")
 
 
 def build_app() -> web.Application:
@@ -134,15 +146,8 @@ def build_app() -> web.Application:
         return web.Response(text="ok")
 
     async def hang(request: web.Request) -> web.Response:
-        await request.read()
-        held = hanging  # the counts of the run this request came in (a /reset starts new ones)
-        held.held += 1
-        held.max_held = max(held.max_held, held.held)
-        try:
-            await held.released.wait()
-        finally:
-            held.held -= 1
-        return web.Response(status=503, text="released")
+        # Counted in the run this request came in (a /reset starts new counts).
+        return await hanging.hold(request)
 
     async def release(request: web.Request) -> web.Response:
         """Answer every held request (503), and any that comes later, until /reset."""

@@ -8,16 +8,10 @@ from typing import Any
 import strawberry
 
 from app.api.context import Info
-from app.api.marketplace import (
-    CURRENCY_NODE_TYPES,
-    NODE_TYPES,
-    Invoice,
-    InvoiceAmendment,
-    InvoiceLineItem,
-    RefundRequest,
-    RefundRequestLineItem,
-    Variant,
-)
+from app.api.marketplace import CURRENCY_NODE_TYPES, NODE_TYPES
+from app.api.marketplace.catalog import Variant
+from app.api.marketplace.invoicing import Invoice, InvoiceAmendment, InvoiceLineItem
+from app.api.marketplace.refunds import RefundRequest, RefundRequestLineItem
 from app.api.node import Node
 from app.api.pagination import Connection, Edge, PageInfo, check_first, decode_cursor, encode_cursor
 from app.policy.ids import decode, decode_any

@@ -13,19 +13,11 @@ from strawberry.tools import merge_types
 from app.api.cost_limit import CostLimit, DocumentTokens
 from app.api.http_operations import SubscriptionsOverWebsocket
 from app.api.listen import ListenMutation, ListenSubscription
-from app.api.marketplace import (
-    Invoice,
-    InvoiceAmendment,
-    InvoiceLineItem,
-    Order,
-    Product,
-    RefundRequest,
-    RefundRequestLineItem,
-    Seller,
-    Shipment,
-    ShipmentItem,
-    Variant,
-)
+from app.api.marketplace.catalog import Product, Seller, Variant
+from app.api.marketplace.invoicing import Invoice, InvoiceAmendment, InvoiceLineItem
+from app.api.marketplace.orders import Order
+from app.api.marketplace.refunds import RefundRequest, RefundRequestLineItem
+from app.api.marketplace.shipping import Shipment, ShipmentItem
 from app.api.query import MarketplaceQuery
 from app.api.subscriptions import WebhookSubscription
 from app.api.webhooks import WebhookMutation, WebhookQuery

@@ -10,7 +10,7 @@ payload text is then encoded as the graphql-core path encodes it (app.policy.env
 byte-identical: hashes, skip-identical and signatures do not depend on the path.
 
 `FIELDS` is the one table from GraphQL fields to SQL: a field is compiled exactly when it is
-there. Each entry states what the API's resolver (app/api/marketplace.py) does, in plan terms:
+there. Each entry states what the API's resolver (app/api/marketplace/) does, in plan terms:
 
 - scalars and enums are columns (enums upper-cased: every enum name is its value in upper case);
 - `id` is the global ID `base64("Type:id")`; `createdAt`/`updatedAt`/`shippedAt` render as Python's

@@ -91,7 +91,7 @@ _AMOUNTS = {
 _CURRENCIES = {
     "own": "{row}.currency::text",
     # the invoice as the viewer's loaders find it, "USD" when they do not (RefundRequest._currency,
-    # marketplace._line_item); under Invoice.lineItems/amendments that is the parent invoice
+    # invoicing.line_item); under Invoice.lineItems/amendments that is the parent invoice
     "invoice": (
         "coalesce((SELECT i.currency::text FROM invoices i WHERE i.id = {row}.invoice_id"
         " AND (:seller_id::bigint IS NULL OR i.seller_id = :seller_id)), 'USD')"

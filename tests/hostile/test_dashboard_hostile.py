@@ -20,8 +20,8 @@ from app.policy.ids import encode
 from app.store.apikeys import create_key
 from tests.integration.test_dashboard import Seeded, client, post, seed, sign_in, site
 from tests.support.engine_harness import add_webhook, fast, running_engine, wait_until
-from tests.support.hostile import HangingReceiver
 from tests.support.live_server import serving
+from tests.support.receivers import HangingReceiver
 
 XSS = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 

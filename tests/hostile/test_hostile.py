@@ -37,7 +37,6 @@ from app.store.apikeys import create_key
 from tests.support.hostile import (
     BUDGET_WORDS,
     LIMIT_WORDS,
-    HangingReceiver,
     NeighbourReport,
     Neighbours,
     Reply,
@@ -47,6 +46,7 @@ from tests.support.hostile import (
     global_id,
     post_graphql,
 )
+from tests.support.receivers import HangingReceiver
 
 pytestmark = pytest.mark.hostile
 

@@ -5,58 +5,57 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import asyncpg
-from aiohttp import web
 
 from app.policy.ids import encode as global_id
 from app.policy.lanes import owner_max_held
 from app.store import pipeline
-from tests.support.engine_harness import add_webhook, bodies, fast, running_engine, wait_until
-from tests.support.receivers import Receiver
+from tests.support.engine_harness import Running, add_webhook, bodies, fast, running_engine, wait_until
+from tests.support.receivers import HangingReceiver, Receiver
 
 ATTACKER = 3  # the fixtures' seller with the most invoices (34)
 VICTIM_INVOICE = 11  # seller 1's
 
 
 @dataclass
-class HangingReceiver:
-    """Never answers until released (at teardown): counts the requests it holds open."""
+class World:
+    """A running engine (4 send slots per owner) with seller ATTACKER's webhooks at a receiver that
+    never answers, and one webhook at a receiver that does."""
 
-    open: int = 0
-    max_open: int = 0
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
-    _runner: web.AppRunner | None = None
+    run: Running
+    hanging: HangingReceiver
+    normal: Receiver
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.open += 1
-        self.max_open = max(self.max_open, self.open)
-        try:
-            await self.release.wait()
-        finally:
-            self.open -= 1
-        return web.Response(status=200)
 
-    async def start(self) -> HangingReceiver:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A request the engine gave up on (its timeout) is no longer counted open.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+@asynccontextmanager
+async def hanging_seller(
+    database_url: str, *, hanging_webhooks: int, timeout_seconds: int, healthy_seller_id: int | None = None
+) -> AsyncIterator[World]:
+    """`hanging_webhooks` webhooks of seller ATTACKER (concurrency 100, `timeout_seconds`) at the
+    hanging receiver, and one webhook — the operator's, or `healthy_seller_id`'s — at the normal
+    one. The hanging receiver is released before the engine stops, so the stop records the
+    attempts it held."""
+    # A request the engine gave up on (its timeout) is no longer counted in flight.
+    hanging = await HangingReceiver(cancel_abandoned=True).start()
+    normal = await Receiver().start()
+    try:
+        async with running_engine(database_url, fast(owner_max_sending=4)) as run:
+            try:
+                for _ in range(hanging_webhooks):
+                    await add_webhook(run.pool, hanging.url, seller_id=ATTACKER, concurrency=100,
+                                      live_concurrency=100, timeout_seconds=timeout_seconds)
+                await add_webhook(run.pool, normal.url, seller_id=healthy_seller_id)
+                yield World(run, hanging, normal)
+            finally:
+                await hanging.release()
+    finally:
+        await hanging.stop()
+        await normal.stop()
 
 
 async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased: int = 0) -> None:
@@ -130,44 +129,30 @@ async def test_a_seller_with_hanging_receivers_holds_only_its_share_and_the_oper
 ) -> None:
     # given a seller with 8 webhooks of concurrency 100 at a receiver that never answers, and the
     # operator's webhook at a receiver that does
-    settings = fast(owner_max_sending=4)
-    hanging = await HangingReceiver().start()
-    normal = await Receiver().start()
-    try:
-        async with running_engine(fixture_database_url, settings) as run:
-            try:
-                for _ in range(8):
-                    await add_webhook(run.pool, hanging.url, seller_id=ATTACKER, concurrency=100,
-                                      live_concurrency=100, timeout_seconds=10)
-                await add_webhook(run.pool, normal.url)
-                # when the seller changes all its invoices (34 × 8 events, more than the process's
-                # 256 send slots) and its receiver holds every request it gets
-                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
-                await wait_until(lambda: hanging.open >= settings.owner_max_sending)
-                # and then another seller's invoice changes
-                loop = asyncio.get_running_loop()
-                changed_at = loop.time()
-                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE id = $1", VICTIM_INVOICE)
-                await wait_until(lambda: _delivered(normal, VICTIM_INVOICE), timeout_s=30)
-                latency_s = loop.time() - changed_at
-                held_open = hanging.open
-                attacker_leased = await run.pool.fetchval(
-                    "SELECT count(*) FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id "
-                    "WHERE w.seller_id = $1 AND e.leased_until > now()",
-                    ATTACKER,
-                )
-            finally:
-                hanging.release.set()  # the engine's stop then records the attempts it held
-    finally:
-        await hanging.stop()
-        await normal.stop()
+    async with hanging_seller(fixture_database_url, hanging_webhooks=8, timeout_seconds=10) as world:
+        settings, pool, hanging = world.run.settings, world.run.pool, world.hanging
+        # when the seller changes all its invoices (34 × 8 events, more than the process's
+        # 256 send slots) and its receiver holds every request it gets
+        await pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
+        await wait_until(lambda: hanging.in_flight >= settings.owner_max_sending)
+        # and then another seller's invoice changes
+        loop = asyncio.get_running_loop()
+        changed_at = loop.time()
+        await pool.execute("UPDATE invoices SET status = 'refunded' WHERE id = $1", VICTIM_INVOICE)
+        await wait_until(lambda: _delivered(world.normal, VICTIM_INVOICE), timeout_s=30)
+        latency_s = loop.time() - changed_at
+        held_open = hanging.in_flight
+        attacker_leased = await pool.fetchval(
+            "SELECT count(*) FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id "
+            "WHERE w.seller_id = $1 AND e.leased_until > now()",
+            ATTACKER,
+        )
     # then the operator's delivery arrives within its debounce plus 1 s
     assert latency_s <= settings.debounce_ms / 1000 + 1.0, f"operator's delivery took {latency_s:.1f} s"
     # and the seller never had more than its share of send slots, and used all of it
-    assert hanging.max_open == settings.owner_max_sending == held_open
+    assert hanging.max_in_flight == settings.owner_max_sending == held_open
     # and of its 272 events, it holds leased only its share of held events
     assert attacker_leased == owner_max_held(settings.owner_max_sending)
-
 
 
 async def test_a_sellers_healthy_webhook_keeps_delivering_beside_its_own_hanging_ones(
@@ -175,26 +160,14 @@ async def test_a_sellers_healthy_webhook_keeps_delivering_beside_its_own_hanging
 ) -> None:
     # given a seller with 4 webhooks at a receiver that never answers (timeout 1 s, retried
     # again and again) and one at a receiver that does, sharing the seller's 4 send slots
-    settings = fast(owner_max_sending=4)
-    hanging = await HangingReceiver().start()
-    normal = await Receiver().start()
-    try:
-        async with running_engine(fixture_database_url, settings) as run:
-            try:
-                for _ in range(4):
-                    await add_webhook(run.pool, hanging.url, seller_id=ATTACKER, concurrency=100,
-                                      live_concurrency=100, timeout_seconds=1)
-                await add_webhook(run.pool, normal.url, seller_id=ATTACKER)
-                # when the seller changes all its invoices
-                await run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
-                # then its healthy webhook gets every one of them while the others keep hanging:
-                # their failing attempts hold at most half the seller's slots
-                # (each of them holds a slot for one timeout before it is known to be failing)
-                await normal.wait_for(34, timeout_s=30)
-                still_hanging = hanging.open
-            finally:
-                hanging.release.set()
-    finally:
-        await hanging.stop()
-        await normal.stop()
+    async with hanging_seller(
+        fixture_database_url, hanging_webhooks=4, timeout_seconds=1, healthy_seller_id=ATTACKER
+    ) as world:
+        # when the seller changes all its invoices
+        await world.run.pool.execute("UPDATE invoices SET status = 'refunded' WHERE seller_id = $1", ATTACKER)
+        # then its healthy webhook gets every one of them while the others keep hanging:
+        # their failing attempts hold at most half the seller's slots
+        # (each of them holds a slot for one timeout before it is known to be failing)
+        await world.normal.wait_for(34, timeout_s=30)
+        still_hanging = world.hanging.in_flight
     assert still_hanging > 0

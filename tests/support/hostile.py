@@ -230,30 +230,6 @@ class ProbeReceiver(_Server):
         return web.Response(text="ok")
 
 
-class HangingReceiver(_Server):
-    """Never answers, until `release()`: then every held request gets a 503 at once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.requests = 0
-        self._released = asyncio.Event()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await self._released.wait()
-        finally:
-            self.in_flight -= 1
-        return web.Response(status=503, text="released")
-
-    async def release(self) -> None:
-        self._released.set()
-
-
 @dataclass
 class NeighbourReport:
     """What the neighbours saw while an attack ran."""

@@ -1,4 +1,5 @@
-"""A real aiohttp receiver for tests: records every request and answers as told."""
+"""Real aiohttp receivers for tests: `Receiver` records every request and answers as told;
+`HangingReceiver` never answers until released."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from bench.receiver import Hanging
 
 
 @dataclass
@@ -70,3 +73,43 @@ class Receiver:
                 raise AssertionError(f"receiver got {len(self.received)} requests, expected {count}")
             await asyncio.sleep(0.01)
         return self.received
+
+
+class HangingReceiver:
+    """Holds every request unanswered until `release()`, then answers each 503 at once: the bench's
+    hanging receiver (bench.receiver.Hanging), served in-process on a free port. `in_flight` counts
+    the requests held now, `max_in_flight` the most at once. With `cancel_abandoned`, a request
+    whose sender gave up (its timeout) stops being held and counted at once (aiohttp's handler
+    cancellation); without, it stays held until the release."""
+
+    def __init__(self, *, cancel_abandoned: bool = False) -> None:
+        self.url = ""
+        self._hanging = Hanging()
+        self._cancel_abandoned = cancel_abandoned
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._hanging.held
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._hanging.max_held
+
+    async def start(self) -> HangingReceiver:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._hanging.hold)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=self._cancel_abandoned)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+    async def release(self) -> None:
+        self._hanging.released.set()
+
+    async def stop(self) -> None:
+        await self.release()
+        if self._runner is not None:
+            await self._runner.cleanup()
