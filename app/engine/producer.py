@@ -404,26 +404,26 @@ class Producer:
         breach_streaks = {h.id: h.budget_breaches for h in webhooks}
         by_key = {d.key: d for d in due}
         handoff = self.handoff
+        # Webhooks sharing a query share one payload: its hash was computed once (`_evaluate`).
+        candidates = [
+            pipeline.Candidate(*k, "filtered", None, False) if isinstance(o, Filtered)
+            else pipeline.Candidate(*k, "breach", None, False) if isinstance(o, Breach)
+            else pipeline.Candidate(*k, "payload", o.hash, skip_identical[k[0]])
+            for k, o in sorted(payloads.items())
+        ]
+        claimed = [pipeline.ClaimedVersion(*d.key, d.version, d.action.value) for d in due]
         async with self.pool.acquire() as conn, conn.transaction():
             # Every webhook with a payload is locked, also those whose entities turn out not to be
-            # sendable below: locking the entities and the webhooks takes one statement.
-            current, locked = await pipeline.lock_for_enqueue(conn, list(by_key), list({k[0] for k in payloads}))
-            versions = {(r.entity_type, r.entity_id): r.version for r in current}
-            actions = {(r.entity_type, r.entity_id): r.action for r in current}
-            # Entities unchanged since their claim are done. Those changed meanwhile (`moved`) stay
-            # pending for the newer changes; a created or updated one is enqueued too — its payload
-            # was read after the claim, so it is at least as new as what was claimed — instead of
-            # being evaluated all over again (under load, most evaluations would be thrown away).
-            # Not when a delete is involved: a payload read around a delete or a re-creation may
-            # not match its event name, so that entity is simply evaluated again. A fold to nothing
-            # (created+deleted) means there is nothing to say.
-            done = {d.key for d in due if versions.get(d.key) == d.version}
-            moved = {d.key for d in due if d.key in versions and versions[d.key] != d.version}
-            sendable = done | {
-                k for k in moved if by_key[k].action is not Action.DELETED and actions[k] != Action.DELETED.value
-            }
-            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable}
-            config: dict[int, pipeline.HandoffWebhook] = {w.id: w for w in locked} if handoff is not None else {}
+            # sendable: the statement judges the entities (`pipeline.Verdict`) and reserves the
+            # sequence numbers of what is sent, superseding what it replaces, in one round trip.
+            prep = await pipeline.prepare_enqueue(conn, claimed, list({k[0] for k in payloads}), candidates)
+            verdicts = {v.key: v for v in prep.verdicts}
+            done = {k for k, v in verdicts.items() if v.verdict == "done"}
+            moved = {k for k, v in verdicts.items() if v.verdict != "done"}
+            sendable = {k for k, v in verdicts.items() if v.sendable}
+            alive = {w.id for w in prep.webhooks}  # a webhook deleted since the claim gets nothing
+            outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable and k[0] in alive}
+            config: dict[int, pipeline.HandoffWebhook] = {w.id: w for w in prep.webhooks} if handoff is not None else {}
             # A breach is an event like any other — it takes the next sequence number — but it
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
@@ -438,10 +438,13 @@ class Producer:
             for k in outputs:
                 if k not in filtered:
                     counts[k[0]] += 1
-            # Filtered payloads are no candidates: neither skipped as identical nor superseding.
-            keys = [pipeline.SupersedeKey(*k, hashes[k], skip_identical[k[0]]) for k in encoded]
-            firsts, previous, superseded = await pipeline.reserve_and_supersede(conn, dict(counts), keys)
-            skipped = {k[:3] for k in keys if pipeline.is_skipped(k, previous.get(k[:3]))}
+            if counts != prep.reserved:  # the statement and this code count the same candidates
+                raise RuntimeError(f"enqueue: reserved {prep.reserved} sequence numbers for {dict(counts)}")
+            firsts, previous, superseded = prep.firsts, prep.previous_hashes, prep.superseded
+            skipped = {
+                c[:3] for c in candidates if c.kind == "payload" and c[:3] in encoded
+                and pipeline.is_skipped(c, previous.get(c[:3]))
+            }
             pending = [k for k in encoded if k not in skipped]
             clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
@@ -508,7 +511,7 @@ class Producer:
                 )
             # A moved entity's remaining changes all came after the state claimed: its max delay
             # counts from there, or a steadily changing entity would be due again at once, forever.
-            lasts = {(r.entity_type, r.entity_id): r.last_change_at for r in current}
+            lasts = {k: v.last_change_at for k, v in verdicts.items()}
             restarted = [
                 (
                     *k,

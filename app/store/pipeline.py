@@ -137,16 +137,6 @@ async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Cla
     )
 
 
-class EntityVersion(NamedTuple):
-    """A claimed entity as it is now (`version` grows with every fold into it)."""
-
-    entity_type: str
-    entity_id: int
-    version: int
-    action: str
-    last_change_at: datetime
-
-
 async def release_claims(conn: asyncpg.Connection, types: list[str], ids: list[int]) -> None:
     if types:
         await conn.execute(*Q.release_claims(types=types, ids=ids))
@@ -185,21 +175,6 @@ class HandoffWebhook:
     def from_row(cls, row: Mapping[str, Any]) -> HandoffWebhook:
         return cls(row["id"], row["enabled"], row["seller_id"], row["live_concurrency"], row["failing_since"],
                    row["leased"], row["owner_leased"], {c: row[c] for c in DELIVERY_WEBHOOK_COLUMNS})
-
-
-async def lock_for_enqueue(
-    conn: asyncpg.Connection, keys: list[tuple[str, int]], webhook_ids: list[int]
-) -> tuple[list[EntityVersion], list[HandoffWebhook]]:
-    """An enqueue's first statement: the claimed entities `keys` (type, id) as they are now, and
-    the webhooks `webhook_ids` as a hand-off reads them, each locked for the rest of the
-    transaction — the entities first, in key order (an ingest waits, then sees the outcome: a row
-    removed here is re-created by the newer change), then the webhooks in id order (see
-    `lock_webhooks`). Webhooks that no longer exist are missing from the answer."""
-    rows = await conn.fetch(
-        *Q.lock_for_enqueue(types=[k[0] for k in keys], ids=[k[1] for k in keys], webhook_ids=sorted(webhook_ids))
-    )
-    versions = [EntityVersion(*r[1:6]) for r in rows if r[0] == "entity"]
-    return versions, [HandoffWebhook.from_row(r) for r in rows if r[0] == "webhook"]
 
 
 @dataclass(slots=True)  # built per row: see the module docstring
@@ -255,50 +230,111 @@ async def reserve_and_read_hashes(
     return firsts, hashes
 
 
-class SupersedeKey(NamedTuple):
-    """A (webhook, entity) pair about to get a new payload: its hash, and whether the webhook skips
-    a payload identical to the last one enqueued."""
+class Candidate(NamedTuple):
+    """What an evaluation produced for one (webhook, entity), as `prepare_enqueue` weighs it: `kind`
+    'payload', 'breach' (the evaluation budget was exceeded) or 'filtered' (the webhook's filter
+    did not match); a payload's hash, and whether its webhook skips a payload identical to the
+    last one enqueued."""
 
     webhook_id: int
     entity_type: str
     entity_id: int
-    payload_hash: bytes
+    kind: str
+    payload_hash: bytes | None
     skip_identical: bool
 
 
-async def reserve_and_supersede(
-    conn: asyncpg.Connection, counts: dict[int, int], keys: list[SupersedeKey]
-) -> tuple[dict[int, int], dict[tuple[int, str, int], bytes | None], list[RetryClock]]:
-    """An enqueue's second statement, after `lock_for_enqueue`: reserve `counts[w]` sequence
-    numbers per webhook (the first of each range), read the last enqueued payload hash of each
-    pair in `keys`, and supersede the pending event of each pair whose payload is not skipped as
-    identical (`is_skipped`), returning their retry clocks."""
+class ClaimedVersion(NamedTuple):
+    """A claimed entity as the evaluator claimed it."""
+
+    entity_type: str
+    entity_id: int
+    version: int
+    action: str
+
+
+class Verdict(NamedTuple):
+    """A claimed entity at enqueue time (`prepare_enqueue`): 'done' (unchanged since its claim),
+    'moved' (changed since, no delete involved: its payloads are sent and it stays pending) or
+    'held' (changed since with a delete involved: nothing is sent, it is evaluated again);
+    `last_change_at` is its latest change now."""
+
+    entity_type: str
+    entity_id: int
+    verdict: str
+    last_change_at: datetime
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.entity_type, self.entity_id
+
+    @property
+    def sendable(self) -> bool:
+        return self.verdict in ("done", "moved")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An enqueue's first statement, answered (`prepare_enqueue`). An entity whose pending row is
+    gone has no verdict: nothing of it is sent. `reserved[w]` sequence numbers from `firsts[w]`
+    are the webhook's, one per sendable candidate that is not filtered, in the caller's order."""
+
+    verdicts: list[Verdict]
+    webhooks: list[HandoffWebhook]
+    firsts: dict[int, int]
+    reserved: dict[int, int]
+    previous_hashes: dict[tuple[int, str, int], bytes | None]
+    superseded: list[RetryClock]
+
+
+async def prepare_enqueue(
+    conn: asyncpg.Connection, claimed: Sequence[ClaimedVersion], webhook_ids: list[int], candidates: Sequence[Candidate]
+) -> Prepared:
+    """An enqueue's first statement (`hookql_enqueue_prepare`, migration 0022), in the caller's
+    transaction: lock the claimed entities and judge each against its claim (`Verdict`), lock the
+    webhooks `webhook_ids` and read them as a hand-off does, reserve the sendable candidates'
+    sequence numbers, read their pairs' last payload hashes and supersede the pending event of
+    each pair whose payload is not skipped as identical (`is_skipped`), returning their retry
+    clocks. Webhooks that no longer exist are missing from the answer."""
     rows = await conn.fetch(
-        *Q.reserve_and_supersede(
-            counted_ids=list(counts),
-            counts=list(counts.values()),
-            webhook_ids=[k.webhook_id for k in keys],
-            types=[k.entity_type for k in keys],
-            ids=[k.entity_id for k in keys],
-            hashes=[k.payload_hash for k in keys],
-            skips=[k.skip_identical for k in keys],
+        *Q.enqueue_prepare(
+            types=[c.entity_type for c in claimed],
+            ids=[c.entity_id for c in claimed],
+            versions=[c.version for c in claimed],
+            claimed_actions=[c.action for c in claimed],
+            webhook_ids=sorted(webhook_ids),
+            c_webhook_ids=[c.webhook_id for c in candidates],
+            c_types=[c.entity_type for c in candidates],
+            c_ids=[c.entity_id for c in candidates],
+            c_kinds=[c.kind for c in candidates],
+            c_hashes=[c.payload_hash for c in candidates],
+            c_skips=[c.skip_identical for c in candidates],
         )
     )
-    firsts = {r["webhook_id"]: r["first"] for r in rows if r["kind"] == "first"}
-    hashes = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["hash"] for r in rows if r["kind"] == "hash"}
-    clocks = [
-        RetryClock(
-            r["event_id"], r["webhook_id"], r["entity_type"], r["entity_id"], r["attempts"], r["next_attempt_at"]
-        )
-        for r in rows
-        if r["kind"] == "clock"
-    ]
-    return firsts, hashes, clocks
+    verdicts, webhooks, superseded = [], [], []
+    firsts: dict[int, int] = {}
+    reserved: dict[int, int] = {}
+    previous: dict[tuple[int, str, int], bytes | None] = {}
+    for r in rows:
+        kind = r["kind"]
+        if kind == "entity":
+            verdicts.append(Verdict(r["entity_type"], r["entity_id"], r["verdict"], r["last_change_at"]))
+        elif kind == "webhook":
+            webhooks.append(HandoffWebhook.from_row(r))
+        elif kind == "first":
+            firsts[r["webhook_id"]] = r["first"]
+            reserved[r["webhook_id"]] = r["reserved"]
+        elif kind == "hash":
+            previous[(r["webhook_id"], r["entity_type"], r["entity_id"])] = r["hash"]
+        else:
+            superseded.append(RetryClock(r["event_id"], r["webhook_id"], r["entity_type"], r["entity_id"],
+                                         r["attempts"], r["next_attempt_at"]))
+    return Prepared(verdicts, webhooks, firsts, reserved, previous, superseded)
 
 
-def is_skipped(key: SupersedeKey, previous_hash: bytes | None) -> bool:
+def is_skipped(key: Candidate, previous_hash: bytes | None) -> bool:
     """Whether a new payload is skipped as identical to the last one enqueued for its pair (the
-    rule `reserve_and_supersede` applies in SQL: it leaves a skipped pair's pending event be)."""
+    rule `prepare_enqueue` applies in SQL: it leaves a skipped pair's pending event be)."""
     return key.skip_identical and previous_hash == key.payload_hash
 
 

@@ -102,7 +102,7 @@ async def test_a_held_webhooks_events_are_not_claimed_or_handed_off_for_http(poo
     await gql(pool, TEST, id=hook["id"])  # a pending ping, due now
     async with pool.acquire() as conn:
         assert await pipeline.claim_events(conn, 100, 20.0, 5000, [], 25, 1000) == []
-        _, [handoff] = await pipeline.lock_for_enqueue(conn, [], [hook["legacyId"]])
+        [handoff] = (await pipeline.prepare_enqueue(conn, [], [hook["legacyId"]], [])).webhooks
         assert not handoff.enabled
         released = await listen_store.release_hold(conn, hook["legacyId"])
         assert (released.deleted, released.released) == (False, True)

@@ -57,81 +57,13 @@ UPDATE pending_entities SET claimed_until = NULL WHERE (entity_type, entity_id) 
 -- name: lock_webhooks
 SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE;
 
--- name: lock_for_enqueue
--- The first statement of an enqueue: the claimed entities' pending rows as they are now, locked
--- in key order (as hookql_ingest locks them, migration 0021), then the webhooks' rows, locked in id order (as
--- every transaction that writes webhooks and their events locks them), each webhook as a
--- hand-off reads it (HandoffWebhook). Kind 'entity' rows fill the first five columns,
--- kind 'webhook' rows the rest. The webhooks' scan waits for the entities' locks (`cur` in its
--- filter), so the lock order holds whatever plan is chosen.
-WITH cur AS (
-    SELECT entity_type, entity_id, version, action, last_change_at FROM pending_entities
-    WHERE (entity_type, entity_id) IN (SELECT * FROM unnest(:types::text[], :ids::bigint[]))
-    ORDER BY entity_type, entity_id FOR UPDATE
-), w AS (
-    SELECT * FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) AND (SELECT count(*) FROM cur) >= 0
-    ORDER BY id FOR NO KEY UPDATE
-), owners AS MATERIALIZED (
-    SELECT coalesce(o.seller_id, 0) AS owner, count(*) AS n
-    FROM webhooks o JOIN webhook_events e ON e.webhook_id = o.id
-    AND e.leased_until IS NOT NULL AND e.leased_until > now()
-    WHERE coalesce(o.seller_id, 0) IN (SELECT coalesce(seller_id, 0) FROM w) GROUP BY 1)
-SELECT 'entity' AS kind, entity_type, entity_id, version, action, last_change_at,
-       NULL::bigint AS id, NULL::bool AS enabled, NULL::text AS url, NULL::text AS method, NULL::text AS format,
-       NULL::jsonb AS headers, NULL::text AS secret, NULL::text AS previous_secret,
-       NULL::timestamptz AS previous_secret_expires_at, NULL::int AS timeout_seconds, NULL::int AS max_attempts,
-       NULL::int AS concurrency, NULL::int AS live_concurrency, NULL::timestamptz AS failing_since,
-       NULL::bigint AS seller_id, NULL::text AS hmac_key, NULL::text AS hmac_header,
-       NULL::bigint AS leased, NULL::bigint AS owner_leased
-FROM cur
-UNION ALL
--- `enabled` here is "may be sent over HTTP": a webhook held by `hookql listen` (listen.sql) is not.
-SELECT 'webhook', NULL, NULL, NULL, NULL, NULL,
-       w.id, w.enabled AND NOT coalesce(w.listen_only OR w.listen_until > now(), false),
-       w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
-       w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
-       w.hmac_key, w.hmac_header,
-       (SELECT count(*) FROM webhook_events e WHERE e.webhook_id = w.id AND e.leased_until > now()),
-       coalesce(owners.n, 0)
-FROM w LEFT JOIN owners ON owners.owner = coalesce(w.seller_id, 0);
-
--- name: reserve_and_supersede
--- The second statement of an enqueue, after lock_for_enqueue (its snapshot then sees every hash a
--- recorder reset before): reserve :counts sequence numbers per webhook (kind 'first': the first
--- of each range), read the last payload hash of each (webhook, entity) enqueued (kind 'hash'),
--- and supersede the pending event of each pair whose new payload is not skipped as identical
--- (:skips: the webhook skips identical payloads), returning their retry clocks (kind 'clock').
--- The skip rule is the producer's: skipped when :skips and the hash equals the last one.
--- The pairs are those with a payload to enqueue: a payload the webhook's filter did not match
--- is none (it takes no sequence number, supersedes nothing and leaves the hash alone).
--- Events are locked in id order, as recording locks them: the two cannot deadlock.
-WITH seq AS (
-    UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
-    FROM unnest(:counted_ids::bigint[], :counts::int[]) c(id, n) WHERE w.id = c.id
-    RETURNING w.id, w.last_sequence - c.n + 1 AS first
-), keys AS (
-    SELECT u.w, u.t, u.i, u.h, u.k, s.last_payload_hash AS prev
-    FROM unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[], :hashes::bytea[], :skips::bool[])
-        u(w, t, i, h, k)
-    LEFT JOIN webhook_entity_state s ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i
-), sup AS (
-    UPDATE webhook_events e SET status = 'superseded', finished_at = now()
-    FROM (SELECT x.id FROM keys u
-          JOIN webhook_events x ON x.status = 'pending' AND x.webhook_id = u.w AND x.entity_type = u.t
-          AND x.entity_id = u.i
-          WHERE NOT (u.k AND u.prev IS NOT DISTINCT FROM u.h)
-          ORDER BY x.id FOR NO KEY UPDATE OF x) s
-    WHERE e.id = s.id AND e.status = 'pending'
-    RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at
-)
-SELECT 'first' AS kind, id AS webhook_id, NULL::text AS entity_type, NULL::bigint AS entity_id,
-       first, NULL::bytea AS hash, NULL::bigint AS event_id, NULL::int AS attempts,
-       NULL::timestamptz AS next_attempt_at
-FROM seq
-UNION ALL
-SELECT 'hash', w, t, i, NULL, prev, NULL, NULL, NULL FROM keys WHERE prev IS NOT NULL
-UNION ALL
-SELECT 'clock', webhook_id, entity_type, entity_id, NULL, NULL, id, attempts, next_attempt_at FROM sup;
+-- name: enqueue_prepare
+-- An enqueue's first statement (migration 0022): the claimed entities locked and judged, the
+-- webhooks locked and read as a hand-off does, sequences reserved, last hashes read, pending
+-- events superseded. Rows of kind 'entity', 'webhook', 'first', 'hash' and 'clock'.
+SELECT * FROM hookql_enqueue_prepare(:types::text[], :ids::bigint[], :versions::bigint[], :claimed_actions::text[],
+                                     :webhook_ids::bigint[], :c_webhook_ids::bigint[], :c_types::text[],
+                                     :c_ids::bigint[], :c_kinds::text[], :c_hashes::bytea[], :c_skips::boolean[]);
 
 -- name: supersede
 -- Rows locked in id order, as recording locks them: the two cannot deadlock.
