@@ -25,6 +25,7 @@ from app.api.money import Money, cents, formatted, money
 from app.api.node import Node
 from app.api.pagination import Connection, Edge, PageInfo, encode_cursor
 from app.api.status_flags import InvoiceStatusFlag, status_flags
+from app.policy.marketplace_tables import TABLES
 
 CENTS = "The amount in cents (GraphQL Int: null, with an error, beyond 32 bits)"
 FORMATTED = "The amount human-readable, e.g. `$1,234.50`"
@@ -597,18 +598,8 @@ async def _line_item(info: Info, line_item_id: int) -> InvoiceLineItem | None:
 
 # global-ID type name -> (table, constructor) for node(id) / nodes(ids)
 NODE_TYPES: dict[str, tuple[str, Any]] = {
-    "Seller": ("sellers", Seller.from_row),
-    "Product": ("products", Product.from_row),
-    "Variant": ("variants", Variant.from_row),
-    "Order": ("orders", Order.from_row),
-    "Invoice": ("invoices", Invoice.from_row),
-    "Shipment": ("shipments", Shipment.from_row),
-    "ShipmentItem": ("shipment_items", ShipmentItem.from_row),
-    "RefundRequest": ("refund_requests", RefundRequest.from_row),
+    cls.__name__: (TABLES[cls.__name__], cls.from_row)
+    for cls in (Seller, Product, Variant, Order, Invoice, Shipment, ShipmentItem, RefundRequest)
 }
 # Types whose money needs their invoice's currency: loaded through the invoice.
-CURRENCY_NODE_TYPES = {
-    "InvoiceLineItem": "invoice_line_items",
-    "InvoiceAmendment": "invoice_amendments",
-    "RefundRequestLineItem": "refund_request_line_items",
-}
+CURRENCY_NODE_TYPES = {name: TABLES[name] for name in ("InvoiceLineItem", "InvoiceAmendment", "RefundRequestLineItem")}

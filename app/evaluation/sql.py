@@ -54,6 +54,7 @@ from graphql import (
 
 from app.evaluation.compile import CompiledQuery
 from app.evaluation.merge import MergedQuery, Unmergeable, collect_fields, merge_queries, projector
+from app.policy.marketplace_tables import TABLES
 from app.policy.payload_plan import (
     COLUMN,
     ENUM,
@@ -73,20 +74,6 @@ MAX_KEYS = 49  # keys of one JSON object: json_build_object takes at most 100 ar
 PLAN_CACHE_SIZE = 256  # compiled groups kept: one per (query set, entity type) in use
 REASON_CACHE_SIZE = 4096  # queries whose fallback reason (or None) is kept: one per stored query text
 
-# GraphQL object type → its table.
-TABLES: dict[str, str] = {
-    "Seller": "sellers",
-    "Product": "products",
-    "Variant": "variants",
-    "Order": "orders",
-    "Invoice": "invoices",
-    "InvoiceLineItem": "invoice_line_items",
-    "Shipment": "shipments",
-    "ShipmentItem": "shipment_items",
-    "InvoiceAmendment": "invoice_amendments",
-    "RefundRequest": "refund_requests",
-    "RefundRequestLineItem": "refund_request_line_items",
-}
 # The entity's root fields: `node(id: $id)` and its own.
 ROOT_FIELDS: dict[str, EntityType | None] = {
     "node": None,
