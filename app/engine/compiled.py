@@ -2,9 +2,12 @@
 by app.store.payload_sql), and the rest through graphql-core (app.evaluation.execute).
 
 One group — an owner's queries of one entity type — costs one statement per batch: PostgreSQL
-builds every entity's merged `data`, and each query's payload is cut out of it. The outcomes are
-those `evaluate_many` returns, so the producer encodes, size-checks, hashes and enqueues them
-the same way whichever path made them.
+builds every entity's merged `data`, and each query's payload is cut out of it. An entity whose
+data holds a value graphql-core reports as an error (a `…Cents` amount beyond GraphQL's 32-bit
+Int) is evaluated by graphql-core instead, as `evaluate_many` evaluates it with compiled queries
+off: its payloads carry the `errors` (message, locations, path) only graphql-core writes. The
+outcomes are those `evaluate_many` returns, so the producer encodes, size-checks, hashes and
+enqueues them the same way whichever path made them.
 
 Budgets: the statement runs under the group's time budget (`evaluation_timeout_ms`; asyncpg
 cancels it on the server when it runs over), and cutting the payloads out of its result stops
@@ -72,11 +75,12 @@ async def evaluate_group(
             log.warning("compiled webhook queries did not compile together: %s", group)
             rest = distinct
         else:
-            done = await _compiled(pool, group, entity_ids, seller_id, budgets, out)
-            if done < len(entity_ids):
-                tail = await evaluate_many(schema, context, group.queries, global_ids[done:], budgets)
+            redo = await _compiled(pool, group, entity_ids, seller_id, budgets, out)
+            if redo:
+                again = await evaluate_many(schema, context, group.queries, [global_ids[i] for i in redo], budgets)
                 for q in group.queries:
-                    out[q].extend(tail[q])
+                    for i, outcome in zip(redo, again[q], strict=True):
+                        out[q][i] = outcome
     if rest:
         out.update(await evaluate_many(schema, context, rest, global_ids, budgets))
     return out
@@ -89,20 +93,23 @@ async def _compiled(
     seller_id: int | None,
     budgets: Budgets,
     out: dict[CompiledQuery, list[Outcome]],
-) -> int:
+) -> list[int]:
     """Run the group's statement and put its payloads in `out`, entity by entity, within the
     time budget: the statement's, then its projection's (synchronous, so its wall time is this
-    group's own CPU). Returns how many entities it did; the caller evaluates the rest."""
-    for q in group.queries:
-        out[q] = []
+    group's own CPU). Returns the indexes of the entities it did not do, in order: those past the
+    budget, and those whose data holds a value graphql-core reports as an error (their payload
+    carries `errors`, which graphql-core writes); the caller evaluates them by graphql-core."""
+    for q in group.queries:  # every slot is filled here, or by the caller for the entities returned
+        out[q] = [None] * len(entity_ids)  # type: ignore[list-item]
     try:
         async with pool.acquire() as conn:
             started_s = time.perf_counter()  # not counting the wait for a connection
             texts = await payload_sql.fetch_data(conn, group.plan, list(entity_ids), seller_id, budgets.time_s)
     except TimeoutError:
         log.info("a compiled group ran over its %s ms budget; evaluating it by graphql-core", budgets.time_ms)
-        return 0
+        return list(range(len(entity_ids)))
     deadline_s = started_s + budgets.time_s
+    redo: list[int] = []
     # The payloads are acyclic dicts and lists, all kept: the cyclic collector, which would run
     # every 700 allocations over a heap that holds every parsed query, finds nothing to free.
     # Paused for this synchronous loop (measured, CPU of a group, medians of 5: 1,000 webhooks ×
@@ -113,11 +120,14 @@ async def _compiled(
         for done, text in enumerate(texts):
             if time.perf_counter() > deadline_s:
                 log.info("a compiled group's projection ran over its %s ms budget", budgets.time_ms)
-                return done
+                return redo + list(range(done, len(texts)))
+            if text is None:
+                redo.append(done)
+                continue
             data = orjson.loads(text)
             for q in group.queries:
-                out[q].append(group.project(q, data))
+                out[q][done] = group.project(q, data)
     finally:
         if collecting:
             gc.enable()
-    return len(texts)
+    return redo

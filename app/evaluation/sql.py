@@ -16,14 +16,21 @@ there. Each entry states what the API's resolver (app/api/marketplace/) does, in
 - `id` is the global ID `base64("Type:id")`; `createdAt`/`updatedAt`/`shippedAt` render as Python's
   `datetime.isoformat()` of the UTC datetime asyncpg returns (microseconds only when non-zero);
 - Money is `{amount, currencyCode, formatted}` with the amount to the cent, the currency upper-cased
-  and `formatted` as `app.api.money.format_money` writes it;
+  and `formatted` as `app.api.money.format_money` writes it; Marketplacer's `…Cents`, `…Formatted`
+  and bare decimal fields (`lowestPrice`) are one part of the same Money (`Part`). A `…Cents`
+  past GraphQL Int's 32 bits is an error in graphql-core: the statement marks it, and that
+  entity is evaluated by graphql-core, which writes the payload's `errors` (app.engine.compiled);
 - relations use the API's loaders' statements and visibility (app.store.marketplace): to-one
-  lookups by id with the viewer's seller predicate, to-many children by their parent, ordered by id.
+  lookups by id with the viewer's seller predicate, to-many children by their parent, ordered by id;
+  types that are no table's rows (Variant.optionValues's connection, its page info, an option
+  value's type) are made from the row they hang off (`Same`);
+- values with logic of their own (Invoice.statusFlags, the connection's endCursor) are named
+  expressions the store owns (payload_plan.DERIVED), checked against their resolvers by the
+  differential test.
 
 What falls back to graphql-core (the query is executed as before, and `fallback_reason` says why):
 - a field missing from `FIELDS` (a new field nobody mapped yet, or one with Python-only logic):
-  today the Marketplacer additions (`…Cents`, `…Formatted`, `externalIds`, `optionValues` …,
-  listed in tests/unit/test_compiled_plan.py as NOT_COMPILED);
+  none of the marketplace's today (tests/unit/test_compiled_plan.py lists any as NOT_COMPILED);
 - a field with arguments below the root, and root fields other than `node(id: $id)`, the
   entity's own root field (`invoice(id: $id)`…) and `__typename`;
 - what merging refuses (introspection fields, directives other than literal @skip/@include);
@@ -54,15 +61,21 @@ from graphql import (
 
 from app.evaluation.compile import CompiledQuery
 from app.evaluation.merge import MergedQuery, Unmergeable, collect_fields, merge_queries, projector
+from app.policy.marketplace_tables import CHILD_TABLES, TABLES
 from app.policy.payload_plan import (
     COLUMN,
+    DERIVED_VALUE,
     ENUM,
+    FALSE,
+    FOREIGN_ID,
     GLOBAL_ID,
     TIMESTAMP,
     TRIMMED,
     TYPENAME,
+    Embedded,
     Leaf,
     MoneyOf,
+    MoneyPart,
     Obj,
     Relation,
     RootPlan,
@@ -73,20 +86,6 @@ MAX_KEYS = 49  # keys of one JSON object: json_build_object takes at most 100 ar
 PLAN_CACHE_SIZE = 256  # compiled groups kept: one per (query set, entity type) in use
 REASON_CACHE_SIZE = 4096  # queries whose fallback reason (or None) is kept: one per stored query text
 
-# GraphQL object type → its table.
-TABLES: dict[str, str] = {
-    "Seller": "sellers",
-    "Product": "products",
-    "Variant": "variants",
-    "Order": "orders",
-    "Invoice": "invoices",
-    "InvoiceLineItem": "invoice_line_items",
-    "Shipment": "shipments",
-    "ShipmentItem": "shipment_items",
-    "InvoiceAmendment": "invoice_amendments",
-    "RefundRequest": "refund_requests",
-    "RefundRequestLineItem": "refund_request_line_items",
-}
 # The entity's root fields: `node(id: $id)` and its own.
 ROOT_FIELDS: dict[str, EntityType | None] = {
     "node": None,
@@ -94,20 +93,34 @@ ROOT_FIELDS: dict[str, EntityType | None] = {
     "variant": EntityType.VARIANT,
     "refundRequest": EntityType.REFUND_REQUEST,
 }
+ROW_TABLES = {**TABLES, **CHILD_TABLES}  # object type → the table its objects are rows of
 
 
 @dataclass(frozen=True)
 class Col:
-    """A leaf from the row: `kind` from app.policy.payload_plan, `column` the row's column."""
+    """A leaf from the row: `kind` from app.policy.payload_plan, `column` the row's column, `arg`
+    the type a (foreign) global ID encodes."""
 
     kind: str
-    column: str
+    column: str = ""
+    arg: str = ""
 
 
 @dataclass(frozen=True)
 class Money:
+    """A Money object (null when the amount is)."""
+
     amount: str  # payload_plan.AMOUNTS
     currency: str  # payload_plan.CURRENCIES
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a Money as a scalar: "amount", "cents" or "formatted" (payload_plan.MONEY_PARTS)."""
+
+    amount: str
+    currency: str
+    part: str
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,26 @@ class Many:
     column: str
 
 
-def _node(**fields: Col | Money | One | Many) -> dict[str, Col | Money | One | Many]:
+@dataclass(frozen=True)
+class Same:
+    """An object of `type_name` made from this same row: a connection over its children, the
+    connection's page info, an edge's node."""
+
+    type_name: str
+
+
+Form = Col | Money | Part | One | Many | Same
+
+
+def _cents(amount: str, currency: str) -> Part:
+    return Part(amount, currency, "cents")
+
+
+def _formatted(amount: str, currency: str) -> Part:
+    return Part(amount, currency, "formatted")
+
+
+def _node(**fields: Form) -> dict[str, Form]:
     return {
         "legacyId": Col(COLUMN, "id"),
         "createdAt": Col(TIMESTAMP, "created_at"),
@@ -135,9 +167,15 @@ def _node(**fields: Col | Money | One | Many) -> dict[str, Col | Money | One | M
     }
 
 
-# (type, field) → SQL form; `id` (the global ID) and `__typename` are compiled for every type.
-FIELDS: dict[str, dict[str, Col | Money | One | Many]] = {
-    "Seller": _node(name=Col(COLUMN, "name"), products=Many("Product", "seller_id")),
+# (type, field) → SQL form; `id` (the global ID of the row's `id`) and `__typename` are compiled for
+# every type that does not map them itself.
+FIELDS: dict[str, dict[str, Form]] = {
+    "Seller": _node(
+        name=Col(COLUMN, "name"),
+        businessName=Col(COLUMN, "business_name"),
+        externalIds=Many("ExternalId", "seller_id"),
+        products=Many("Product", "seller_id"),
+    ),
     "Product": _node(
         title=Col(COLUMN, "title"),
         description=Col(COLUMN, "description"),
@@ -150,13 +188,25 @@ FIELDS: dict[str, dict[str, Col | Money | One | Many]] = {
         countOnHand=Col(COLUMN, "count_on_hand"),
         infiniteQuantity=Col(COLUMN, "infinite_quantity"),
         price=Money("price", "own"),
+        salePrice=Money("sale_price", "own"),
         currency=Col(TRIMMED, "currency"),
+        priceCents=_cents("price", "own"),
+        priceFormatted=_formatted("price", "own"),
+        lowestPrice=Part("lowest_price", "own", "amount"),  # a Decimal: Money.amount's text
+        lowestPriceCents=_cents("lowest_price", "own"),
+        lowestPriceFormatted=_formatted("lowest_price", "own"),
+        optionValues=Same("OptionValueConnection"),
         product=One("Product", "product_id"),
     ),
     "Order": _node(
         buyerName=Col(COLUMN, "buyer_name"),
         buyerEmail=Col(COLUMN, "buyer_email"),
         status=Col(ENUM, "status"),
+        externalId=Col(COLUMN, "external_id"),
+        externalIds=Many("ExternalId", "order_id"),
+        total=Money("order_total", "order"),
+        totalCents=_cents("order_total", "order"),
+        totalFormatted=_formatted("order_total", "order"),
         invoices=Many("Invoice", "order_id"),  # a seller sees only its own: the store's filter
     ),
     "Invoice": _node(
@@ -170,40 +220,85 @@ FIELDS: dict[str, dict[str, Col | Money | One | Many]] = {
         refundRequests=Many("RefundRequest", "invoice_id"),
         subtotal=Money("invoice_subtotal", "own"),
         total=Money("invoice_total", "own"),
+        subtotalCents=_cents("invoice_subtotal", "own"),
+        subtotalFormatted=_formatted("invoice_subtotal", "own"),
+        totalCents=_cents("invoice_total", "own"),
+        totalFormatted=_formatted("invoice_total", "own"),
+        statusFlags=Col(DERIVED_VALUE, "invoice_status_flags"),
+        externalIds=Many("ExternalId", "invoice_id"),
     ),
     "InvoiceLineItem": _node(
         quantity=Col(COLUMN, "quantity"),
         unitPrice=Money("unit_price", "invoice"),
         status=Col(ENUM, "status"),
         total=Money("line_total", "invoice"),
+        unitPriceCents=_cents("unit_price", "invoice"),
+        unitPriceFormatted=_formatted("unit_price", "invoice"),
+        totalCents=_cents("line_total", "invoice"),
+        totalFormatted=_formatted("line_total", "invoice"),
+        variantId=Col(FOREIGN_ID, "variant_id", "Variant"),
         variant=One("Variant", "variant_id"),
         invoice=One("Invoice", "invoice_id"),
     ),
     "Shipment": _node(
         carrier=Col(COLUMN, "carrier"),
         trackingNumber=Col(COLUMN, "tracking_number"),
+        trackingLink=Col(COLUMN, "tracking_link"),
         status=Col(ENUM, "status"),
         shippedAt=Col(TIMESTAMP, "shipped_at"),
         items=Many("ShipmentItem", "shipment_id"),
+        shippedItems=Many("ShipmentItem", "shipment_id"),
     ),
     "ShipmentItem": _node(
         quantity=Col(COLUMN, "quantity"),
         invoiceLineItem=One("InvoiceLineItem", "invoice_line_item_id"),
+        lineItem=One("InvoiceLineItem", "invoice_line_item_id"),
     ),
-    "InvoiceAmendment": _node(reason=Col(COLUMN, "reason"), amount=Money("amount", "invoice")),
+    "InvoiceAmendment": _node(
+        reason=Col(COLUMN, "reason"),
+        amount=Money("amount", "invoice"),
+        amountCents=_cents("amount", "invoice"),
+        amountFormatted=_formatted("amount", "invoice"),
+    ),
     "RefundRequest": _node(
         status=Col(ENUM, "status"),
         reason=Col(COLUMN, "reason"),
         invoice=One("Invoice", "invoice_id"),
         lineItems=Many("RefundRequestLineItem", "refund_request_id"),
         total=Money("refund_total", "invoice"),
+        totalCents=_cents("refund_total", "invoice"),
+        totalFormatted=_formatted("refund_total", "invoice"),
     ),
     "RefundRequestLineItem": _node(
         quantity=Col(COLUMN, "quantity"),
         amount=Money("amount", "refund_invoice"),
         status=Col(ENUM, "status"),
+        reason=Col(COLUMN, "reason"),
+        amountCents=_cents("amount", "refund_invoice"),
+        amountFormatted=_formatted("amount", "refund_invoice"),
         invoiceLineItem=One("InvoiceLineItem", "invoice_line_item_id"),
     ),
+    "ExternalId": {"key": Col(COLUMN, "key"), "value": Col(COLUMN, "value")},
+    # Variant.optionValues: the whole list as one page, over rows of variant_option_value_details
+    # (one per link; app.api.marketplace.OptionValue.from_row). PageInfo is reached from here only.
+    "OptionValueConnection": {
+        "edges": Many("OptionValueEdge", "variant_id"),
+        "pageInfo": Same("PageInfo"),
+        "nodes": Many("OptionValue", "variant_id"),
+    },
+    "PageInfo": {"hasNextPage": Col(FALSE), "endCursor": Col(DERIVED_VALUE, "option_values_end_cursor")},
+    "OptionValueEdge": {"cursor": Col(GLOBAL_ID, "id", "cursor"), "node": Same("OptionValue")},
+    "OptionValue": {
+        "id": Col(GLOBAL_ID, "option_value_id", "OptionValue"),
+        "legacyId": Col(COLUMN, "option_value_id"),
+        "name": Col(COLUMN, "name"),
+        "optionType": Same("OptionType"),
+    },
+    "OptionType": {
+        "id": Col(GLOBAL_ID, "option_type_id", "OptionType"),
+        "legacyId": Col(COLUMN, "option_type_id"),
+        "name": Col(COLUMN, "option_type_name"),
+    },
 }
 
 
@@ -226,7 +321,7 @@ class CompiledGroup:
         return {"data": self.projectors[query.text](data)}
 
 
-Fields = dict[str, dict[str, Col | Money | One | Many]]
+Fields = dict[str, dict[str, Form]]
 Fragments = dict[str, FragmentDefinitionNode]
 _UNMERGEABLE = "the query cannot be merged (introspection, or a directive other than a literal @skip/@include)"
 _CACHE: OrderedDict[tuple[int, tuple[str, ...], EntityType], CompiledGroup | str] = OrderedDict()
@@ -317,7 +412,7 @@ def _root(schema: GraphQLSchema, document: DocumentNode, entity_type: EntityType
                 raise Unsupported(f"root field `{name}` takes an argument other than `id: $id`")
         runtime = schema.get_type(entity_name)
         assert isinstance(runtime, GraphQLObjectType)
-        obj = _obj(schema, fields, fragments, runtime, _children(nodes))
+        obj = _obj(schema, fields, fragments, runtime, _children(nodes), TABLES[entity_name])
         entries.append(Relation(key, TABLES[entity_name], "id", many=False, obj=obj))
     return RootPlan(TABLES[entity_name], tuple(entries))
 
@@ -327,37 +422,49 @@ def _children(nodes: list[FieldNode]) -> list[SelectionSetNode]:
 
 
 def _obj(
-    schema: GraphQLSchema, table: Fields, fragments: Fragments, runtime: GraphQLObjectType, sets: list[SelectionSetNode]
+    schema: GraphQLSchema,
+    table: Fields,
+    fragments: Fragments,
+    runtime: GraphQLObjectType,
+    sets: list[SelectionSetNode],
+    row_table: str,
 ) -> Obj:
+    """The object of type `runtime` made from a row of `row_table`."""
     type_name = runtime.name
     fields = table.get(type_name)
     if fields is None:
         raise Unsupported(f"type {type_name} is not compiled")
-    entries: list[Leaf | MoneyOf | Relation] = []
+    entries: list[Leaf | MoneyOf | MoneyPart | Relation | Embedded] = []
     for key, nodes in collect_fields(schema, runtime, sets, fragments).items():
         name = nodes[0].name.value
         if any(n.arguments for n in nodes):
             raise Unsupported(f"{type_name}.{name} has arguments")
         if name == "__typename":
             entries.append(Leaf(key, TYPENAME, arg=type_name))
-        elif name == "id":
+        elif name == "id" and name not in fields:
             entries.append(Leaf(key, GLOBAL_ID, "id", arg=type_name))
         elif name not in fields:
             raise Unsupported(f"{type_name}.{name} has no SQL form")
         else:
             form = fields[name]
             if isinstance(form, Col):
-                entries.append(Leaf(key, form.kind, form.column))
+                entries.append(Leaf(key, form.kind, form.column, form.arg))
             elif isinstance(form, Money):
                 entries.append(MoneyOf(key, form.amount, form.currency, _money_fields(schema, fragments, nodes)))
+            elif isinstance(form, Part):
+                entries.append(MoneyPart(key, form.amount, form.currency, form.part))
             else:
                 target = schema.get_type(form.type_name)
                 assert isinstance(target, GraphQLObjectType)
-                sub = _obj(schema, table, fragments, target, _children(nodes))
-                entries.append(Relation(key, TABLES[form.type_name], form.column, isinstance(form, Many), sub))
+                if isinstance(form, Same):
+                    entries.append(Embedded(key, _obj(schema, table, fragments, target, _children(nodes), row_table)))
+                    continue
+                target_table = ROW_TABLES[form.type_name]
+                sub = _obj(schema, table, fragments, target, _children(nodes), target_table)
+                entries.append(Relation(key, target_table, form.column, isinstance(form, Many), sub))
     if len(entries) > MAX_KEYS:
         raise Unsupported(f"{type_name} selects {len(entries)} fields; at most {MAX_KEYS} compile")
-    return Obj(TABLES[type_name], tuple(entries))
+    return Obj(row_table, tuple(entries))
 
 
 def _money_fields(schema: GraphQLSchema, fragments: Fragments, nodes: list[FieldNode]) -> tuple[tuple[str, str], ...]:

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from functools import cache
 
+from app.policy.marketplace_tables import TABLES as TYPE_TABLES
 from app.store.queries import Query, compile_block
 
-# table -> (FROM clause with alias t, the expression naming the row's seller)
+# The tables read by id: the Node types' (app.policy.marketplace_tables holds the one map from
+# GraphQL type to table); the only table names `by_id` splices into a statement.
+TABLES = tuple(TYPE_TABLES.values())
+
+# table -> (FROM clause with alias t, the expression naming the row's seller), for every table of
+# TABLES but orders (a seller's when it holds one of its invoices: `_ORDERS_BY_ID`)
 OWNERSHIP: dict[str, tuple[str, str]] = {
     "sellers": ("sellers t", "t.id"),
     "products": ("products t", "t.seller_id"),
@@ -34,8 +40,6 @@ OWNERSHIP: dict[str, tuple[str, str]] = {
         "i.seller_id",
     ),
 }
-# The tables read by id: the owned ones, and orders (a seller's when it holds one of its invoices).
-TABLES = (*OWNERSHIP, "orders")
 
 # link name -> (child table, foreign key to the parent); children come ordered by id
 CHILDREN: dict[str, tuple[str, str]] = {

@@ -10,7 +10,8 @@ Anything else is a `ValueError`, never SQL.
 
 Visibility is the API loaders' (app.store.marketplace), row for row: the entity and every to-one
 relation are looked up by id with the viewer's seller predicate, children are read by their
-parent's id (an order's invoices filtered by seller too), ordered by id.
+parent's id (an order's invoices filtered by seller too), ordered by id. The statement runs with
+JIT off (sql/payload_sql.sql says why).
 
 Each template states the API resolver it reproduces; text forms are built so that the JSON
 PostgreSQL writes decodes to exactly the values graphql-core serializes (the caller re-encodes
@@ -24,15 +25,22 @@ from itertools import count
 
 import asyncpg
 
+from app.policy.marketplace_tables import TABLES as TYPE_TABLES
 from app.policy.payload_plan import (
     COLUMN,
+    DERIVED,
+    DERIVED_VALUE,
     ENUM,
+    FALSE,
+    FOREIGN_ID,
     GLOBAL_ID,
     TIMESTAMP,
     TRIMMED,
     TYPENAME,
+    Embedded,
     Leaf,
     MoneyOf,
+    MoneyPart,
     Obj,
     Relation,
     RootPlan,
@@ -70,6 +78,44 @@ _TIMESTAMP = (
 )
 # app.policy.ids.encode: base64 of "Type:id" (PostgreSQL breaks base64 lines at 76 characters)
 _GLOBAL_ID = "translate(encode(convert_to('{type_name}:' || {x}, 'UTF8'), 'base64'), E'\\n', '')"
+# InvoiceLineItem.variantId: the row by id, as app.store.marketplace.by_id finds it, or null
+_FOREIGN_ID = "(SELECT {gid} FROM {source} WHERE t.id = {row}.{fk} AND {visible})"
+
+# Values derived from a row (payload_plan.DERIVED), each the resolver it reproduces.
+_DERIVED = {
+    # app.api.status_flags.status_flags over the invoice's status, its line items' statuses and its
+    # refund requests' statuses (children of a visible invoice, unfiltered), in the enum's order
+    "invoice_status_flags": (
+        "(SELECT coalesce(json_agg(f.flag ORDER BY f.ord), '[]'::json) FROM"
+        " (SELECT count(*) FILTER (WHERE l.status NOT IN ('cancelled', 'refunded')) AS live,"
+        " count(*) FILTER (WHERE l.status = 'shipped') AS shipped,"
+        " count(*) FILTER (WHERE l.status = 'cancelled') AS cancelled,"
+        " count(*) FILTER (WHERE l.status <> 'cancelled') AS uncancelled,"
+        " count(*) FILTER (WHERE l.status = 'refunded') AS refunded"
+        " FROM invoice_line_items l WHERE l.invoice_id = {row}.id) li,"
+        " (SELECT count(*) FILTER (WHERE q.status IN ('awaiting', 'approved')) AS open,"
+        " count(*) FILTER (WHERE q.status = 'refunded') AS refunded"
+        " FROM refund_requests q WHERE q.invoice_id = {row}.id) rq,"
+        " LATERAL (SELECT {row}.status = 'shipped' OR (li.live > 0 AND li.shipped = li.live) AS shipped) s,"
+        " LATERAL (VALUES"
+        " (1, 'AWAITING_PAYMENT', {row}.status = 'pending'),"
+        " (2, 'PAID', {row}.status IN ('paid', 'partially_shipped', 'shipped', 'refunded')),"
+        " (3, 'PARTIALLY_SHIPPED', NOT s.shipped AND ({row}.status = 'partially_shipped' OR li.shipped > 0)),"
+        " (4, 'SHIPPED', s.shipped),"
+        " (5, 'PARTIALLY_CANCELLED', {row}.status <> 'cancelled' AND li.cancelled > 0 AND li.uncancelled > 0),"
+        " (6, 'CANCELLED', {row}.status = 'cancelled'),"
+        " (7, 'REFUND_REQUESTED', rq.open > 0),"
+        " (8, 'PARTIALLY_REFUNDED', {row}.status <> 'refunded' AND (rq.refunded > 0 OR li.refunded > 0)),"
+        " (9, 'REFUNDED', {row}.status = 'refunded')) f(ord, flag, holds)"
+        " WHERE f.holds)"
+    ),
+    # PageInfo.endCursor of Variant.optionValues: app.api.pagination.encode_cursor of the last link
+    "option_values_end_cursor": (
+        "(SELECT "
+        + _GLOBAL_ID.format(type_name="cursor", x="max(d.id)")
+        + " FROM variant_option_value_details d WHERE d.variant_id = {row}.id)"
+    ),
+}
 
 # Money (app.api.money): the amount to the cent, the currency stripped and upper-cased.
 _AMOUNTS = {
@@ -87,6 +133,17 @@ _AMOUNTS = {
     "refund_total": (  # RefundRequest.total
         "(SELECT coalesce(sum(l.amount), 0) FROM refund_request_line_items l WHERE l.refund_request_id = {row}.id)"
     ),
+    "sale_price": "{row}.sale_price",  # Variant.salePrice: null when not on sale
+    # Variant.lowestPrice: the sale price only when it is below the price
+    "lowest_price": "CASE WHEN {row}.sale_price < {row}.price THEN {row}.sale_price ELSE {row}.price END",
+    # Order.total: Σ of the invoice totals of the order's invoices the viewer sees (its loader's
+    # filter), null when they are none or in more than one currency (stripped, case kept)
+    "order_total": (
+        "(SELECT CASE WHEN count(DISTINCT btrim(i.currency::text)) = 1 THEN sum("
+        "(SELECT coalesce(sum(l.quantity * l.unit_price), 0) FROM invoice_line_items l WHERE l.invoice_id = i.id)"
+        " + (SELECT coalesce(sum(a.amount), 0) FROM invoice_amendments a WHERE a.invoice_id = i.id)) END"
+        " FROM invoices i WHERE i.order_id = {row}.id AND (:seller_id::bigint IS NULL OR i.seller_id = :seller_id))"
+    ),
 }
 _CURRENCIES = {
     "own": "{row}.currency::text",
@@ -100,11 +157,17 @@ _CURRENCIES = {
         "coalesce((SELECT i.currency::text FROM refund_requests rq JOIN invoices i ON i.id = rq.invoice_id"
         " WHERE rq.id = {row}.refund_request_id AND (:seller_id::bigint IS NULL OR i.seller_id = :seller_id)), 'USD')"
     ),
+    # the currency of the order's invoices the viewer sees (used when there is exactly one)
+    "order": (
+        "(SELECT min(btrim(i.currency::text)) FROM invoices i WHERE i.order_id = {row}.id"
+        " AND (:seller_id::bigint IS NULL OR i.seller_id = :seller_id))"
+    ),
 }
 # app.api.money.format_money; `to_char`'s `,` and `.` are not locale-dependent
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$", "JPY": "¥"}
 _DIGITS = "FM" + "999," * 9 + "990.00"  # up to 30 integer digits, grouped by thousands
-_MONEY = "(SELECT json_build_object({fields}) FROM (SELECT round({amount}, 2) AS a, upper(btrim({currency})) AS c) m)"
+# a Money (object or part) is null when its amount is (Variant.salePrice, Order.total)
+_MONEY = "(SELECT {value} FROM (SELECT round({amount}, 2) AS a, upper(btrim({currency})) AS c) m WHERE m.a IS NOT NULL)"
 _MONEY_FIELDS = {
     "amount": "m.a::text",
     "currencyCode": "m.c",
@@ -117,6 +180,26 @@ _MONEY_FIELDS = {
         + ") THEN '' ELSE ' ' || m.c END"
     ),
 }
+# A value graphql-core reports as a field error rather than serializes: the object
+# `{"hq_error": …}`. A quote inside a JSON string is escaped, so `{"hq_error"` in the text can only
+# open an object whose first key is `hq_error`, and the keys are the merged document's aliases
+# (`f0`, `hq_t` …), never that: the text holds the mark exactly when some value of the entity's
+# data is an error (were a key ever `hq_error`, its entity would go to graphql-core: slower, never
+# wrong). That entity is evaluated by graphql-core, which writes the error (message, locations,
+# path) as it does for any query (fetch_data: None).
+ERROR_MARK = '{"hq_error"'
+_ERROR = "json_build_object('hq_error', '{reason}'::text)"
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # GraphQL Int: graphql-core refuses to serialize beyond
+# Money's parts as scalars (app.api.money: `cents`, `formatted`; a bare amount is Money.amount's text)
+_MONEY_PARTS = {
+    "amount": _MONEY_FIELDS["amount"],
+    "formatted": _MONEY_FIELDS["formatted"],
+    "cents": (
+        f"CASE WHEN m.a * 100 BETWEEN {INT_MIN} AND {INT_MAX} THEN to_json((m.a * 100)::integer)"
+        f" ELSE {_ERROR.format(reason='Int beyond 32 bits')} END"
+    ),
+}
+_NEEDS_CURRENCY = frozenset({"currencyCode", "formatted"})
 
 
 class _Renderer:
@@ -129,8 +212,10 @@ class _Renderer:
         pairs = []
         for entry in plan.entries:
             if isinstance(entry, Leaf):
-                pairs.append((entry.key, self.leaf(entry, row)))
+                pairs.append((entry.key, self.leaf(entry, row, plan.table)))
             else:
+                if entry.obj.table != plan.table:
+                    raise ValueError(f"the entity is a row of {plan.table}, not of {entry.obj.table}")
                 pairs.append((entry.key, f"CASE WHEN {row}.id IS NULL THEN NULL ELSE {self.obj(entry.obj, row)} END"))
         return _ROOT.format(data=_object(pairs), source=source, visible=_VISIBLE.format(seller=seller), row=row)
 
@@ -138,16 +223,34 @@ class _Renderer:
         pairs = []
         for entry in obj.entries:
             if isinstance(entry, Leaf):
-                pairs.append((entry.key, self.leaf(entry, row)))
+                pairs.append((entry.key, self.leaf(entry, row, obj.table)))
             elif isinstance(entry, MoneyOf):
-                pairs.append((entry.key, self.money(entry, row)))
+                value = f"json_build_object({_pairs([(k, self.money_field(name)) for k, name in entry.fields])})"
+                needs_currency = any(name in _NEEDS_CURRENCY for _, name in entry.fields)
+                pairs.append((entry.key, self.money(entry.amount, entry.currency, needs_currency, value, row)))
+            elif isinstance(entry, MoneyPart):
+                if entry.part not in _MONEY_PARTS:
+                    raise ValueError(f"unknown Money part {entry.part!r}")
+                value = _MONEY_PARTS[entry.part]
+                needs_currency = entry.part == "formatted"
+                pairs.append((entry.key, self.money(entry.amount, entry.currency, needs_currency, value, row)))
+            elif isinstance(entry, Embedded):
+                if entry.obj.table != obj.table:  # made from this row: the same table
+                    raise ValueError(f"an object embedded in a row of {obj.table} is not of {entry.obj.table}")
+                pairs.append((entry.key, self.obj(entry.obj, row)))
             else:
                 pairs.append((entry.key, self.relation(entry, row)))
         return _object(pairs)
 
-    def leaf(self, leaf: Leaf, row: str) -> str:
+    def leaf(self, leaf: Leaf, row: str, table: str) -> str:
         if leaf.kind == TYPENAME:
             return f"'{_name(leaf.arg)}'::text"
+        if leaf.kind == FALSE:
+            return "false"
+        if leaf.kind == DERIVED_VALUE:
+            if DERIVED.get(leaf.column) != table or leaf.column not in _DERIVED:
+                raise ValueError(f"no derived value {leaf.column!r} of a row of {table}")
+            return _DERIVED[leaf.column].format(row=row)
         x = f"{row}.{_column(leaf.column)}"
         if leaf.kind == COLUMN:
             return x
@@ -159,19 +262,38 @@ class _Renderer:
             return _TIMESTAMP.format(x=x)
         if leaf.kind == GLOBAL_ID:
             return _GLOBAL_ID.format(type_name=_name(leaf.arg), x=x)
+        if leaf.kind == FOREIGN_ID:
+            if leaf.arg not in TYPE_TABLES:
+                raise ValueError(f"unknown type {leaf.arg!r}")
+            source, seller = _owned(TYPE_TABLES[leaf.arg])
+            gid = _GLOBAL_ID.format(type_name=_name(leaf.arg), x="t.id")
+            return _FOREIGN_ID.format(
+                gid=gid, source=source, row=row, fk=_column(leaf.column), visible=_VISIBLE.format(seller=seller)
+            )
         raise ValueError(f"unknown leaf kind {leaf.kind!r}")
 
-    def money(self, money: MoneyOf, row: str) -> str:
-        try:
-            amount = _AMOUNTS[money.amount].format(row=row)
-            currency = _CURRENCIES[money.currency].format(row=row)
-            pairs = [(key, _MONEY_FIELDS[name]) for key, name in money.fields]
-        except KeyError as exc:
-            raise ValueError(f"unknown Money part {exc}") from None
-        return _MONEY.format(fields=_pairs(pairs), amount=amount, currency=currency)
+    @staticmethod
+    def money_field(name: str) -> str:
+        if name not in _MONEY_FIELDS:
+            raise ValueError(f"unknown Money field {name!r}")
+        return _MONEY_FIELDS[name]
+
+    @staticmethod
+    def money(amount: str, currency: str, needs_currency: bool, value: str, row: str) -> str:
+        """`value` (over `m.a`, the amount to the cent, and `m.c`, the currency) of one Money."""
+        if amount not in _AMOUNTS or currency not in _CURRENCIES:
+            raise ValueError(f"unknown Money amount {amount!r} or currency {currency!r}")
+        return _MONEY.format(
+            value=value,
+            amount=_AMOUNTS[amount].format(row=row),
+            # a currency nothing shows is not looked up (for `…Cents`, Money { amount })
+            currency=_CURRENCIES[currency].format(row=row) if needs_currency else "NULL::text",
+        )
 
     def relation(self, relation: Relation, parent: str) -> str:
         row = next(self._rows)
+        if relation.obj.table != relation.table:
+            raise ValueError(f"rows of {relation.table} are not rows of {relation.obj.table}")
         obj = self.obj(relation.obj, row)
         fk = _column(relation.column)
         if relation.many:
@@ -228,8 +350,11 @@ def statement(plan: RootPlan) -> Query:
 
 async def fetch_data(
     conn: asyncpg.Connection, plan: RootPlan, ids: list[int], seller_id: int | None, timeout_s: float
-) -> list[str]:
-    """Each entity's `data` JSON text, in the order of `ids`. Raises `TimeoutError` when the
-    statement runs longer than `timeout_s` (asyncpg cancels it on the server)."""
+) -> list[str | None]:
+    """Each entity's `data` JSON text, in the order of `ids`; None for an entity whose data holds
+    a value graphql-core reports as an error (a `…Cents` beyond 32 bits): the caller evaluates it
+    there. Raises `TimeoutError` when the statement runs longer than `timeout_s` (asyncpg cancels
+    it on the server)."""
+    # One statement, no transaction: the pool's connections run without JIT (db.SERVER_SETTINGS).
     rows = await conn.fetch(*statement(plan)(ids=ids, seller_id=seller_id), timeout=timeout_s)
-    return [r["data"] for r in rows]
+    return [None if ERROR_MARK in r["data"] else r["data"] for r in rows]

@@ -204,3 +204,17 @@ async def test_updated_at_is_maintained_by_the_database(pool: asyncpg.Pool) -> N
             later = await conn.fetchval("UPDATE sellers SET name = 'B' RETURNING updated_at")
     assert row["created_at"] == row["updated_at"]
     assert later > row["updated_at"]
+
+
+async def test_hookql_connections_run_without_jit(database_url: str) -> None:
+    # a compiled webhook query would otherwise be JIT-compiled for seconds (db.SERVER_SETTINGS)
+    pool = await db.create_pool(database_url)
+    try:
+        assert await pool.fetchval("SHOW jit") == "off"
+    finally:
+        await pool.close()
+    conn = await db.connect(database_url)
+    try:
+        assert await conn.fetchval("SHOW jit") == "off"
+    finally:
+        await conn.close()

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+from app.policy import marketplace_tables
 from app.store import marketplace
+
+
+def test_the_tables_read_by_id_are_the_node_types_and_each_but_orders_has_its_owner() -> None:
+    # one map from GraphQL type to table (app.policy.marketplace_tables); the store knows how to
+    # reach each table's seller, orders aside (a seller's when it holds one of its invoices)
+    assert set(marketplace.TABLES) == set(marketplace_tables.TABLES.values())
+    assert set(marketplace.OWNERSHIP) == set(marketplace.TABLES) - {"orders"}
+    # and the children-only types are read along the store's links, never by id
+    links = {table for table, _ in marketplace.CHILDREN.values()}
+    assert set(marketplace_tables.CHILD_TABLES.values()) <= links - set(marketplace.TABLES)
 
 
 @pytest.mark.parametrize("table", marketplace.TABLES)

@@ -13,21 +13,12 @@ from app.api.marketplace.invoicing import Invoice
 from app.api.marketplace.orders import Order
 from app.api.marketplace.refunds import RefundRequest
 from app.api.marketplace.shipping import Shipment, ShipmentItem
+from app.policy.marketplace_tables import TABLES
 
-# global-ID type name -> (table, constructor) for node(id) / nodes(ids)
+# global-ID type name -> (table, constructor) for node(id) / nodes(ids); tables from the one map
 NODE_TYPES: dict[str, tuple[str, Any]] = {
-    "Seller": ("sellers", Seller.from_row),
-    "Product": ("products", Product.from_row),
-    "Variant": ("variants", Variant.from_row),
-    "Order": ("orders", Order.from_row),
-    "Invoice": ("invoices", Invoice.from_row),
-    "Shipment": ("shipments", Shipment.from_row),
-    "ShipmentItem": ("shipment_items", ShipmentItem.from_row),
-    "RefundRequest": ("refund_requests", RefundRequest.from_row),
+    cls.__name__: (TABLES[cls.__name__], cls.from_row)
+    for cls in (Seller, Product, Variant, Order, Invoice, Shipment, ShipmentItem, RefundRequest)
 }
 # Types whose money needs their invoice's currency: loaded through the invoice.
-CURRENCY_NODE_TYPES = {
-    "InvoiceLineItem": "invoice_line_items",
-    "InvoiceAmendment": "invoice_amendments",
-    "RefundRequestLineItem": "refund_request_line_items",
-}
+CURRENCY_NODE_TYPES = {name: TABLES[name] for name in ("InvoiceLineItem", "InvoiceAmendment", "RefundRequestLineItem")}
