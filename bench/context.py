@@ -169,6 +169,7 @@ async def sustained(
         bench.engines(commands, url, settings, label) as procs,
     ):
         window = await produce_and_count(bench, url, targets, window_s=window_s, engine_pids=[p.pid for p in procs])
+        waste = await unsent_work(url)
     fanout = expected_fanout(targets, specs)
     demand = window.producer.commits_per_s * fanout
     return {
@@ -179,6 +180,9 @@ async def sustained(
         "offered_deliveries_per_s": round(demand, 1),
         # the engine kept up with everything offered: the figure is a lower bound of its capacity
         "producer_bound": window.deliveries_per_s >= PRODUCER_BOUND_SHARE * demand,
+        # events evaluated and enqueued over the whole run, by what became of them: work that
+        # went into payloads no receiver got (superseded unsent, or still waiting at the end)
+        "events": waste,
         "mean_body_bytes": round(window.mean_body_bytes),
         "cpu_cores": window.cpu_cores,
         "settings": vars(settings),
@@ -186,11 +190,34 @@ async def sustained(
     }
 
 
+UNSENT_SQL = """
+SELECT count(*) FILTER (WHERE status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE status = 'superseded' AND attempts = 0) AS superseded_unsent,
+       count(*) FILTER (WHERE status = 'pending' AND attempts = 0) AS pending_unsent,
+       count(*) AS enqueued
+FROM webhook_events WHERE entity_type IS NOT NULL"""
+
+
+async def unsent_work(url: str) -> dict[str, int]:
+    """What the engine enqueued during a run, delivered or never sent (delivery did not keep up:
+    the evaluation of those went for nothing)."""
+    conn = await db.connect(url)
+    try:
+        row = await conn.fetchrow(UNSENT_SQL)
+    finally:
+        await conn.close()
+    return {k: int(v) for k, v in row.items()}
+
+
 def describe(run: dict[str, Any]) -> str:
     bound = " (producer-bound: the engine kept up)" if run["producer_bound"] else ""
+    events = run.get("events") or {}
+    unsent = events.get("superseded_unsent", 0) + events.get("pending_unsent", 0)
+    waste = f"; {unsent:,} of {events['enqueued']:,} events enqueued never sent" if events.get("enqueued") else ""
     return (
         f"{run['producer_commits_per_s']:,.0f} commits/s × {run['deliveries_per_commit']:.1f} webhooks each = "
         f"{run['offered_deliveries_per_s']:,.0f}/s offered{bound}; {describe_cpu(run.get('cpu_cores') or {})}"
+        f"{waste}"
     )
 
 
