@@ -745,6 +745,7 @@ LOOSE_SETTINGS = {
     "HOOKQL_SELLER_MAX_DEPTH": "1000",
     "HOOKQL_SELLER_MAX_ALIASES": "100000",
     "HOOKQL_SELLER_MAX_COST": "1000000000",
+    "HOOKQL_SELLER_COST_BUCKET": "1000000000",  # at least the cost limit (serve checks)
     "HOOKQL_REQUEST_TIMEOUT_MS": str(LOOSE_TIMEOUT_MS),
 }
 # 1,300 aliased pages of invoices (7 tokens each: within the parser's bound), through a fragment:
