@@ -56,6 +56,15 @@ class Settings:
     seller_max_webhooks: int = 25
     key_requests_per_s: int = 10  # per API key and serve process; bursts up to twice this
     key_max_concurrent_requests: int = 4  # GraphQL requests of one key running at once
+    # Each key's budget of query-cost points (app/policy/quotas.py): a document's estimated cost is taken
+    # before it runs and what it did not return is given back. A point is one object or value
+    # returned, ~15-30 µs of the API's event loop, so 1,000 points a second hold a seller's key to
+    # a few percent of it however many clients share the key. The bucket holds at least the cost
+    # limit (checked), so any document within the limit can run: 10,000 is two at the limit.
+    seller_cost_bucket: int = 10_000  # points
+    seller_cost_restore_per_s: int = 1_000  # points a second
+    operator_cost_bucket: int = 100_000
+    operator_cost_restore_per_s: int = 10_000
     key_max_subscriptions: int = 5  # open subscriptions (websocket operations) per key
     ws_auth_timeout_s: int = 10  # a websocket that has not authenticated by then is closed
     shutdown_timeout_s: int = 10  # SIGTERM/SIGINT: attempts in flight get this long to finish
@@ -108,6 +117,11 @@ class Settings:
             raise SettingsError("max_delay_ms must be at least debounce_ms")
         if self.retry_max_ms < self.retry_base_ms:
             raise SettingsError("retry_max_ms must be at least retry_base_ms")
+        for kind in ("seller", "operator"):
+            bucket, limit = getattr(self, f"{kind}_cost_bucket"), getattr(self, f"{kind}_max_cost")
+            if bucket < limit:
+                # a document within the limit but above the bucket could never run
+                raise SettingsError(f"{kind}_cost_bucket ({bucket}) must be at least {kind}_max_cost ({limit})")
 
 
 # Limits, budgets and quotas: zero would refuse everything, so each is at least 1.
@@ -127,6 +141,10 @@ POSITIVE_SETTINGS = (
     "seller_max_webhooks",
     "key_requests_per_s",
     "key_max_concurrent_requests",
+    "seller_cost_bucket",
+    "seller_cost_restore_per_s",
+    "operator_cost_bucket",
+    "operator_cost_restore_per_s",
     "key_max_subscriptions",
     "ws_auth_timeout_s",
     "shutdown_timeout_s",

@@ -4,11 +4,16 @@ GET /graphql from a browser (Accept: text/html, no `query`) answers with the pag
 given to `graphql_app` (hookql serve gives app.web.graphiql's, which needs no CDN); without one,
 such a request is an ordinary GraphQL request and needs a key.
 
-An HTTP request of a valid key passes its key's quotas (app.policy.quotas: rate and requests running at
-once, 429 with Retry-After past them), then reads its body (at most MAX_BODY_BYTES) and runs
+An HTTP request meets its key's quotas (app.policy.quotas) twice: before the key is looked up, a
+key this process knows to be over its rate, its requests running or its cost budget is refused
+at once (429 with Retry-After; no database round trip, body unread), so a client hammering past
+its Retry-After costs the loop and the pool almost nothing; after authentication the request is
+admitted or refused the same way. It then reads its body (at most MAX_BODY_BYTES) and runs
 under `request_timeout_ms`: past the deadline, or once the client disconnects, the execution is
-cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. An answer
-larger than `max_response_bytes` is replaced by an error saying so."""
+cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. A document
+its key's cost bucket cannot pay for is refused with 429, THROTTLED and Retry-After
+(app.api.cost_limit). An answer larger than `max_response_bytes` is replaced by an error saying
+so."""
 
 from __future__ import annotations
 
@@ -30,11 +35,12 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
+from app.api.cost_limit import KeyBudget
 from app.api.schema import schema
 from app.api.subscriptions import KeySubscriptions, SubscriptionQuota
 from app.api.ws_protocols import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
 from app.config import Settings
-from app.policy.quotas import KeyQuotas
+from app.policy.quotas import KeyQuotas, Refusal, cost_bucket_for
 from app.store.apikeys import authenticate, hash_key
 from app.types import Visibility
 
@@ -107,6 +113,18 @@ class HookqlGraphQL(GraphQL[Context, None]):
         self.ide = ide
         self.quotas: KeyQuotas[bytes] = KeyQuotas(settings.key_requests_per_s, settings.key_max_concurrent_requests)
         self.subscription_quota = SubscriptionQuota(settings.key_max_subscriptions)
+        self._lookups: dict[bytes, asyncio.Future[Visibility | None]] = {}  # key lookups under way
+
+    async def _authenticate(self, key: str, key_id: bytes) -> Visibility | None:
+        """The key's visibility, looked up once for all of the key's requests that arrive while a
+        lookup is under way: a burst of one key's requests takes one pool connection, not one
+        each, and leaves the rest of the pool to other keys and /healthz."""
+        lookup = self._lookups.get(key_id)
+        if lookup is None:
+            lookup = self._lookups[key_id] = asyncio.ensure_future(authenticate(self.pool, key))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key_id, None))
+            lookup.add_done_callback(_retrieve)  # its error is raised to the requests that wait for it
+        return await asyncio.shield(lookup)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,28 +140,37 @@ class HookqlGraphQL(GraphQL[Context, None]):
             await (await self.ide(request))(scope, receive, send)  # GraphiQL needs no key
             return
         key = _bearer(request.headers.get("authorization"))
-        visibility = await authenticate(self.pool, key) if key else None
-        if key is None or visibility is None:
-            message = "missing API key: send `Authorization: Bearer <key>`" if key is None else "invalid API key"
-            await _error(401, message)(scope, receive, send)
+        if key is None:
+            await _error(401, "missing API key: send `Authorization: Bearer <key>`")(scope, receive, send)
+            return
+        key_id = hash_key(key)
+        refusal = self.quotas.refuse_early(key_id, time.monotonic())
+        if refusal is not None:
+            await _refused(refusal)(scope, receive, send)
+            return
+        visibility = await self._authenticate(key, key_id)
+        if visibility is None:
+            await _error(401, "invalid API key")(scope, receive, send)
             return
         if _declared_length(request) > MAX_BODY_BYTES:
             await _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")(scope, receive, send)
             return
-        key_id = hash_key(key)
-        refusal = self.quotas.admit(key_id, time.monotonic())
+        bucket = cost_bucket_for(self.settings, operator=visibility.is_operator)
+        refusal = self.quotas.admit(key_id, time.monotonic(), bucket)
         if refusal is not None:
-            retry_after = {"Retry-After": str(refusal.retry_after_s)}
-            await _error(429, refusal.message, "RATE_LIMITED", retry_after)(scope, receive, send)
+            await _refused(refusal)(scope, receive, send)
             return
         try:
-            response = await self._execute(scope, receive, visibility)
+            budget = KeyBudget(self.quotas, key_id, bucket)
+            response = await self._execute(scope, receive, visibility, budget)
             if response is not None:  # None: the client has gone
                 await response(scope, receive, send)  # a streamed subscription holds its slot while it runs
         finally:
             self.quotas.release(key_id)
 
-    async def _execute(self, scope: Scope, receive: Receive, visibility: Visibility) -> Response | None:
+    async def _execute(
+        self, scope: Scope, receive: Receive, visibility: Visibility, budget: KeyBudget
+    ) -> Response | None:
         """Read the body and run the request under the deadline; None once the client has gone."""
         timeout_ms = self.settings.request_timeout_ms
         deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
@@ -158,6 +185,7 @@ class HookqlGraphQL(GraphQL[Context, None]):
             return None
         state = scope.setdefault("state", {})
         state["visibility"] = visibility
+        state["budget"] = budget
         state["deadline"] = request_deadline = Deadline(deadline)
         # The body is read whole, so from here `receive` only reports the client going away.
         work = asyncio.ensure_future(self.run(Request(scope, _replay(body))))
@@ -204,7 +232,10 @@ class HookqlGraphQL(GraphQL[Context, None]):
                 "(max_response_bytes); ask for less (smaller pages, fewer fields)",
                 "RESPONSE_TOO_LARGE",
             )
-        if response.status_code == 200 and _not_executed(_body(response)):
+        if budget.throttled is not None:  # the document was refused before it ran: its body says why
+            response.status_code = 429
+            response.headers["Retry-After"] = str(budget.throttled.retry_after_s)
+        elif response.status_code == 200 and _not_executed(_body(response)):
             response.status_code = 400
         return response
 
@@ -216,9 +247,10 @@ class HookqlGraphQL(GraphQL[Context, None]):
         return parsed
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        visibility = request.scope.get("state", {}).get("visibility")
-        context = make_context(self.pool, visibility, self.settings, **self.extras)
+        state = request.scope.get("state", {})
+        context = make_context(self.pool, state.get("visibility"), self.settings, **self.extras)
         context.request, context.response = request, response
+        context.budget = state.get("budget")
         return context
 
     async def on_ws_connect(self, context: Context) -> Any:
@@ -233,10 +265,17 @@ class HookqlGraphQL(GraphQL[Context, None]):
         context.authenticate_as(visibility)
         # This connection's subscriptions count against its key (and only websockets run them).
         context.subscriptions = KeySubscriptions(self.subscription_quota, hash_key(key))
+        # Queries and mutations sent over the websocket pay from the same bucket as over HTTP.
+        bucket = cost_bucket_for(self.settings, operator=visibility.is_operator)
+        context.budget = KeyBudget(self.quotas, hash_key(key), bucket)
         return await super().on_ws_connect(context)
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
+
+
+def _refused(refusal: Refusal) -> JSONResponse:
+    return _error(429, refusal.message, refusal.code, {"Retry-After": str(refusal.retry_after_s)})
 
 
 def _declared_length(request: Request) -> int:

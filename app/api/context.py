@@ -14,6 +14,7 @@ from app.transport.http import Transport
 from app.types import Outgoing, SendResult, Visibility
 
 if TYPE_CHECKING:
+    from app.api.cost_limit import KeyBudget
     from app.api.subscriptions import KeySubscriptions
 
 
@@ -39,6 +40,7 @@ class Context:
     request: Any = None
     response: Any = None
     subscriptions: KeySubscriptions | None = None  # the key's open-subscription slots; the GraphQL view sets it
+    budget: KeyBudget | None = None  # the key's cost bucket; the GraphQL view sets it (None: documents run free)
 
     @property
     def viewer(self) -> Visibility:

@@ -42,6 +42,9 @@ fragment spread twice … expands exponentially, and is refused after a bounded 
 fragment already being expanded (a cycle) or of an unknown one adds nothing here; graphql-core's
 validation, which runs after this check, reports it.
 
+`returned` counts the same figure in an answer: a document's actual cost, which the API's cost
+budget (app.api.cost_limit) charges in the end, instead of the estimate it took up front.
+
 Hand-written where libraries fall short: strawberry's QueryDepthLimiter and MaxAliasesLimiter take
 one limit per schema (ours depend on the key), re-expand every fragment at each spread with no
 early stop, and estimate no fan-out; graphql-core has no cost analysis. graphql-core does the
@@ -332,3 +335,22 @@ def _is_list(type_: Any) -> bool:
     if isinstance(type_, GraphQLNonNull):
         type_ = type_.of_type
     return isinstance(type_, GraphQLList)
+
+
+def returned(data: object, *, at_most: int) -> int:
+    """The objects and values a response's `data` returned, counted as `nodes` estimates them: one
+    per field of each object, one per item for a list field; at most `at_most`, where the walk
+    stops, so its work is bounded by the estimate it is compared with. A document's actual cost.
+    (The schema has no lists of lists; what a JSON scalar holds counts as if it were fields.)"""
+    count = 0
+    pending = [data] if isinstance(data, dict) else []
+    while pending and count < at_most:
+        for value in pending.pop().values():
+            if isinstance(value, list):
+                count += len(value)
+                pending.extend(item for item in value if isinstance(item, dict))
+            else:
+                count += 1
+                if isinstance(value, dict):
+                    pending.append(value)
+    return min(count, at_most)

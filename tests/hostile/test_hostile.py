@@ -71,6 +71,9 @@ NEIGHBOUR_MAX_S = DEBOUNCE_MS / 1000 + 1.0  # issue #11: within its debounce plu
 REFUSAL_MAX_S = 2.0  # a refusal comes before any work: generous for a loaded 2-core machine
 ATTACK_REQUEST_TIMEOUT_S = 15.0  # the client gives up on an attack request after this
 OPERATOR_API_MAX_S = 1.0  # another key's GraphQL request while a seller floods
+# The flood's clients stop after this many answers in all: the test process's own CPU and memory
+# stay bounded on a shared machine (a 429 comes back in well under a millisecond of serve's time).
+MAX_FLOOD_REPLIES = 10_000
 ENGINE_START_S = 30.0  # serve's engine child on a busy machine
 
 OPERATOR_QUERY = "query($id: ID!) { invoice(id: $id) { id amendments { reason } } }"
@@ -511,8 +514,14 @@ async def test_a_request_flood_gets_429_with_retry_after_and_spares_other_keys(
 async def test_many_concurrent_slow_requests_stay_bounded_and_spare_other_keys(
     calm: World, session: aiohttp.ClientSession
 ) -> None:
-    """40 clients of one seller key send the costliest reads the seller may, for 3 s; another
-    key's requests keep answering promptly."""
+    """40 clients of one seller key send the costliest reads the seller may, for 3 s, ignoring every
+    Retry-After; another key's requests keep answering promptly.
+
+    What holds the neighbours' bounds is the key's cost bucket, not the machine being quiet: the
+    reads the attacker gets executed return at most what its bucket holds plus what it restores
+    meanwhile, whatever the number of clients, and everything else is a 429 answered before any
+    work (a key already over its budget is refused before it is even looked up). So the test
+    checks that bound first, then the neighbours."""
     key = await new_key(calm.database_url, SUBSCRIBER)
     base = calm.serve.base_url
     # within the seller's cost limit (~4,400 of 5,000), so it runs: the seller's whole invoice list
@@ -522,30 +531,44 @@ async def test_many_concurrent_slow_requests_stay_bounded_and_spare_other_keys(
     )
     replies: list[Reply] = []
     seconds = 3.0
-    stop_at = time.monotonic() + seconds
+    started = time.monotonic()
+    stop_at = started + seconds
 
     async def client() -> None:
         async with aiohttp.ClientSession() as own:  # a connection of its own, as 40 clients have
-            while time.monotonic() < stop_at and len(replies) < 2_000:
+            while time.monotonic() < stop_at and len(replies) < MAX_FLOOD_REPLIES:
                 try:
-                    replies.append(await post_graphql(own, base, key, query, timeout_s=ATTACK_REQUEST_TIMEOUT_S,
-                                                      parse_ok=False))
+                    replies.append(await post_graphql(own, base, key, query, timeout_s=ATTACK_REQUEST_TIMEOUT_S))
                 except TimeoutError:
                     pytest.fail(f"no answer within {ATTACK_REQUEST_TIMEOUT_S:.0f} s")
 
+    serve_cpu_s = calm.serve.cpu_s()
     async with calm.neighbours.watching() as neighbours:
         timed = calm.side.run(calm.neighbours.time_graphql(
             calm.operator_key, "{ invoices(first: 1) { nodes { id } } }", seconds
         ))
         operator, _ = await asyncio.gather(timed, asyncio.gather(*(client() for _ in range(40))))
+    attack_s = time.monotonic() - started
+    serve_cpu_s = calm.serve.cpu_s() - serve_cpu_s
+    executed = [r for r in replies if r.status == 200]
+    spent = sum(r.body["extensions"]["cost"]["actualQueryCost"] for r in executed if r.body)
+    print(f"attacker's answers: {Counter(r.status for r in replies)} in {attack_s:.1f} s; "
+          f"{spent:,} cost points executed; serve used {serve_cpu_s:.2f} s of CPU")
     limit_s = LIMITS.request_timeout_ms / 1000 + 2.0
-    print("attacker's answers:", Counter(r.status for r in replies))
     for reply in replies:
-        assert reply.status in (200, 400, 429, 503), reply.brief()
+        assert reply.status in (200, 429), reply.brief()
         assert reply.elapsed_s <= limit_s, reply.brief()
-        assert reply.status == 200 or reply.error_messages, reply.brief()
-        if reply.status == 429:
+        if reply.status == 200:
+            assert reply.body is not None and reply.body["data"]["invoices"]["nodes"], reply.brief()
+        else:
             assert reply.headers.get("Retry-After", "").isdigit(), reply.brief()
+            assert reply.body is not None and reply.body["errors"][0]["extensions"]["code"] in (
+                "THROTTLED", "RATE_LIMITED"), reply.brief()
+    # the bound the neighbours rely on: what the key may spend, not what 40 clients ask for
+    budget = LIMITS.seller_cost_bucket + LIMITS.seller_cost_restore_per_s * attack_s
+    assert executed and spent <= budget, f"the attacker executed {spent:,} points; its budget is {budget:,.0f}"
+    assert any(r.status == 429 and r.body and r.body["errors"][0]["extensions"]["code"] == "THROTTLED"
+               for r in replies), "40 clients sent costly reads for 3 s and none was throttled"
     assert operator and all(r.status == 200 for r in operator), [r.brief() for r in operator]
     slowest = max(r.elapsed_s for r in operator)
     assert slowest <= OPERATOR_API_MAX_S, f"the operator's requests took up to {slowest:.2f} s"
@@ -745,6 +768,7 @@ LOOSE_SETTINGS = {
     "HOOKQL_SELLER_MAX_DEPTH": "1000",
     "HOOKQL_SELLER_MAX_ALIASES": "100000",
     "HOOKQL_SELLER_MAX_COST": "1000000000",
+    "HOOKQL_SELLER_COST_BUCKET": "1000000000",  # at least the cost limit (serve checks)
     "HOOKQL_REQUEST_TIMEOUT_MS": str(LOOSE_TIMEOUT_MS),
 }
 # 1,300 aliased pages of invoices (7 tokens each: within the parser's bound), through a fragment:

@@ -67,7 +67,7 @@ async def test_graphiql_loads_without_a_key_and_its_requests_need_one(api: tuple
     assert status == 401
     auth = {"Authorization": f"Bearer {key}"}
     status, _, body = await request(url, "GET", params={"query": "{ __typename }"}, headers=auth)
-    assert (status, body) == (200, {"data": {"__typename": "Query"}})
+    assert (status, body["data"]) == (200, {"__typename": "Query"}) and "errors" not in body
 
 
 @pytest.mark.parametrize(
@@ -151,13 +151,15 @@ async def test_a_websocket_may_authenticate_with_the_upgrade_header(api: tuple[s
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
         await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }"}}))
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        assert message == {"type": "next", "id": "1", "payload": {"data": {"__typename": "Query"}}}
+        assert (message["type"], message["id"], message["payload"]["data"]) == ("next", "1", {"__typename": "Query"})
+        # a query over the websocket pays from the key's cost bucket, as over HTTP
+        assert message["payload"]["extensions"]["cost"]["actualQueryCost"] == 1
 
 
 async def test_the_scheme_name_is_case_insensitive(api: tuple[str, str]) -> None:
     url, key = api
     status, _, body = await request(url, json={"query": "{ __typename }"}, headers={"Authorization": f"bearer {key}"})
-    assert (status, body) == (200, {"data": {"__typename": "Query"}})
+    assert (status, body["data"]) == (200, {"__typename": "Query"}) and "errors" not in body
 
 
 async def test_a_seller_key_over_http_sees_only_its_seller(api: tuple[str, str], pool: asyncpg.Pool) -> None:
@@ -169,4 +171,4 @@ async def test_a_seller_key_over_http_sees_only_its_seller(api: tuple[str, str],
     # when it asks for both sellers, then the other one is null, like a missing one
     query = '{ a: node(id: "U2VsbGVyOjE=") { ... on Seller { name } } b: node(id: "U2VsbGVyOjI=") { id } }'
     status, _, body = await request(url, json={"query": query}, headers={"Authorization": f"Bearer {seller_key}"})
-    assert (status, body) == (200, {"data": {"a": {"name": "Acme"}, "b": None}})
+    assert (status, body["data"]) == (200, {"a": {"name": "Acme"}, "b": None}) and "errors" not in body

@@ -1,7 +1,8 @@
 """Limits, budgets and quotas of /graphql, played by a hostile seller over real HTTP: documents over
 their key's cost limits are refused before any SQL, a request runs under a deadline and stops
-when its client leaves, answers have a size cap, and each key has a rate and a number of
-requests running at once. Webhook queries are held to their owner's limits."""
+when its client leaves, answers have a size cap, and each key has a rate, a number of
+requests running at once and a bucket of cost points. Webhook queries are held to their owner's
+limits."""
 
 import asyncio
 import contextlib
@@ -270,6 +271,66 @@ async def test_a_key_with_too_many_requests_running_gets_429(
     assert second[0] == 429 and int(second[1]["Retry-After"]) >= 1
     assert "already has 1 requests running" in second[2]["errors"][0]["message"]
     assert other[0] == 200 and again[0] == 200
+
+
+# -- the cost budget -----------------------------------------------------------------------------
+
+# Estimated at 1 + 100 + 100 + 2,000 + 2,000 = 4,201 points (20 line items an invoice); seller 1 of
+# the fixtures has 21 invoices with 52 line items: 1 + 21 + 21 + 52 + 52 = 147 returned.
+COSTLY = "{ invoices(first: 100) { nodes { id lineItems { quantity } } } }"
+BUDGET = Settings(seller_cost_bucket=5_000, seller_cost_restore_per_s=100)
+
+
+async def test_what_a_document_did_not_return_flows_back_to_its_keys_bucket(fixture_pool: asyncpg.Pool) -> None:
+    seller, _ = await keys(fixture_pool)
+    async with api(fixture_pool, BUDGET) as url:
+        # five documents of 4,201 points in a row from a bucket of 5,000 (without the refunds, the
+        # second would be throttled): each returns 147, so 4,265 points or more are left for a next one
+        answers = [await post(url, seller, COSTLY) for _ in range(5)]
+    assert [status for status, _, _ in answers] == [200] * 5
+    costs = [body["extensions"]["cost"] for _, _, body in answers]
+    assert all((c["requestedQueryCost"], c["actualQueryCost"]) == (4_201, 147) for c in costs), costs[0]
+    assert costs[0]["throttleStatus"]["maximumAvailable"] == 5_000 and costs[0]["throttleStatus"]["restoreRate"] == 100
+    # what is left goes down by about what each returned (the bucket refills meanwhile)
+    available = [c["throttleStatus"]["currentlyAvailable"] for c in costs]
+    assert 5_000 - 147 <= available[0] <= 5_000 and available[-1] < available[0]
+
+
+async def test_a_key_whose_bucket_cannot_pay_is_throttled_with_retry_after_and_refused_before_any_lookup(
+    fixture_pool: asyncpg.Pool, fixture_database_url: str
+) -> None:
+    seller, operator = await keys(fixture_pool)
+    async with api(fixture_pool, BUDGET) as url:
+        async with tables_locked(fixture_database_url, "invoices") as locker:
+            # given one costly document running (waiting on the locked invoices): 4,201 points taken
+            first = asyncio.create_task(post(url, seller, COSTLY))
+            await until(lambda: _some_waiting(locker))
+            # when the seller sends another, then its 799 points cannot pay for it: THROTTLED
+            throttled = await post(url, seller, COSTLY)
+            # and until they could, its requests are refused without the key even being looked up
+            async with tables_locked(fixture_database_url, "api_keys"):
+                early = await asyncio.wait_for(post(url, seller, "{ __typename }"), 5.0)
+            # while another key is not held back
+            other = await post(url, operator, "{ __typename }")
+        # and once the first has returned its 147 points, the rest flows back and the seller runs again
+        done = await first
+        again = await post(url, seller, COSTLY)
+    status, headers, body = throttled
+    assert status == 429 and body["data"] is None
+    assert 25 <= int(headers["Retry-After"]) <= 35  # 3,402 points missing at 100 a second
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "THROTTLED"
+    assert "of its 5,000 points and its document asks for 4,201" in error["message"]
+    assert "seller_cost_bucket" in error["message"] and "Retry-After" in error["message"]
+    cost = body["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 4_201 and cost["actualQueryCost"] is None
+    assert cost["throttleStatus"]["currentlyAvailable"] < 4_201
+    assert early[0] == 429 and early[2]["errors"][0]["extensions"]["code"] == "THROTTLED"
+    assert int(early[1]["Retry-After"]) >= 1
+    assert other[0] == 200
+    assert done[0] == 200 and len(done[2]["data"]["invoices"]["nodes"]) == 21
+    assert done[2]["extensions"]["cost"]["actualQueryCost"] == 147
+    assert again[0] == 200
 
 
 # -- webhook queries: their owner's limits -------------------------------------------------------

@@ -27,7 +27,12 @@ async def test_http_contract(fixture_pool: asyncpg.Pool) -> None:
         async with http.post(graphql, json=query, headers={"Authorization": "Bearer hk_wrong"}) as r:
             assert r.status == 401 and (await r.json()) == {"errors": [{"message": "invalid API key"}]}
         async with http.post(graphql, json=query, headers=auth) as r:
-            assert r.status == 200 and (await r.json()) == {"data": {"invoice": {"legacyId": 1}}}
+            body = await r.json()
+            assert r.status == 200 and body["data"] == {"invoice": {"legacyId": 1}} and "errors" not in body
+            # every answer says what its document cost and what the key's bucket holds (Shopify's shape)
+            cost = body["extensions"]["cost"]
+            assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (2, 2)
+            assert cost["throttleStatus"]["maximumAvailable"] == Settings().operator_cost_bucket
         async with http.post(graphql, data=b"{not json", headers={**auth, "Content-Type": "application/json"}) as r:
             assert r.status == 400 and "errors" in await r.json()
         async with http.post(graphql, json={"query": "{ invoice(id: "}, headers=auth) as r:

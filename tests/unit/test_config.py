@@ -61,6 +61,12 @@ def test_inconsistent_overrides_are_refused() -> None:
         Settings().with_overrides(debounce_ms=1000, max_delay_ms=10)
     with pytest.raises(SettingsError, match="port"):
         Settings().with_overrides(port=70000)
+    # a cost bucket below the cost limit could never pay for a document the limit lets through
+    with pytest.raises(SettingsError, match=r"seller_cost_bucket \(4000\) must be at least seller_max_cost \(5000\)"):
+        Settings().with_overrides(seller_cost_bucket=4000)
+    with pytest.raises(SettingsError, match="operator_cost_bucket"):
+        Settings().with_overrides(operator_max_cost=200_000)
+    assert Settings().with_overrides(seller_max_cost=20_000, seller_cost_bucket=20_000).seller_cost_bucket == 20_000
 
 
 def test_durations() -> None:

@@ -28,6 +28,7 @@ from app.evaluation.cost import (
     check,
     limits_for,
     measure,
+    returned,
 )
 
 SCHEMA = schema._schema
@@ -194,3 +195,25 @@ def test_every_list_in_the_schema_has_a_fan_out() -> None:
 
 def test_page_and_id_bounds_match_the_api() -> None:
     assert (DEFAULT_PAGE, MAX_PAGE, MAX_IDS) == (pagination.DEFAULT_PAGE, pagination.MAX_PAGE, query.MAX_NODES)
+
+
+def test_an_answer_counts_its_objects_and_values_as_the_estimate_does() -> None:
+    query = "{ invoices(first: 3) { nodes { id lineItems { quantity variant { sku } } } } }"
+    estimate = measure(schema._schema, parse(query), None, None, max_work=10_000).nodes
+    # the estimate: invoices, nodes ×3, id ×3, lineItems ×60 (20 each), quantity, variant, sku ×60 each
+    assert estimate == 1 + 3 + 3 + 60 + 3 * 60
+    # an answer with two invoices, of 2 and 0 line items (one variant not visible: null)
+    data = {"invoices": {"nodes": [
+        {"id": "a", "lineItems": [{"quantity": 1, "variant": {"sku": "x"}}, {"quantity": 2, "variant": None}]},
+        {"id": "b", "lineItems": []},
+    ]}}
+    # invoices 1, nodes 2, id 2, lineItems 2, quantity 2, variant 2, sku 1
+    assert returned(data, at_most=estimate) == 12
+    assert returned({"__typename": "Query"}, at_most=1) == 1
+    assert returned(None, at_most=100) == 0  # nothing ran (a refused or failed document)
+
+
+def test_counting_an_answer_stops_at_its_estimate() -> None:
+    # GraphiQL's introspection answer holds thousands of values; it was estimated at a flat cost
+    data = {"__schema": {"types": [{"name": f"T{i}", "fields": [{"name": "f"}] * 50} for i in range(200)]}}
+    assert returned(data, at_most=INTROSPECTION_COST) == INTROSPECTION_COST
