@@ -97,7 +97,8 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
         self._all_sent = asyncio.Event()  # set when no attempt is in flight: the recorder waits on it
-        self._room = asyncio.Event()  # set when the lanes stop being saturated: the producer waits on it
+        self._room = asyncio.Event()  # set when it stops being saturated: the producer waits on it
+        self._recording = 0  # outcomes taken by the recorder and not yet recorded
 
     # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
 
@@ -113,11 +114,15 @@ class Dispatcher:
         return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
 
     def saturated(self) -> bool:
-        return self._lanes.saturated()
+        """More work would only wait: every send slot is taken with attempts waiting for one
+        (app.policy.lanes), or the recorder is a batch or more behind the attempts that finished.
+        Neither comes from a slow receiver: its attempts wait behind its own concurrency and
+        finish at its timeout's pace."""
+        return self._lanes.saturated() or self._results.qsize() + self._recording >= RECORD_BATCH
 
     async def room(self, timeout_s: float) -> None:
-        """Until the lanes are no longer saturated (app.policy.lanes), or `timeout_s` passed."""
-        if not self._lanes.saturated():
+        """Until it is no longer saturated, or `timeout_s` passed."""
+        if not self.saturated():
             return
         self._room.clear()
         with contextlib.suppress(TimeoutError):
@@ -217,7 +222,7 @@ class Dispatcher:
             self._slot_freed.set()
         await self._results.put((row, result))
         self._start(self._lanes.take())
-        if not self._lanes.saturated():
+        if not self.saturated():
             self._room.set()
         if not self._lanes.sending:
             self._all_sent.set()
@@ -284,7 +289,13 @@ class Dispatcher:
                 await wait_any([self._all_sent], RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            retrying = await self._record(batch)
+            self._recording = len(batch)
+            try:
+                retrying = await self._record(batch)
+            finally:
+                self._recording = 0
+            if not self.saturated():
+                self._room.set()
             self._recorded.set()
             # Room freed for a claim put off, or a retry scheduled: the claim loop recomputes
             # when to wake (other outcomes wake it by NOTIFY when they leave events claimable).

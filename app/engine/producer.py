@@ -45,11 +45,20 @@ CLAIM_LEASE_S = 15.0  # an entity claimed by a crashed process is retried after 
 SWEEP_INTERVAL_S = 1.0  # longest sleep: finds changes whose notification was lost
 DUE_PAD_S = 0.001  # wake this long after a due time, so the database's now() has passed it
 ERROR_BACKOFF_S = 1.0
-# Delivery paces evaluation: while this process's dispatcher is saturated, the evaluator waits
-# (up to this long, then evaluates one batch anyway: another process may deliver what it enqueues).
+# An announced change is ingested this share of the debounce later (at most INGEST_LINGER_MAX_S),
+# with whatever else was committed meanwhile: at hundreds of commits a second, an ingest per
+# commit cost PostgreSQL several times the statements (and the statement's fixed cost) for the
+# same folds. Due times count from the changes, not from the ingest, so no delivery is later.
+INGEST_LINGER_SHARE = 0.1
+INGEST_LINGER_MAX_S = 0.02
+# Delivery paces evaluation: while this process's dispatcher is saturated (every send slot taken
+# with attempts waiting, or recording a batch behind), the evaluator does not start another batch.
 # Its entities stay pending meanwhile and fold the changes that keep coming, so in overload the
-# work goes into deliveries rather than into payloads that a newer state supersedes unsent.
-PACE_MAX_WAIT_S = 0.5
+# work goes into deliveries rather than into payloads that wait unsent until a newer state
+# supersedes them. After PACE_MAX_WAIT_S of saturation it evaluates a batch anyway: a dispatcher
+# that stays saturated that long is stuck, and another process may deliver what it enqueues.
+PACE_MAX_WAIT_S = 5.0
+PACE_CHECK_S = 0.25  # the stop signal is looked at this often while waiting
 
 
 class Handoff(Protocol):
@@ -75,8 +84,8 @@ class Handoff(Protocol):
         ...
 
     def saturated(self) -> bool:
-        """Every send slot taken, with attempts waiting for one (app.policy.lanes.saturated):
-        what it is handed now only waits."""
+        """Delivery is the bottleneck: every send slot is taken with attempts waiting for one, or
+        recording lags a batch behind (app.engine.dispatcher): what it is handed now only waits."""
         ...
 
     async def room(self, timeout_s: float) -> None:
@@ -156,6 +165,7 @@ class Producer:
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
         self._next_due_at: float | None = None  # loop time the entities the last claim left come due
         self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
+        self._ingest_linger_s = min(INGEST_LINGER_MAX_S, INGEST_LINGER_SHARE * settings.debounce_ms / 1000)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -208,6 +218,10 @@ class Producer:
                 continue  # more is waiting
             woken = await wait_any([self.wakeups.changes, self._stopping], SWEEP_INTERVAL_S)
             ingest_wanted = self.wakeups.changes in woken
+            if ingest_wanted and self._ingest_linger_s:
+                # Let the commits of the next moments join this ingest: one statement folds
+                # them all, and an entity is due only a debounce after its change anyway.
+                await asyncio.sleep(self._ingest_linger_s)
             self.wakeups.changes.clear()
 
     async def _any_changes(self) -> bool:
@@ -216,8 +230,7 @@ class Producer:
 
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
-            if self.handoff is not None and self.handoff.saturated():
-                await self.handoff.room(PACE_MAX_WAIT_S)
+            await self._paced()
             try:
                 evaluated = await self.evaluate_once()
             except pipeline.DB_UNAVAILABLE as exc:
@@ -231,6 +244,15 @@ class Producer:
             if evaluated and evaluated == self._last_claim_size:
                 continue  # more is waiting
             await self._sleep_until_due()
+
+    async def _paced(self) -> None:
+        """Wait while delivery is the bottleneck (PACE_MAX_WAIT_S at most)."""
+        if self.handoff is None:
+            return
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + PACE_MAX_WAIT_S
+        while self.handoff.saturated() and not self._stopping.is_set() and loop.time() < give_up_at:
+            await self.handoff.room(PACE_CHECK_S)
 
     async def _sleep_until_due(self) -> None:
         """Sleep until the next entity is due: the last claim said when, and folds done here since
