@@ -87,7 +87,8 @@ async def test_graphiql_runs_a_query_with_a_pasted_key_offline(fixture_pool: asy
             page, "document.querySelector('.result-window .CodeMirror').CodeMirror.getValue().includes('legacyId')"
         )
         result = json.loads(await result_text(page))
-        assert result == {"data": {"invoices": {"edges": [{"node": {"legacyId": 1}}, {"node": {"legacyId": 2}}]}}}
+        assert result["data"] == {"invoices": {"edges": [{"node": {"legacyId": 1}}, {"node": {"legacyId": 2}}]}}
+        assert result["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] > 0  # the key's cost budget
         ARTIFACTS.mkdir(exist_ok=True)
         shot = await page.send("Page.captureScreenshot", format="png")
         (ARTIFACTS / "graphiql.png").write_bytes(base64.b64decode(shot["data"]))
