@@ -30,8 +30,8 @@ from app.api.webhook_types import FieldError, Webhook, WebhookEvent, WebhookEven
 from app.api.webhooks import seller_problem
 from app.policy.ids import decode
 from app.policy.signing import new_secret
+from app.store import db
 from app.store import listen as listen_store
-from app.store import pipeline
 from app.store import webhooks as webhook_store
 from app.transport.http import RESPONSE_BODY_LIMIT, parse_retry_after
 from app.transport.netguard import parse_target
@@ -292,7 +292,7 @@ class ListenSubscription:
                     raise ValueError("the webhook is no longer held by `hookql listen`")
                 try:
                     claimed = await deliveries.claim_deliveries(ctx.pool, ctx.settings, hook["id"])
-                except pipeline.DB_UNAVAILABLE as exc:  # a database restart: the events wait in the table
+                except db.DB_UNAVAILABLE as exc:  # a database restart: the events wait in the table
                     log.warning("listen: claiming for webhook %s failed (%s); retrying", hook["id"], exc)
                     claimed = []
                 for d in claimed:

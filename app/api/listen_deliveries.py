@@ -16,8 +16,8 @@ import asyncpg
 
 from app.config import Settings
 from app.policy.retry import FAILING_DISABLE_AFTER_S
+from app.store import delivery
 from app.store import listen as listen_store
-from app.store import pipeline
 from app.store.attempts import outgoing_for, plan_outcomes
 from app.transport.http import signed_request
 from app.types import SendResult
@@ -99,7 +99,7 @@ async def record_report(
                     " or its webhook is no longer held by `hookql listen`"
                 )
             planned = plan_outcomes([(row, result)], datetime.now(UTC), settings, rand)
-            await pipeline.record_attempts(conn, planned.attempts, planned.events, [webhook_id])
+            await delivery.record_attempts(conn, planned.attempts, planned.events, [webhook_id])
         # As the dispatcher does: the webhook's health in a transaction of its own, after.
         async with conn.transaction():
-            await pipeline.record_webhook_health(conn, planned.per_hook, planned.failed_pairs, FAILING_DISABLE_AFTER_S)
+            await delivery.record_webhook_health(conn, planned.per_hook, planned.failed_pairs, FAILING_DISABLE_AFTER_S)

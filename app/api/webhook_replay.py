@@ -3,7 +3,7 @@
 Only the replayed webhook hears about it. The entities are evaluated here, with the webhook
 owner's visibility and the same compiled query and payload code as the producer, and enqueued as
 pending events of that webhook alone through the producer's enqueue path
-(`app.store.pipeline.enqueue_pending`: the same superseding, retry-clock and wake-up rules). Going
+(`app.store.enqueue.enqueue_pending`: the same superseding, retry-clock and wake-up rules). Going
 through the change table instead would re-evaluate the entities for every webhook of their type,
 and send duplicates to the other webhooks that do not skip identical payloads."""
 
@@ -21,7 +21,7 @@ from app.evaluation.selection import compile_filter
 from app.policy import ids
 from app.policy.envelope import encode_payload, new_event_id, payload_hash
 from app.policy.filters import Condition, entity_root, matches
-from app.store import pipeline
+from app.store import enqueue
 from app.store import webhooks as webhook_store
 from app.types import EntityType, Visibility
 
@@ -60,7 +60,7 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
         ]
         texts = [encode_payload(payload) for _, payload in kept]
         events = [
-            pipeline.FreshEvent(
+            enqueue.FreshEvent(
                 public_id=new_event_id(),
                 entity_type=t["entity_type"],
                 entity_id=t["entity_id"],
@@ -72,5 +72,5 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
             for (t, _), text in zip(kept, texts, strict=True)
         ]
         async with ctx.pool.acquire() as conn, conn.transaction():
-            queued += await pipeline.enqueue_pending(conn, hook["id"], events)
+            queued += await enqueue.enqueue_pending(conn, hook["id"], events)
     return queued

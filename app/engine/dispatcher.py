@@ -32,9 +32,10 @@ from app.config import Settings
 from app.engine.wakeups import Wakeups, wait_any
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify
-from app.store import pipeline
+from app.store import db, delivery
 from app.store.attempts import outgoing_for, plan_outcomes
-from app.store.pipeline import ClaimedEvent, HandoffWebhook
+from app.store.delivery import ClaimedEvent
+from app.store.enqueue import HandoffWebhook
 from app.transport.http import Transport
 from app.types import SendResult
 
@@ -62,7 +63,7 @@ PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5000
 ERROR_BACKOFF_S = 1.0
 STOP_RECORD_GRACE_S = 1.0  # `stop` waits this much past its bound for outcomes being recorded
-_DB_ERRORS = pipeline.DB_UNAVAILABLE
+_DB_ERRORS = db.DB_UNAVAILABLE
 
 
 class Dispatcher:
@@ -161,7 +162,7 @@ class Dispatcher:
             if not self._claim_put_off:
                 try:
                     async with self.pool.acquire() as conn:
-                        claimed = await pipeline.claim_events(
+                        claimed = await delivery.claim_events(
                             conn, free, LEASE_S, CLAIM_SCAN_LIMIT, list(self._finished), CLAIM_AHEAD,
                             owner_max_held(self.settings.owner_max_sending),
                         )
@@ -243,7 +244,7 @@ class Dispatcher:
                 continue
             try:
                 async with self.pool.acquire() as conn:
-                    gone = await pipeline.renew_leases(conn, held, LEASE_S)
+                    gone = await delivery.renew_leases(conn, held, LEASE_S)
             except Exception as exc:  # the next round tries again; a lease outlives several rounds
                 log.warning("dispatcher: renewing %d leases failed (%s)", len(held), exc)
                 continue
@@ -259,7 +260,7 @@ class Dispatcher:
         unsent, self._unsent = self._unsent, []
         try:
             async with self.pool.acquire() as conn:
-                await pipeline.release_leases(conn, unsent)
+                await delivery.release_leases(conn, unsent)
         except Exception as exc:
             log.warning("dispatcher: giving back %d leases failed (%s); they expire instead", len(unsent), exc)
 
@@ -275,7 +276,7 @@ class Dispatcher:
         pending; 0 when the database cannot say (then a claim finds out)."""
         try:
             async with self.pool.acquire() as conn:
-                return await pipeline.next_event_due_in_s(conn)
+                return await delivery.next_event_due_in_s(conn)
         except Exception:  # only a hint: claim (and back off, if the database is away) instead
             return 0.0
 
@@ -341,11 +342,11 @@ class Dispatcher:
         # locks. A crash between the two loses only health counters, which the next outcomes set again.
         async def attempts_tx() -> None:
             async with self.pool.acquire() as conn:
-                await pipeline.record_attempts(conn, attempts, events, list(per_hook))
+                await delivery.record_attempts(conn, attempts, events, list(per_hook))
 
-        async def health_tx() -> list[pipeline.WebhookState]:
+        async def health_tx() -> list[delivery.WebhookState]:
             async with self.pool.acquire() as conn, conn.transaction():
-                return await pipeline.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
+                return await delivery.record_webhook_health(conn, hooks, failed_pairs, FAILING_DISABLE_AFTER_S)
 
         await self._until_done(f"{len(batch)} attempts", attempts_tx, retry)
         for row, _ in batch:
@@ -376,7 +377,7 @@ class Dispatcher:
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    while await pipeline.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
+                    while await delivery.prune(conn, self.settings.delivery_retention_s, PRUNE_BATCH) == PRUNE_BATCH:
                         pass
             except Exception as exc:  # pruning is housekeeping: the next round will do it
                 log.warning("dispatcher: pruning skipped (%s)", exc)
@@ -412,4 +413,4 @@ class Dispatcher:
             if batch:
                 await self._record(batch, retry=False)
             async with self.pool.acquire() as conn:
-                await pipeline.release_leases(conn, list(self._unrecorded))
+                await delivery.release_leases(conn, list(self._unrecorded))

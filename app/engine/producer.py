@@ -26,8 +26,8 @@ from app.policy import ids
 from app.policy.coalesce import due_at
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.policy.filters import Condition, FilterError, entity_root, matches, parse
-from app.store import pipeline
-from app.store.pipeline import SubscribedWebhook
+from app.store import breaches, db, delivery, enqueue, pending
+from app.store.pending import SubscribedWebhook
 from app.types import Action, EntityType, Visibility
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,15 @@ class Handoff(Protocol):
         """Events it takes now (0 while stopping)."""
         ...
 
-    def budget(self, webhook: pipeline.HandoffWebhook) -> int:
+    def budget(self, webhook: enqueue.HandoffWebhook) -> int:
         """Events of this webhook it may be leased now."""
         ...
 
-    def owner_budget(self, webhook: pipeline.HandoffWebhook) -> int:
+    def owner_budget(self, webhook: enqueue.HandoffWebhook) -> int:
         """Events of this webhook's owner, over all the owner's webhooks, it may be leased now."""
         ...
 
-    def accept(self, rows: list[pipeline.ClaimedEvent]) -> None:
+    def accept(self, rows: list[delivery.ClaimedEvent]) -> None:
         """Committed events, leased to it, to send."""
         ...
 
@@ -122,7 +122,7 @@ class Due:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Due:
-        """A claimed `pending_entities` row (`pipeline.claim_due`)."""
+        """A claimed `pending_entities` row (`pending.claim_due`)."""
         return cls(EntityType(row["entity_type"]), row["entity_id"], Action(row["action"]), row["seller_id"],
                    row["last_change_at"], row["version"])
 
@@ -204,7 +204,7 @@ class Producer:
                         hint = loop.time() + self._fold_due_in_s
                         self._due_hint = hint if self._due_hint is None else min(self._due_hint, hint)
                     self._ingested.set()
-            except pipeline.DB_UNAVAILABLE as exc:
+            except db.DB_UNAVAILABLE as exc:
                 log.warning("producer: database unavailable (%s); retrying", exc)
                 ingest_wanted = True
                 await asyncio.sleep(ERROR_BACKOFF_S)
@@ -226,14 +226,14 @@ class Producer:
 
     async def _any_changes(self) -> bool:
         async with self.pool.acquire() as conn:
-            return await pipeline.any_changes(conn)
+            return await pending.any_changes(conn)
 
     async def _evaluate_loop(self) -> None:
         while not self._stopping.is_set():
             await self._paced()
             try:
                 evaluated = await self.evaluate_once()
-            except pipeline.DB_UNAVAILABLE as exc:
+            except db.DB_UNAVAILABLE as exc:
                 log.warning("producer: database unavailable (%s); retrying", exc)
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
@@ -280,7 +280,7 @@ class Producer:
     async def _sleep_s(self) -> float:
         try:
             async with self.pool.acquire() as conn:
-                due = await pipeline.next_entity_due_in_s(conn)
+                due = await pending.next_entity_due_in_s(conn)
         except Exception:  # only a hint for how long to sleep: poll soon instead
             return ERROR_BACKOFF_S
         if due is None:
@@ -291,7 +291,7 @@ class Producer:
         """Fold up to INGEST_BATCH changes into pending_entities (one statement; one ingester at
         a time across processes: the others take nothing)."""
         async with self.pool.acquire() as conn:
-            done = await pipeline.ingest(conn, INGEST_BATCH, self.settings.debounce_ms, self.settings.max_delay_ms)
+            done = await pending.ingest(conn, INGEST_BATCH, self.settings.debounce_ms, self.settings.max_delay_ms)
         if not done.taken:
             self._fold_due_in_s = None
         else:
@@ -305,7 +305,7 @@ class Producer:
         self._due_hint, self._due_unknown = None, False
         async with self.pool.acquire() as conn:
             self._last_claim_size = self._batch_size
-            claim = await pipeline.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
+            claim = await pending.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
         self._next_due_at = None if claim.next_due_in_s is None else loop.time() + claim.next_due_in_s
         if not claim.entities:
             return 0
@@ -317,7 +317,7 @@ class Producer:
             # Give the entities back now rather than when the lease expires; then let run() log it.
             with contextlib.suppress(Exception):
                 async with self.pool.acquire() as conn:
-                    await pipeline.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+                    await pending.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
             raise
         return len(due)
 
@@ -428,24 +428,24 @@ class Producer:
         handoff = self.handoff
         # Webhooks sharing a query share one payload: its hash was computed once (`_evaluate`).
         candidates = [
-            pipeline.Candidate(*k, "filtered", None, False) if isinstance(o, Filtered)
-            else pipeline.Candidate(*k, "breach", None, False) if isinstance(o, Breach)
-            else pipeline.Candidate(*k, "payload", o.hash, skip_identical[k[0]])
+            enqueue.Candidate(*k, "filtered", None, False) if isinstance(o, Filtered)
+            else enqueue.Candidate(*k, "breach", None, False) if isinstance(o, Breach)
+            else enqueue.Candidate(*k, "payload", o.hash, skip_identical[k[0]])
             for k, o in sorted(payloads.items())
         ]
-        claimed = [pipeline.ClaimedVersion(*d.key, d.version, d.action.value) for d in due]
+        claimed = [enqueue.ClaimedVersion(*d.key, d.version, d.action.value) for d in due]
         async with self.pool.acquire() as conn, conn.transaction():
             # Every webhook with a payload is locked, also those whose entities turn out not to be
-            # sendable: the statement judges the entities (`pipeline.Verdict`) and reserves the
+            # sendable: the statement judges the entities (`enqueue.Verdict`) and reserves the
             # sequence numbers of what is sent, superseding what it replaces, in one round trip.
-            prep = await pipeline.prepare_enqueue(conn, claimed, list({k[0] for k in payloads}), candidates)
+            prep = await enqueue.prepare_enqueue(conn, claimed, list({k[0] for k in payloads}), candidates)
             verdicts = {v.key: v for v in prep.verdicts}
             done = {k for k, v in verdicts.items() if v.verdict == "done"}
             moved = {k for k, v in verdicts.items() if v.verdict != "done"}
             sendable = {k for k, v in verdicts.items() if v.sendable}
             alive = {w.id for w in prep.webhooks}  # a webhook deleted since the claim gets nothing
             outputs = {k: p for k, p in payloads.items() if (k[1], k[2]) in sendable and k[0] in alive}
-            config: dict[int, pipeline.HandoffWebhook] = {w.id: w for w in prep.webhooks} if handoff is not None else {}
+            config: dict[int, enqueue.HandoffWebhook] = {w.id: w for w in prep.webhooks} if handoff is not None else {}
             # A breach is an event like any other — it takes the next sequence number — but it
             # is recorded FAILED, with its error, and never sent: nothing to skip or supersede.
             breaches = {k: o for k, o in outputs.items() if isinstance(o, Breach)}
@@ -465,26 +465,26 @@ class Producer:
             firsts, previous, superseded = prep.firsts, prep.previous_hashes, prep.superseded
             skipped = {
                 c[:3] for c in candidates if c.kind == "payload" and c[:3] in encoded
-                and pipeline.is_skipped(c, previous.get(c[:3]))
+                and enqueue.is_skipped(c, previous.get(c[:3]))
             }
             pending = [k for k in encoded if k not in skipped]
             clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
-            # event they supersede (`pipeline.may_hand_off`). Within its owner's share of held
+            # event they supersede (`enqueue.may_hand_off`). Within its owner's share of held
             # events too (app.policy.lanes).
             room = {w: handoff.budget(c) for w, c in config.items() if c.enabled} if handoff else {}
             owner_of = {w: c.seller_id for w, c in config.items()}
             owner_room = {c.seller_id: handoff.owner_budget(c) for c in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
-            rows: list[pipeline.NewEvent] = []
-            failed: list[pipeline.FailedEvaluation] = []
+            rows: list[enqueue.NewEvent] = []
+            failed: list[breaches.FailedEvaluation] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
                 d = by_key[(k[1], k[2])]
                 if k in filtered:
                     rows.append(
-                        pipeline.NewEvent(
+                        enqueue.NewEvent(
                             new_event_id(), k[0], k[1], k[2], event_name(d.entity_type, d.action.value), None,
                             "skipped", filtered[k].text, filtered[k].hash, d.last_change_at, 0, None, True, False,
                             "filtered",
@@ -499,7 +499,7 @@ class Producer:
                 name = event_name(d.entity_type, d.action.value)
                 if k in skipped:
                     rows.append(
-                        pipeline.NewEvent(
+                        enqueue.NewEvent(
                             new_event_id(), k[0], k[1], k[2], name, seq, "skipped", texts[k], hashes[k],
                             d.last_change_at, 0, None, True, False, "identical",
                         )
@@ -510,14 +510,14 @@ class Producer:
                     capacity > 0
                     and room.get(k[0], 0) > 0
                     and owner_room[owner_of[k[0]]] > 0
-                    and pipeline.may_hand_off(clock)
+                    and enqueue.may_hand_off(clock)
                 )
                 if leased:
                     capacity -= 1
                     room[k[0]] -= 1
                     owner_room[owner_of[k[0]]] -= 1
                 rows.append(
-                    pipeline.pending_event(
+                    enqueue.pending_event(
                         public_id=new_event_id(),
                         webhook_id=k[0],
                         entity_type=k[1],
@@ -544,7 +544,7 @@ class Producer:
             ]
             if restarted:  # due again at times the claim did not see: the evaluator looks
                 self._due_unknown = True
-            leased_ids = await pipeline.finish_enqueue(
+            leased_ids = await enqueue.finish_enqueue(
                 conn,
                 rows,
                 handoff.lease_s if handoff else 0.0,
@@ -560,7 +560,7 @@ class Producer:
             ]
             streaks = _budget_streaks(breaches, {k[0] for k in encoded} | {k[0] for k in filtered}, breach_streaks)
             if failed or streaks:
-                disabled = await pipeline.record_budget_outcomes(
+                disabled = await breaches.record_budget_outcomes(
                     conn, failed, streaks, self.settings.budget_breaches_to_disable
                 )
                 for webhook_id, reason in disabled:
@@ -569,10 +569,10 @@ class Producer:
             handoff.accept(handed)
 
 
-def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> pipeline.FailedEvaluation:
+def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> breaches.FailedEvaluation:
     # What the event log shows as its payload: the error, shaped as a GraphQL result.
     payload = encode_payload({"data": None, "errors": [{"message": breach.error}]})
-    return pipeline.FailedEvaluation(
+    return breaches.FailedEvaluation(
         public_id=new_event_id(),
         webhook_id=k[0],
         entity_type=k[1],
@@ -589,7 +589,7 @@ def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: B
 
 def _budget_streaks(
     breaches: Mapping[tuple[int, str, int], Breach], succeeded: set[int], streaks: Mapping[int, int]
-) -> list[pipeline.BudgetStreak]:
+) -> list[breaches.BudgetStreak]:
     """What this batch does to each webhook's run of consecutive budget breaches: a webhook that
     breached on any entity extends it (once per batch: one breaching run fails many entities);
     one that only succeeded ends it, if it had one (as read with the webhooks; the statement
@@ -599,15 +599,15 @@ def _budget_streaks(
         if k[0] not in last or (breach.evaluated and not last[k[0]].evaluated):
             last[k[0]] = breach
     ended = sorted(w for w in succeeded - last.keys() if streaks.get(w, 0) > 0)
-    return [pipeline.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
-        pipeline.BudgetStreak(w, None) for w in ended
+    return [breaches.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
+        breaches.BudgetStreak(w, None) for w in ended
     ]
 
 
-def _delivery_row(event: pipeline.NewEvent, event_id: int, webhook: pipeline.HandoffWebhook) -> pipeline.ClaimedEvent:
+def _delivery_row(event: enqueue.NewEvent, event_id: int, webhook: enqueue.HandoffWebhook) -> delivery.ClaimedEvent:
     """An event inserted leased, as a claim returns one (a pending event: it has a sequence)."""
     assert event.sequence is not None
-    return pipeline.ClaimedEvent(
+    return delivery.ClaimedEvent(
         id=event_id,
         public_id=event.public_id,
         webhook_id=event.webhook_id,

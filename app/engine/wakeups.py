@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 
 from app.store import db
-from app.store.pipeline import CHANGES_CHANNEL, EVENTS_CHANNEL
+from app.store.delivery import EVENTS_CHANNEL
+from app.store.pending import CHANGES_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ def next_concurrency(live: int, configured: int, delivered: int, rate_limited: i
 
     The one statement of the rule. `Lanes.halve` applies a 429 at once with `halved`; the
     recorder applies it to many webhooks in one statement, in SQL
-    (app.store.pipeline.record_webhook_health), which mirrors this function:
+    (app.store.delivery.record_webhook_health), which mirrors this function:
     tests/integration/test_concurrency_rule.py drives that SQL through a table of outcome batches on a real
     database and pins it to this function's result for each."""
     if rate_limited > 0:

@@ -1,7 +1,7 @@
 """A claimed event's attempt, both ways, for every sender of attempts — the dispatcher's HTTP
 deliveries and `hookql listen`'s forwarded ones (app.api.listen_deliveries): the request to make
 (`outgoing_for`) and what the answer does to the event (`plan_outcomes`: delivered, retried with
-backoff and jitter, or failed, by app.policy.retry), as the rows `pipeline.record_attempts` and
+backoff and jitter, or failed, by app.policy.retry), as the rows `delivery.record_attempts` and
 `record_webhook_health` take."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from app.config import Settings
 from app.policy.attempt import build_attempt
 from app.policy.envelope import PayloadJSON
 from app.policy.retry import Outcome, classify, next_delay_ms, should_fail
-from app.store.pipeline import ClaimedEvent, EventOutcome, OutcomeCounts, attempt_values
+from app.store.delivery import ClaimedEvent, EventOutcome, OutcomeCounts, attempt_values
 from app.types import EntityType, Outgoing, SendResult
 
 attempt_log = logging.getLogger("hookql.delivery")
@@ -42,7 +42,7 @@ def outgoing_for(row: ClaimedEvent, settings: Settings, now: datetime) -> Outgoi
 
 @dataclass
 class PlannedOutcomes:
-    """A batch of answers as `pipeline.record_attempts` and `record_webhook_health` take them."""
+    """A batch of answers as `delivery.record_attempts` and `record_webhook_health` take them."""
 
     attempts: list[tuple[Any, ...]] = field(default_factory=list)  # webhook_attempts rows (attempt_values)
     events: list[EventOutcome] = field(default_factory=list)

@@ -189,6 +189,11 @@ def one_line(text: str, max_chars: int = MESSAGE_PART_MAX_CHARS) -> str:
     return flat if len(flat) <= max_chars else flat[: max_chars - 1] + "…"
 
 
+# What a database restart or outage looks like from here: retry after a pause, never give up.
+# (An administrator's shutdown arrives as OperatorInterventionError, not as a connection error.)
+DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.OperatorInterventionError)
+
 # Sent with every hookql connection's start-up, so they cost no statement. JIT off: a compiled
 # webhook query's cost estimate grows with the fields a group selects and the batch's size, and
 # past `jit_above_cost` PostgreSQL JIT-compiles its hundreds of expressions first — seconds, for a

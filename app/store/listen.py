@@ -1,7 +1,7 @@
 """`hookql listen`'s side of the store (`sql/listen.sql`): holding a webhook for a listener,
 the listener's claims, the lock a reported answer is recorded under, and the engine's sweep of
-lapsed holds. A held webhook is not dispatched over HTTP: `pipeline.sql`'s claim and hand-off
-leave it out; its events reach the listener through `claim_for_listener`."""
+lapsed holds. A held webhook is not dispatched over HTTP: `delivery.sql`'s claim and
+`enqueue.sql`'s hand-off leave it out; its events reach the listener through `claim_for_listener`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from app.store.pipeline import EVENTS_CHANNEL, ClaimedEvent
+from app.store.delivery import EVENTS_CHANNEL, ClaimedEvent
 from app.store.queries import load
 
 Q = load("listen")

@@ -3,7 +3,7 @@ block that starts `-- name: claim_events`, with its parameters named (`:lease_s`
 numbered. Loading compiles each block once to asyncpg's positional form; a call passes parameters
 by name and gets back the `(sql, *args)` that `conn.fetch(...)` and its siblings take:
 
-    CLAIM = load("pipeline")
+    CLAIM = load("delivery")
     rows = await conn.fetch(*CLAIM.claim_events(limit=100, lease_s=30.0))
 
 A missing or unknown parameter is a `TypeError` at the call, naming it. `::type` casts are not
@@ -92,5 +92,5 @@ class Queries:
 
 @cache
 def load(stem: str) -> Queries:
-    """`load("pipeline")` reads `app/store/sql/pipeline.sql` (once per process)."""
+    """`load("delivery")` reads `app/store/sql/delivery.sql` (once per process)."""
     return Queries(parse((SQL_DIR / f"{stem}.sql").read_text()))

@@ -1,7 +1,7 @@
 """Webhooks, their secrets and their event log, as the API and the dashboard use them. The
 statements are in `sql/webhooks.sql`, but for creating and updating a webhook, which write only
 the columns given and are composed here from COLUMNS. Enqueueing events goes through the engine's
-path (`app.store.pipeline.enqueue_pending`)."""
+path (`app.store.enqueue.enqueue_pending`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from app.store.pipeline import EVENTS_CHANNEL, FreshEvent, attempt_values, enqueue_pending
+from app.store.delivery import EVENTS_CHANNEL, attempt_values
+from app.store.enqueue import FreshEvent, enqueue_pending
 from app.store.queries import load
 from app.types import SendResult
 
@@ -255,7 +256,7 @@ async def send_now(conn: asyncpg.Connection, event_id: int) -> str | None:
 async def resend_event(conn: asyncpg.Connection, event_id: int, public_id: str) -> str | None:
     """Deliver a delivered event again: a fresh event (`public_id`, the next sequence number,
     due now) with the same name, change time and payload, enqueued through the engine's one
-    enqueue path (`pipeline.enqueue_pending`, as webhookReplay does). Refused (the reason is
+    enqueue path (`enqueue.enqueue_pending`, as webhookReplay does). Refused (the reason is
     returned) unless the event is delivered and nothing newer for its entity exists: sending an
     older state again after a newer one would be stale. Run inside a transaction."""
     event = await _lock_event(conn, event_id)

@@ -13,8 +13,8 @@ from app.api.ids import to_global_id
 from app.api.listen_deliveries import claim_deliveries
 from app.api.schema import schema
 from app.config import Settings
+from app.store import delivery, enqueue
 from app.store import listen as listen_store
-from app.store import pipeline
 from app.types import OPERATOR, Visibility
 from tests.support.logs import no_tracebacks
 
@@ -101,12 +101,12 @@ async def test_a_held_webhooks_events_are_not_claimed_or_handed_off_for_http(poo
     assert held["webhookListen"]["secret"] is None  # an existing webhook's secret stays unreadable
     await gql(pool, TEST, id=hook["id"])  # a pending ping, due now
     async with pool.acquire() as conn:
-        assert await pipeline.claim_events(conn, 100, 20.0, 5000, [], 25, 1000) == []
-        [handoff] = (await pipeline.prepare_enqueue(conn, [], [hook["legacyId"]], [])).webhooks
+        assert await delivery.claim_events(conn, 100, 20.0, 5000, [], 25, 1000) == []
+        [handoff] = (await enqueue.prepare_enqueue(conn, [], [hook["legacyId"]], [])).webhooks
         assert not handoff.enabled
         released = await listen_store.release_hold(conn, hook["legacyId"])
         assert (released.deleted, released.released) == (False, True)
-        [claimed] = await pipeline.claim_events(conn, 100, 20.0, 5000, [], 25, 1000)  # HTTP delivery again
+        [claimed] = await delivery.claim_events(conn, 100, 20.0, 5000, [], 25, 1000)  # HTTP delivery again
     assert claimed.webhook_id == hook["legacyId"]
 
 

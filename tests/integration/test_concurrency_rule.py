@@ -1,5 +1,5 @@
 """The live-concurrency rule has one statement, app.policy.retry.next_concurrency; the recorder applies it
-in SQL (app.store.pipeline.record_webhook_health). These tests pin the SQL to the function: each
+in SQL (app.store.delivery.record_webhook_health). These tests pin the SQL to the function: each
 sequence of outcome batches is recorded on a real database and the webhook's live concurrency
 after every batch must equal the function's."""
 
@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from app.policy.retry import next_concurrency
-from app.store import pipeline
+from app.store import delivery
 from tests.support.engine_harness import add_webhook
 
 DISABLE_AFTER_S = 10 * 86400.0  # far away: these batches never disable a webhook
@@ -53,9 +53,9 @@ async def _live_after_each_batch(pool: asyncpg.Pool, configured: int, live: int,
     seen = []
     for delivered, rate_limited, failed in batches:
         async with pool.acquire() as conn, conn.transaction():
-            [(webhook_id, enabled, after)] = await pipeline.record_webhook_health(
+            [(webhook_id, enabled, after)] = await delivery.record_webhook_health(
                 conn,
-                {hook_id: pipeline.OutcomeCounts(delivered, rate_limited, failed, gone=0)},
+                {hook_id: delivery.OutcomeCounts(delivered, rate_limited, failed, gone=0)},
                 [],
                 DISABLE_AFTER_S,
             )

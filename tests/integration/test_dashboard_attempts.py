@@ -16,7 +16,7 @@ from app.api.schema import schema
 from app.config import Settings
 from app.policy.ids import encode
 from app.policy.masking import MASK
-from app.store import pipeline
+from app.store import delivery
 from app.store.apikeys import create_key
 from app.types import OPERATOR, Visibility
 from tests.integration.test_dashboard import client, post, sign_in, site
@@ -262,7 +262,7 @@ async def test_pruning_removes_recorded_requests_with_their_events(fixture_pool:
         hook,
     )
     async with fixture_pool.acquire() as conn:
-        assert await pipeline.prune(conn, retention_s=86400, limit=100) == 1
+        assert await delivery.prune(conn, retention_s=86400, limit=100) == 1
     assert await fixture_pool.fetchval("SELECT count(*) FROM webhook_attempts") == 0
 
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from app.policy.ids import encode as global_id
-from app.store import pipeline
+from app.store import delivery
 from tests.support.engine_harness import add_webhook, bodies, events, fast, running_engine, settled, wait_until
 from tests.support.receivers import Receiver
 
@@ -208,7 +208,7 @@ async def test_finished_events_are_pruned_after_retention(pool: asyncpg.Pool) ->
             age,
         )
     async with pool.acquire() as conn:
-        pruned = await pipeline.prune(conn, 3 * 86400, 100)
+        pruned = await delivery.prune(conn, 3 * 86400, 100)
     assert pruned == 2
     assert sorted(await _statuses(pool, hook)) == ["delivered", "failed"]
 
@@ -332,7 +332,7 @@ async def test_fresh_events_are_handed_to_the_local_dispatcher_without_a_claim(
         claims.append(1)
         return []
 
-    monkeypatch.setattr(pipeline, "claim_events", claim_nothing)
+    monkeypatch.setattr(delivery, "claim_events", claim_nothing)
     receiver = await Receiver().start()
     try:
         async with running_engine(fixture_database_url) as run:

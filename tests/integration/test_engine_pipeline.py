@@ -11,7 +11,7 @@ from app.api.context import make_context
 from app.api.schema import schema
 from app.engine.producer import Due, Producer
 from app.engine.wakeups import Wakeups
-from app.store import pipeline
+from app.store import pending
 from app.types import Action, EntityType
 from tests.support.engine_harness import add_webhook, events, fast, running_engine, settled, wait_until
 from tests.support.receivers import Receiver
@@ -225,7 +225,7 @@ async def _fold_and_claim(listener: Producer, pool: asyncpg.Pool) -> tuple[list[
     """Fold the changes and claim what is due, as `evaluate_once` does before evaluating."""
     await listener.ingest_once()
     async with pool.acquire() as conn:
-        claim = await pipeline.claim_due(conn, 10, 60)
+        claim = await pending.claim_due(conn, 10, 60)
     due = [Due(EntityType(r["entity_type"]), r["entity_id"], Action(r["action"]), r["seller_id"],
                r["last_change_at"], r["version"]) for r in claim.entities]
     return due, claim.webhooks
@@ -283,14 +283,14 @@ async def test_changes_inside_the_debounce_do_not_make_the_evaluator_look_in_vai
 ) -> None:
     # given an engine whose evaluator claims are counted, and a 400 ms debounce
     claims: list[int] = []
-    claim_due = pipeline.claim_due
+    claim_due = pending.claim_due
 
-    async def counting(*args: Any, **kwargs: Any) -> pipeline.Claim:
+    async def counting(*args: Any, **kwargs: Any) -> pending.Claim:
         claim = await claim_due(*args, **kwargs)
         claims.append(len(claim.entities))
         return claim
 
-    monkeypatch.setattr(pipeline, "claim_due", counting)
+    monkeypatch.setattr(pending, "claim_due", counting)
     receiver = await Receiver().start()
     try:
         async with running_engine(fixture_database_url, fast(debounce_ms=400, max_delay_ms=5000)) as run:

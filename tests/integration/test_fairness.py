@@ -14,7 +14,7 @@ import asyncpg
 
 from app.policy.ids import encode as global_id
 from app.policy.lanes import owner_max_held
-from app.store import pipeline
+from app.store import delivery
 from tests.support.engine_harness import Running, add_webhook, bodies, fast, running_engine, wait_until
 from tests.support.receivers import HangingReceiver, Receiver
 
@@ -71,7 +71,7 @@ async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased
 
 async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
     async with pool.acquire() as conn:
-        rows = await pipeline.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
+        rows = await delivery.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
     return Counter(r.webhook_id for r in rows)
 
 
@@ -109,11 +109,11 @@ async def test_a_claimed_row_reads_every_column_into_its_field(pool: asyncpg.Poo
     # when it is claimed with the statement itself
     async with pool.acquire() as conn:
         [record] = await conn.fetch(
-            *pipeline.Q.claim_events(limit=1, lease_s=20.0, scan_limit=10, finished=[], ahead=1, owner_max_held=10)
+            *delivery.Q.claim_events(limit=1, lease_s=20.0, scan_limit=10, finished=[], ahead=1, owner_max_held=10)
         )
     # then the statement's columns are ClaimedEvent's fields, in order (from_row reads by position)
-    claimed = pipeline.ClaimedEvent.from_row(record)
-    assert list(record.keys()) == [f.name for f in fields(pipeline.ClaimedEvent)]
+    claimed = delivery.ClaimedEvent.from_row(record)
+    assert list(record.keys()) == [f.name for f in fields(delivery.ClaimedEvent)]
     columns = dict(record.items())
     assert {name: getattr(claimed, name) for name in columns} == columns
     assert (claimed.webhook_id, claimed.url, claimed.payload) == (hook, "http://x/hook", "{}")

@@ -1,4 +1,4 @@
-"""The ingest in one statement (`pipeline.ingest`, migration 0021's `hookql_ingest`): the fold it
+"""The ingest in one statement (`pending.ingest`, migration 0021's `hookql_ingest`): the fold it
 applies in SQL is app.policy.coalesce's, on every short burst, over every pending state."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from app.policy.coalesce import due_at, fold
-from app.store import pipeline
-from app.store.pipeline import INGEST_LOCK_KEY
+from app.store import pending
+from app.store.pending import INGEST_LOCK_KEY
 from app.types import Action
 
 DEBOUNCE_MS = 50
@@ -48,7 +48,7 @@ async def test_the_sql_fold_is_the_policys_fold_on_every_short_burst(pool: async
             )
     # when one ingest folds them all
     async with pool.acquire() as conn:
-        done = await pipeline.ingest(conn, 10_000, DEBOUNCE_MS, MAX_DELAY_MS)
+        done = await pending.ingest(conn, 10_000, DEBOUNCE_MS, MAX_DELAY_MS)
     # then every change was taken, and each entity's pending row is what the policy says
     assert done.taken == sum(len(burst) for _, burst in cases)
     assert await pool.fetchval("SELECT count(*) FROM changes") == 0
@@ -78,7 +78,7 @@ async def test_it_says_when_the_earliest_entity_it_wrote_comes_due(pool: asyncpg
         " VALUES ('invoice', 1, 'updated'), ('invoice', 2, 'updated')"
     )
     async with pool.acquire() as conn:
-        done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+        done = await pending.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
     # then the first is due within the debounce from the ingest's start
     assert done.taken == 2
     assert done.next_due_in_s is not None and 0 < done.next_due_in_s <= DEBOUNCE_MS / 1000
@@ -90,8 +90,8 @@ async def test_a_burst_that_folds_to_nothing_writes_nothing_and_says_so(pool: as
         " VALUES ('invoice', 1, 'created'), ('invoice', 1, 'deleted')"
     )
     async with pool.acquire() as conn:
-        done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
-    assert done == pipeline.Ingested(2, None)
+        done = await pending.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+    assert done == pending.Ingested(2, None)
     assert await pool.fetchval("SELECT count(*) FROM pending_entities") == 0
 
 
@@ -101,7 +101,7 @@ async def test_it_takes_at_most_the_limit_oldest_first(pool: asyncpg.Pool) -> No
         " SELECT 'invoice', g, 'updated' FROM generate_series(1, 5) g"
     )
     async with pool.acquire() as conn:
-        done = await pipeline.ingest(conn, 3, DEBOUNCE_MS, MAX_DELAY_MS)
+        done = await pending.ingest(conn, 3, DEBOUNCE_MS, MAX_DELAY_MS)
     assert done.taken == 3
     assert [r[0] for r in await pool.fetch("SELECT entity_id FROM pending_entities ORDER BY 1")] == [1, 2, 3]
     assert [r[0] for r in await pool.fetch("SELECT entity_id FROM changes ORDER BY id")] == [4, 5]
@@ -114,9 +114,9 @@ async def test_a_second_ingester_takes_nothing_while_one_holds_the_lock(pool: as
         assert await other.fetchval("SELECT pg_try_advisory_xact_lock($1)", INGEST_LOCK_KEY)
         # when this one ingests
         async with pool.acquire() as conn:
-            done = await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
+            done = await pending.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)
         # then it takes nothing, at once, and the change waits for the lock holder
-        assert done == pipeline.Ingested(0, None)
+        assert done == pending.Ingested(0, None)
         assert await pool.fetchval("SELECT count(*) FROM changes") == 1
     async with pool.acquire() as conn:
-        assert (await pipeline.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)).taken == 1
+        assert (await pending.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)).taken == 1

@@ -1,4 +1,4 @@
-"""Recording a batch of attempt outcomes: one statement (pipeline.record_attempts) writes the
+"""Recording a batch of attempt outcomes: one statement (delivery.record_attempts) writes the
 attempts, the events' outcomes and wakes claimers only when something else became claimable."""
 
 import asyncio
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from app.store import pipeline
-from app.store.pipeline import EVENTS_CHANNEL, EventOutcome, attempt_values
+from app.store import delivery
+from app.store.delivery import EVENTS_CHANNEL, EventOutcome, attempt_values
 from app.types import SendResult
 from tests.support.engine_harness import add_webhook
 
@@ -41,7 +41,7 @@ class Notifications:
 async def _record(pool: asyncpg.Pool, outcomes: list[tuple[int, int, str, SendResult]]) -> None:
     in_1_min = datetime.now(UTC) + timedelta(minutes=1)
     async with pool.acquire() as conn:
-        await pipeline.record_attempts(
+        await delivery.record_attempts(
             conn,
             [attempt_values(event_id, hook_id, result) for event_id, hook_id, _, result in outcomes],
             [EventOutcome(event_id, status, in_1_min) for event_id, _, status, _ in outcomes],

@@ -1,0 +1,163 @@
+-- Delivery (app.store.delivery): claiming due events, renewing and releasing leases, recording
+-- attempts and webhook health, pruning finished events.
+
+-- name: lock_webhooks
+SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: claim_lock
+SELECT pg_advisory_xact_lock(:lock_key);
+
+-- name: claim_events
+WITH leased AS (
+    -- attempts in flight, but for this process's attempts that have finished and are not yet
+    -- recorded (:finished), which no longer occupy a slot
+    SELECT webhook_id, entity_type, entity_id FROM webhook_events
+    WHERE leased_until IS NOT NULL AND leased_until > now() AND id <> ALL(:finished::bigint[])
+), busy AS (
+    SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
+), owner_busy AS (
+    -- an owner is a seller, or the operator (seller_id NULL: owner 0, below every bigserial id)
+    SELECT coalesce(w.seller_id, 0) AS owner, sum(b.n) AS n
+    FROM busy b JOIN webhooks w ON w.id = b.webhook_id GROUP BY 1
+), due AS (
+    SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
+    WHERE e.status = 'pending' AND e.next_attempt_at <= now()
+      AND (e.leased_until IS NULL OR e.leased_until <= now())
+      -- a webhook held by `hookql listen` (listen.sql) is delivered by its listener, not over HTTP
+      AND e.webhook_id NOT IN (SELECT id FROM webhooks WHERE listen_until IS NOT NULL
+                               AND (listen_only OR listen_until > now()))
+      -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
+      -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
+      -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
+      AND (e.entity_type IS NULL OR e.entity_id IS NULL OR (e.webhook_id, e.entity_type, e.entity_id) NOT IN (
+          SELECT webhook_id, entity_type, entity_id FROM leased
+          WHERE entity_type IS NOT NULL AND entity_id IS NOT NULL))
+    ORDER BY e.next_attempt_at, e.id
+    LIMIT :scan_limit
+), ranked AS (
+    -- lease ahead (:ahead × live concurrency) only for a healthy webhook; a failing one (a URL
+    -- being fixed, a receiver down) gets one round at a time, so each retry sees the webhook's
+    -- configuration afresh
+    SELECT d.id, d.next_attempt_at, coalesce(w.seller_id, 0) AS owner, coalesce(b.n, 0) AS busy,
+           w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN :ahead ELSE 1 END
+           - coalesce(b.n, 0) AS free,
+           row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn
+    FROM due d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
+    LEFT JOIN busy b ON b.webhook_id = d.webhook_id
+), shared AS (
+    -- :owner_max_held: events one owner may hold leased, over all its webhooks. They take turns,
+    -- the one holding fewest first, so a webhook with little leased gets in ahead of a busy sibling.
+    SELECT r.id, :owner_max_held - coalesce(o.n, 0) AS free,
+           row_number() OVER (PARTITION BY r.owner ORDER BY r.busy + r.rn, r.next_attempt_at, r.id) AS rn
+    FROM ranked r LEFT JOIN owner_busy o ON o.owner = r.owner
+    WHERE r.rn <= r.free
+), chosen AS (
+    -- owners take turns for the room this process has (:limit)
+    SELECT id FROM shared WHERE rn <= free ORDER BY rn, id LIMIT :limit
+)
+UPDATE webhook_events e
+SET leased_until = now() + make_interval(secs => :lease_s)
+FROM webhooks w
+-- looked up by primary key (an array, not a join the planner may turn into a scan of every
+-- pending event). status is checked again on the row as it is when locked: an event superseded
+-- by an enqueue that committed while this claim waited for the row must not be sent
+WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.status = 'pending'
+RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
+          e.payload::text AS payload, e.changed_at, e.attempts,
+          w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
+          w.timeout_seconds, w.max_attempts, w.concurrency, w.live_concurrency, w.failing_since, w.seller_id,
+          w.hmac_key, w.hmac_header;
+
+-- name: renew_leases
+-- Rows being recorded right now are skipped (their lease is about to go), not waited for.
+WITH mine AS (
+    SELECT id FROM webhook_events WHERE id = ANY(:event_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+), renewed AS (
+    UPDATE webhook_events e SET leased_until = now() + make_interval(secs => :lease_s)
+    FROM mine, webhooks w WHERE e.id = mine.id AND w.id = e.webhook_id AND w.enabled
+    AND e.status = 'pending' AND e.leased_until > now() RETURNING e.id
+)
+SELECT mine.id FROM mine WHERE mine.id NOT IN (SELECT id FROM renewed)
+UNION ALL
+SELECT h.id FROM unnest(:event_ids::bigint[]) h(id)
+WHERE NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = h.id);
+
+-- name: next_event_due_in_s
+SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM webhook_events e
+JOIN webhooks w ON w.id = e.webhook_id AND w.enabled
+    AND NOT coalesce(w.listen_only OR w.listen_until > now(), false)
+WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now());
+
+-- name: record_attempts
+-- One statement, no transaction of its own: a batch of outcomes costs one round trip. Webhook
+-- rows are KEY SHARE locked first (a webhook delete waits; enqueueing, FOR NO KEY UPDATE, does
+-- not): both the attempts and the outcomes read the lock's result, so it is taken before either.
+-- A webhook deleted before the lock took its events along, and its attempts are dropped.
+WITH hooks AS (
+    SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE
+), attempts AS (
+    -- The request columns arrive masked (app.policy.masking; migration 0013).
+    INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
+                                  response_headers, response_body, error,
+                                  request_method, request_url, request_headers, request_body)
+    SELECT u.* FROM unnest(:attempt_event_ids::bigint[], :attempt_webhook_ids::bigint[], :attempted_ats::timestamptz[],
+                           :durations_ms::int[], :status_codes::int[], :response_headers::jsonb[],
+                           :response_bodies::text[], :errors::text[], :request_methods::text[],
+                           :request_urls::text[], :request_headers::jsonb[], :request_bodies::bytea[])
+        u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
+          request_method, request_url, request_headers, request_body)
+    WHERE u.webhook_id IN (SELECT id FROM hooks) AND EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)
+), outcomes AS (
+    -- A status applies only while the event is still pending (not cancelled or superseded
+    -- meanwhile). Rows are locked in id order, as enqueueing's supersede locks them: the two
+    -- cannot deadlock.
+    UPDATE webhook_events e SET attempts = e.attempts + 1, leased_until = NULL,
+        status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END,
+        next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END,
+        finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END
+    FROM (SELECT x.id, v.s, v.n
+          FROM unnest(:event_ids::bigint[], :statuses::text[], :next_attempt_ats::timestamptz[]) v(id, s, n)
+          JOIN webhook_events x ON x.id = v.id AND x.webhook_id IN (SELECT id FROM hooks)
+          ORDER BY x.id FOR NO KEY UPDATE OF x) u
+    WHERE e.id = u.id
+)
+-- Claimers are woken only when other events of these webhooks are claimable now. The statement's
+-- snapshot shows the events recorded here still leased: they are not among them.
+SELECT pg_notify(:channel, '') WHERE EXISTS (
+    SELECT 1 FROM webhook_events e
+    WHERE e.webhook_id = ANY(:webhook_ids::bigint[]) AND e.status = 'pending' AND e.next_attempt_at <= now()
+    AND (e.leased_until IS NULL OR e.leased_until <= now()) AND e.id <> ALL(:event_ids::bigint[]));
+
+-- name: record_webhook_health
+UPDATE webhooks w SET
+    live_concurrency = CASE WHEN u.limited > 0 THEN greatest(1, w.live_concurrency / 2)
+        ELSE least(w.concurrency, w.live_concurrency + u.ok) END,
+    failing_since = CASE WHEN u.ok > 0 THEN NULL
+        WHEN u.failed > 0 THEN coalesce(w.failing_since, now()) ELSE w.failing_since END,
+    enabled = w.enabled AND u.gone = 0 AND NOT (u.ok = 0 AND u.failed > 0
+        AND coalesce(w.failing_since, now()) <= now() - make_interval(secs => :disable_after_s)),
+    disabled_reason = CASE WHEN u.gone > 0 THEN 'receiver answered 410 Gone'
+        WHEN u.ok = 0 AND u.failed > 0
+             AND coalesce(w.failing_since, now()) <= now() - make_interval(secs => :disable_after_s)
+        THEN :failing_reason::text ELSE w.disabled_reason END
+FROM unnest(:webhook_ids::bigint[], :delivered::int[], :rate_limited::int[], :failed::int[], :gone::int[])
+    u(id, ok, limited, failed, gone)
+WHERE w.id = u.id
+RETURNING w.id, w.enabled, w.live_concurrency;
+
+-- name: forget_payload_hashes
+-- The receiver never got these states: the next change is sent, not skipped.
+UPDATE webhook_entity_state s SET last_payload_hash = NULL
+FROM unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[]) u(w, t, i)
+WHERE s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i;
+
+-- name: release_leases
+UPDATE webhook_events SET leased_until = NULL WHERE id = ANY(:event_ids::bigint[]);
+
+-- name: prune
+-- Finished events past retention: delivered, skipped and superseded ones. Failed and cancelled
+-- events stay for a person to look at.
+DELETE FROM webhook_events WHERE id IN (
+    SELECT id FROM webhook_events
+    WHERE status IN ('delivered', 'skipped', 'superseded') AND finished_at < now() - make_interval(secs => :retention_s)
+    LIMIT :limit);

@@ -1,0 +1,79 @@
+-- Enqueueing events (app.store.enqueue): the producer's and webhookReplay's one path. Set-based
+-- (unnest arrays), so a batch costs a fixed number of statements.
+
+-- name: enqueue_prepare
+-- An enqueue's first statement (migration 0022): the claimed entities locked and judged, the
+-- webhooks locked and read as a hand-off does, sequences reserved, last hashes read, pending
+-- events superseded. Rows of kind 'entity', 'webhook', 'first', 'hash' and 'clock'.
+SELECT * FROM hookql_enqueue_prepare(:types::text[], :ids::bigint[], :versions::bigint[], :claimed_actions::text[],
+                                     :webhook_ids::bigint[], :c_webhook_ids::bigint[], :c_types::text[],
+                                     :c_ids::bigint[], :c_kinds::text[], :c_hashes::bytea[], :c_skips::boolean[]);
+
+-- name: supersede
+-- Rows locked in id order, as recording locks them: the two cannot deadlock.
+UPDATE webhook_events e SET status = 'superseded', finished_at = now()
+FROM (SELECT x.id FROM unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[]) u(w, t, i)
+      JOIN webhook_events x ON x.status = 'pending' AND x.webhook_id = u.w AND x.entity_type = u.t
+      AND x.entity_id = u.i ORDER BY x.id FOR NO KEY UPDATE OF x) s
+WHERE e.id = s.id AND e.status = 'pending'
+RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at;
+
+-- name: reserve_and_read_hashes
+WITH seq AS (
+    UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
+    FROM unnest(:counted_ids::bigint[], :counts::int[]) c(id, n) WHERE w.id = c.id
+    RETURNING w.id, w.last_sequence - c.n + 1 AS first)
+SELECT id AS webhook_id, NULL::text AS entity_type, NULL::bigint AS entity_id, first, NULL::bytea AS hash
+FROM seq
+UNION ALL
+SELECT s.webhook_id, s.entity_type, s.entity_id, NULL, s.last_payload_hash FROM webhook_entity_state s
+JOIN unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[]) u(w, t, i)
+ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i;
+
+-- name: finish_enqueue
+-- Its parts write disjoint rows, so they run as one statement (one round trip).
+WITH ins AS (
+    INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,
+                                payload, payload_hash, changed_at, attempts, next_attempt_at, finished_at,
+                                leased_until, skip_reason)
+    SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()),
+           CASE WHEN u.f THEN now() END,
+           -- leased to this process only while no older event of the pair is leased (one in
+           -- flight per (webhook, entity)); otherwise left to a claim
+           CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w
+                AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now())
+                THEN now() + make_interval(secs => :lease_s) END,
+           u.sr
+    FROM unnest(:public_ids::text[], :webhook_ids::bigint[], :entity_types::text[], :entity_ids::bigint[],
+                :events::text[], :sequences::bigint[], :statuses::text[], :payloads::text[],
+                :payload_hashes::bytea[], :changed_ats::timestamptz[], :attempts::int[],
+                :next_attempt_ats::timestamptz[], :finished::bool[], :leased::bool[], :skip_reasons::text[])
+         u(p, w, t, i, e, s, st, pl, h, c, a, n, f, l, sr)
+    RETURNING id, public_id, webhook_id, entity_type, entity_id, status, leased_until
+), link AS (
+    UPDATE webhook_events o SET superseded_by = n.id FROM ins n
+    WHERE o.id = ANY(:superseded_ids::bigint[]) AND n.status = 'pending' AND n.webhook_id = o.webhook_id
+    AND n.entity_type = o.entity_type AND n.entity_id = o.entity_id
+), h AS (
+    INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash)
+    SELECT * FROM unnest(:hash_webhook_ids::bigint[], :hash_types::text[], :hash_ids::bigint[], :hashes::bytea[])
+    ON CONFLICT (webhook_id, entity_type, entity_id) DO UPDATE SET last_payload_hash = EXCLUDED.last_payload_hash
+), d AS (
+    DELETE FROM pending_entities WHERE (entity_type, entity_id) IN
+        (SELECT * FROM unnest(:done_types::text[], :done_ids::bigint[]))
+), r AS (
+    -- What is left of a moved entity is the changes after its claim: an update if its creation
+    -- was just enqueued, first changed after what was claimed, due by that (coalesce.due_at).
+    UPDATE pending_entities p SET claimed_until = NULL,
+        action = CASE WHEN p.action = 'created' THEN 'updated' ELSE p.action END,
+        first_change_at = m.f, due_at = m.d
+    FROM unnest(:moved_types::text[], :moved_ids::bigint[], :moved_first_change_ats::timestamptz[],
+                :moved_due_ats::timestamptz[]) m(t, i, f, d)
+    WHERE p.entity_type = m.t AND p.entity_id = m.i
+), wake AS (
+    -- dispatchers are woken only when an event is left to a claim
+    SELECT pg_notify(:channel, '') FROM (SELECT 1 FROM ins WHERE status = 'pending'
+                                         AND leased_until IS NULL LIMIT 1) x
+)
+SELECT id, public_id FROM ins WHERE leased_until IS NOT NULL
+UNION ALL SELECT NULL, NULL FROM wake;
