@@ -26,7 +26,7 @@ from app.policy import ids
 from app.policy.coalesce import due_at
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.policy.filters import Condition, FilterError, entity_root, matches, parse
-from app.store import breaches, db, delivery, enqueue, pending
+from app.store import budget_breaches, db, delivery, enqueue, pending
 from app.store.pending import SubscribedWebhook
 from app.types import Action, EntityType, Visibility
 
@@ -467,7 +467,7 @@ class Producer:
                 c[:3] for c in candidates if c.kind == "payload" and c[:3] in encoded
                 and enqueue.is_skipped(c, previous.get(c[:3]))
             }
-            pending = [k for k in encoded if k not in skipped]
+            hashed = [k for k in encoded if k not in skipped]  # the hashes later payloads compare with
             clocks = {c.key: c for c in superseded}
             # Events this process may send at once (handoff): within the webhook's claim-ahead
             # budget and the dispatcher's room, and not in a retry backoff inherited from the
@@ -478,7 +478,7 @@ class Producer:
             owner_room = {c.seller_id: handoff.owner_budget(c) for c in config.values()} if handoff else {}
             capacity = handoff.capacity() if handoff else 0
             rows: list[enqueue.NewEvent] = []
-            failed: list[breaches.FailedEvaluation] = []
+            failed: list[budget_breaches.FailedEvaluation] = []
             next_seq = dict(firsts)
             for k in sorted(outputs, key=lambda k: (k[0], k[1], k[2])):
                 d = by_key[(k[1], k[2])]
@@ -549,7 +549,7 @@ class Producer:
                 rows,
                 handoff.lease_s if handoff else 0.0,
                 [c.id for c in superseded],
-                [(k[0], k[1], k[2], hashes[k]) for k in pending],
+                [(k[0], k[1], k[2], hashes[k]) for k in hashed],
                 list(done),
                 restarted,
             )
@@ -560,7 +560,7 @@ class Producer:
             ]
             streaks = _budget_streaks(breaches, {k[0] for k in encoded} | {k[0] for k in filtered}, breach_streaks)
             if failed or streaks:
-                disabled = await breaches.record_budget_outcomes(
+                disabled = await budget_breaches.record_budget_outcomes(
                     conn, failed, streaks, self.settings.budget_breaches_to_disable
                 )
                 for webhook_id, reason in disabled:
@@ -569,10 +569,12 @@ class Producer:
             handoff.accept(handed)
 
 
-def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: Breach) -> breaches.FailedEvaluation:
+def _failed_evaluation(
+    k: tuple[int, str, int], d: Due, sequence: int, breach: Breach
+) -> budget_breaches.FailedEvaluation:
     # What the event log shows as its payload: the error, shaped as a GraphQL result.
     payload = encode_payload({"data": None, "errors": [{"message": breach.error}]})
-    return breaches.FailedEvaluation(
+    return budget_breaches.FailedEvaluation(
         public_id=new_event_id(),
         webhook_id=k[0],
         entity_type=k[1],
@@ -589,7 +591,7 @@ def _failed_evaluation(k: tuple[int, str, int], d: Due, sequence: int, breach: B
 
 def _budget_streaks(
     breaches: Mapping[tuple[int, str, int], Breach], succeeded: set[int], streaks: Mapping[int, int]
-) -> list[breaches.BudgetStreak]:
+) -> list[budget_breaches.BudgetStreak]:
     """What this batch does to each webhook's run of consecutive budget breaches: a webhook that
     breached on any entity extends it (once per batch: one breaching run fails many entities);
     one that only succeeded ends it, if it had one (as read with the webhooks; the statement
@@ -599,8 +601,8 @@ def _budget_streaks(
         if k[0] not in last or (breach.evaluated and not last[k[0]].evaluated):
             last[k[0]] = breach
     ended = sorted(w for w in succeeded - last.keys() if streaks.get(w, 0) > 0)
-    return [breaches.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
-        breaches.BudgetStreak(w, None) for w in ended
+    return [budget_breaches.BudgetStreak(w, breach.error) for w, breach in sorted(last.items())] + [
+        budget_breaches.BudgetStreak(w, None) for w in ended
     ]
 
 

@@ -13,7 +13,7 @@ so nothing here is process memory: whichever process is scraped reports the same
     which a trigger on `webhook_attempts` (`hookql_count_attempts`, migrations 0007 and 0011)
     increments in the transaction that records each attempt, whichever process records it.
   * evaluation budget breaches by reason: `hookql_metric_counters` too, incremented by the
-    statement that records the FAILED events (`app.store.breaches.record_budget_outcomes`).
+    statement that records the FAILED events (`app.store.budget_breaches.record_budget_outcomes`).
 Each backend counts in rows of its own (no lock between recorders); a scrape first folds the
 rows of backends that have ended into one row per metric and label.
 

@@ -1,4 +1,4 @@
--- Evaluation budget breaches (app.store.breaches): failed events and a webhook's run of breaches.
+-- Evaluation budget breaches (app.store.budget_breaches): failed events and a webhook's run of breaches.
 
 -- name: record_budget_outcomes
 WITH failed AS (

@@ -1,6 +1,6 @@
 """Evaluation budget breaches: the failed events a breach leaves, and each webhook's run of
 consecutive breaches (disabled at HOOKQL_BUDGET_BREACHES_TO_DISABLE). The statement is in
-`sql/breaches.sql`."""
+`sql/budget_breaches.sql`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 
 from app.store.queries import load
 
-Q = load("breaches")
+Q = load("budget_breaches")
 
 
 @dataclass(frozen=True, slots=True)
