@@ -260,7 +260,13 @@ async def test_connections_killed_by_an_administrator_are_survived(fixture_datab
         try:
             touched: set[int] = set()
             for round_ in range(5):
-                touched |= await produce(run.pool, [1, 2, 3, 4, 5], 20, random.Random(round_))
+                # the marketplace's writer connects afresh each round (its own sessions are killed
+                # too); the engine's pool is left to find its dead connections itself
+                writer = await asyncpg.create_pool(fixture_database_url, min_size=1, max_size=1)
+                try:
+                    touched |= await produce(writer, [1, 2, 3, 4, 5], 20, random.Random(round_))
+                finally:
+                    await writer.close()
                 # every other session on this database is terminated: "administrator command"
                 await admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
