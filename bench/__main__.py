@@ -44,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join((*SCENARIO_NAMES, PEERS_SCENARIO))
         + "); for iterating on one figure — the README's table comes from a whole run",
     )
+    parser.add_argument(
+        "--latency-at",
+        type=float,
+        metavar="DELIVERIES_PER_S",
+        help="run the latency scenario at this rate instead of half the peak the throughput scenario "
+        "measured (`--only latency --latency-at 480`): compares code versions at the same load",
+    )
     args = parser.parse_args(argv)
+    if args.latency_at is not None and args.latency_at <= 0:
+        parser.error("--latency-at: a rate above 0")
     only = set(args.only.split(",")) if args.only else None
     known = {*SCENARIO_NAMES, PEERS_SCENARIO}
     if only and not only <= known:
@@ -66,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     # PostgreSQL (a daemon in a session of its own, out of reach of a process-group kill) stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.database_url:
-        report = runtime.run(run_bench(plan, args.database_url, only=only, peers=peers, peer_systems=peer_systems))
+        report = runtime.run(run_bench(plan, args.database_url, only=only, peers=peers, peer_systems=peer_systems,
+                                           latency_at=args.latency_at))
     else:
         with embedded_server() as url:
-            report = runtime.run(run_bench(plan, url, only=only, peers=peers, peer_systems=peer_systems))
+            report = runtime.run(run_bench(plan, url, only=only, peers=peers, peer_systems=peer_systems,
+                                               latency_at=args.latency_at))
     report.write_json(args.out)
     print(report.table())
     print(

@@ -41,6 +41,8 @@ class Bench:
     serve_run: dict[str, Any] | None = None
     # `--peers a,b`: the peer systems to run beside hookql (bench/peers); empty means all
     peer_systems: frozenset[str] = frozenset()
+    # `--latency-at`: the latency scenario's deliveries/s, instead of half the measured peak
+    latency_at: float | None = None
 
     @contextlib.asynccontextmanager
     async def scenario_db(

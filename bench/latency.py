@@ -43,7 +43,7 @@ def declare(bench: Bench) -> list[Figure]:
 
 async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
     plan = bench.plan
-    if not bench.peak_deliveries_per_s:
+    if not bench.latency_at and not bench.peak_deliveries_per_s:
         raise RuntimeError("no peak rate: the throughput scenario did not measure one")
     settings = EngineSettings(debounce_ms=plan.debounce_ms)
     specs = dataset.plan_webhooks(plan.webhooks, bench.sellers)
@@ -52,7 +52,7 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         bench.engines(["serve"], url, settings, "latency") as procs,
     ):
         fanout = expected_fanout(targets, specs)
-        target_deliveries_per_s = LOAD_FRACTION * bench.peak_deliveries_per_s
+        target_deliveries_per_s = bench.latency_at or LOAD_FRACTION * (bench.peak_deliveries_per_s or 0.0)
         commits_per_s = target_deliveries_per_s / fanout
         window = await produce_and_count(
             bench, url, targets, window_s=plan.latency_s, rate_per_s=commits_per_s, engine_pids=[p.pid for p in procs]
@@ -107,7 +107,9 @@ async def measure(bench: Bench, figures: dict[str, Figure]) -> None:
         fig.value = round(percentile(samples_ms, pct), 1)
         fig.note = (
             f"{len(samples_ms):,} deliveries at {window.deliveries_per_s:,.0f}/s "
-            f"(half of {bench.peak_deliveries_per_s:,.0f}); from the entity's last commit, debounce "
+            + (f"(set by --latency-at {bench.latency_at:,.0f})" if bench.latency_at
+               else f"(half of {bench.peak_deliveries_per_s:,.0f})")
+            + "; from the entity's last commit, debounce "
             f"{plan.debounce_ms} ms subtracted; from the marker's own commit p{pct} "
             f"{details['from_marker_commit'][f'p{pct}_ms']} ms"
         )

@@ -142,6 +142,7 @@ async def run_bench(
     only: set[str] | None = None,
     peers: bool = False,
     peer_systems: frozenset[str] = frozenset(),
+    latency_at: float | None = None,
 ) -> Report:
     started = time.monotonic()
     report = Report(mode="quick" if plan.quick else "full")
@@ -153,7 +154,8 @@ async def run_bench(
         report.machine["event_loop"] = runtime.loop_name()  # the engine's, the receiver's and L1's
         await dbs.build_template()
         await receiver.start()
-        bench = Bench(plan=plan, dbs=dbs, receiver=receiver, log_dir=logs, peer_systems=peer_systems)
+        bench = Bench(plan=plan, dbs=dbs, receiver=receiver, log_dir=logs, peer_systems=peer_systems,
+                      latency_at=latency_at)
         bench.sellers = await _sellers(dbs)
         report.details = bench.details
         bench.details["engine_logs"] = str(logs)
