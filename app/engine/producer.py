@@ -6,29 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
 
 from app.config import Settings
-from app.engine.compiled import evaluate_group
+from app.engine.batch import Batch, Due, Filtered, Outcome
 from app.engine.wakeups import Wakeups, wait_any
 from app.evaluation.budgets import Meter
-from app.evaluation.compile import CompiledQuery, QueryError, compile_query
-from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned, encode_within, evaluate_many
-from app.policy import ids
+from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned
 from app.policy.coalesce import due_at
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
-from app.policy.filters import Condition, FilterError, entity_root, matches, parse
 from app.store import budget_breaches, db, delivery, enqueue, pending
 from app.store.pending import SubscribedWebhook
-from app.types import Action, EntityType, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +52,31 @@ INGEST_LINGER_MAX_S = 0.02
 # that stays saturated that long is stuck, and another process may deliver what it enqueues.
 PACE_MAX_WAIT_S = 5.0
 PACE_CHECK_S = 0.25  # the stop signal is looked at this often while waiting
+# A batch's groups finish at their own pace (app.engine.batch). The entities whose groups have all
+# finished STRAGGLER_S after the first group did are enqueued then, and the evaluator goes on to
+# the next batch; the rest are enqueued in the background when their groups finish. So one
+# owner's costly query — up to its evaluation budget, and again through graphql-core when the
+# compiled statement runs over — delays that owner's entities, not the batch and the batches
+# after it. Usually every group is done within the wait: one enqueue per batch, as before.
+STRAGGLER_S = 0.1
+# Batches finishing in the background at once; at the bound the evaluator waits for one before
+# claiming again (their groups hold pool connections and the loop's CPU).
+MAX_STRAGGLERS = 2
+
+
+def next_batch_size(batch: Batch, claimed: int) -> int:
+    """The next claim's size, from the fan-out this batch showed: within EVALUATE_BATCH entities,
+    about EVENTS_PER_BATCH events and about EXECUTIONS_PER_BATCH group runs per entity."""
+    events_per_entity = max(1.0, batch.events / claimed)
+    executions_per_entity = max(1.0, batch.executions / claimed)
+    return max(
+        1,
+        min(
+            EVALUATE_BATCH,
+            int(EVENTS_PER_BATCH / events_per_entity),
+            int(EXECUTIONS_PER_BATCH / executions_per_entity),
+        ),
+    )
 
 
 class Handoff(Protocol):
@@ -93,48 +111,6 @@ class Handoff(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Filtered:
-    """A payload the webhook's filter did not match: recorded SKIPPED ('filtered'), never sent."""
-
-    encoded: Encoded
-
-
-@functools.lru_cache(maxsize=1024)
-def _condition(text: str) -> Condition | None:
-    """A stored filter, parsed once per process. Stored filters were checked when registered;
-    one that no longer parses (None) lets every payload through, and says so in the log."""
-    try:
-        return parse(text)
-    except FilterError as exc:
-        log.error("a stored filter no longer parses; delivering every payload: %s", exc)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    entity_type: EntityType
-    entity_id: int
-    action: Action
-    seller_id: int | None
-    last_change_at: datetime
-    version: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Due:
-        """A claimed `pending_entities` row (`pending.claim_due`)."""
-        return cls(EntityType(row["entity_type"]), row["entity_id"], Action(row["action"]), row["seller_id"],
-                   row["last_change_at"], row["version"])
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.entity_type.value, self.entity_id
-
-    @property
-    def global_id(self) -> str:
-        return ids.encode(self.entity_type.graphql_name, self.entity_id)
-
-
 class Producer:
     def __init__(
         self,
@@ -165,6 +141,7 @@ class Producer:
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
         self._next_due_at: float | None = None  # loop time the entities the last claim left come due
         self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
+        self._stragglers: set[asyncio.Task[None]] = set()  # batches whose last groups are still running
         self._ingest_linger_s = min(INGEST_LINGER_MAX_S, INGEST_LINGER_SHARE * settings.debounce_ms / 1000)
 
     def stop(self) -> None:
@@ -175,7 +152,11 @@ class Producer:
         an entity due now is not held up by the folding of the changes that keep arriving."""
         try:
             await asyncio.gather(self._ingest_loop(), self._evaluate_loop())
+            if self._stragglers:  # their entities are claimed: enqueue them rather than wait out the lease
+                await asyncio.wait(self._stragglers)
         finally:
+            for task in self._stragglers:
+                task.cancel()
             cancel_abandoned()
 
     async def _ingest_loop(self) -> None:
@@ -300,6 +281,8 @@ class Producer:
 
     async def evaluate_once(self) -> int:
         loop = asyncio.get_running_loop()
+        if len(self._stragglers) >= MAX_STRAGGLERS:  # their groups hold pool connections and CPU
+            await asyncio.wait(self._stragglers, return_when=asyncio.FIRST_COMPLETED)
         # What is folded from here on is news to the sleep after this batch (`_sleep_until_due`);
         # what was folded before, the claim sees.
         self._due_hint, self._due_unknown = None, False
@@ -311,122 +294,62 @@ class Producer:
             return 0
         due = [Due.from_row(r) for r in claim.entities]
         webhooks = claim.webhooks
+        batch = self.start_batch(due, webhooks)
+        self._batch_size = next_batch_size(batch, len(due))
         try:
-            await self._enqueue(due, webhooks, await self._evaluate(due, webhooks))
+            ready = await batch.wait_ready(STRAGGLER_S)
+            if ready:
+                await self._enqueue(ready, webhooks, batch.outcomes(ready))
         except Exception:
-            # Give the entities back now rather than when the lease expires; then let run() log it.
-            with contextlib.suppress(Exception):
-                async with self.pool.acquire() as conn:
-                    await pending.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
+            batch.cancel()
+            await self._release(due)  # all of them: none of the rest is enqueued either
             raise
+        if not batch.finished:
+            enqueued = {d.key for d in ready}
+            task = asyncio.create_task(self._finish(batch, webhooks, enqueued), name="hookql-straggler")
+            self._stragglers.add(task)
+            task.add_done_callback(self._stragglers.discard)
         return len(due)
 
-    async def _evaluate(
-        self, due: list[Due], webhooks: list[SubscribedWebhook]
-    ) -> dict[tuple[int, str, int], Encoded | Breach | Filtered]:
-        """Payload per (webhook id, entity type, entity id), encoded — or the budget it breached
-        (app.evaluation.execute: time per run of a group, size per payload), or, when the
-        webhook's filter does not match the payload, that payload `Filtered`. The queries of one (entity
-        type, visibility) run merged, once per entity (app.evaluation.merge); one context (one set of
-        DataLoaders) per visibility, so groups find rows in the loaders' caches."""
-        # (entity type, owner) → query → (its webhooks, the entities any of them wants)
-        groups: dict[tuple[EntityType, int | None], dict[CompiledQuery, list[SubscribedWebhook]]] = defaultdict(dict)
-        entities: dict[tuple[EntityType, int | None], dict[tuple[str, int], Due]] = defaultdict(dict)
-        wanted: dict[int, list[Due]] = {}
-        for hook in webhooks:
-            entity_type = EntityType(hook.entity_type)
-            compiled = compile_query(self.schema, hook.query, entity_type)
-            if isinstance(compiled, QueryError):  # stored queries were validated; a schema change may break one
-                log.error("webhook %s: its query no longer compiles: %s", hook.id, compiled.message)
-                continue
-            visibility = Visibility(hook.seller_id)
-            mine = [
-                d
-                for d in due
-                if d.entity_type is entity_type and d.action.value in hook.events and visibility.may_see(d.seller_id)
-            ]
-            if mine:
-                group = (entity_type, hook.seller_id)
-                groups[group].setdefault(compiled, []).append(hook)
-                entities[group].update((d.key, d) for d in mine)
-                wanted[hook.id] = mine
-        contexts: dict[int | None, Any] = {}
-        for _, seller in groups:
-            if seller not in contexts:
-                contexts[seller] = self.make_context(self.pool, Visibility(seller), self.settings)
-        group_list = [(group, list(entities[group].values()), by_query) for group, by_query in groups.items()]
-        # All groups at once: each waits on its loaders' round trips (a nested query is 3-4 waves
-        # of them), so one after another a batch's latency would be their sum. Memory is bounded
-        # by the batch size (EVENTS_PER_BATCH), not by running them together.
-        # Each group breaches alone: its outcomes say so, and the others' are unaffected.
-        # Compiled (HOOKQL_COMPILED_QUERIES): one statement per group; what does not compile, and
-        # everything when the setting is off, through graphql-core. Equal payloads either way.
-        results = await asyncio.gather(
-            *(
-                evaluate_group(
-                    self.pool,
-                    self.schema,
-                    contexts[group[1]],
-                    list(by_query),
-                    [d.entity_id for d in members],
-                    [d.global_id for d in members],
-                    group[1],
-                    self.budgets,
-                )
-                if self.settings.compiled_queries
-                else evaluate_many(
-                    self.schema, contexts[group[1]], list(by_query), [d.global_id for d in members], self.budgets
-                )
-                for group, members, by_query in group_list
-            )
-        )
-        out: dict[tuple[int, str, int], Encoded | Breach | Filtered] = {}
-        # Webhooks sharing a query share one payload object: encode, measure and hash each once.
-        encoded: dict[int, Encoded | Breach] = {}
-        for (_, members, by_query), outcomes in zip(group_list, results, strict=True):
-            for compiled, hooks in by_query.items():
-                by_entity = dict(zip((d.key for d in members), outcomes[compiled], strict=True))
-                root = entity_root(compiled.entity_type.graphql_name)
-                for hook in hooks:
-                    condition = _condition(hook.filter) if hook.filter else None
-                    for d in wanted[hook.id]:
-                        outcome = by_entity[d.key]
-                        if isinstance(outcome, Breach):
-                            out[(hook.id, *d.key)] = outcome
-                            continue
-                        if id(outcome) not in encoded:
-                            encoded[id(outcome)] = encode_within(outcome, self.budgets.payload_bytes)
-                        result = encoded[id(outcome)]
-                        # Filtered after evaluation and its budgets, before skip-identical (_enqueue).
-                        if condition is not None and isinstance(result, Encoded) and not matches(
-                            condition, outcome, root
-                        ):
-                            out[(hook.id, *d.key)] = Filtered(result)
-                        else:
-                            out[(hook.id, *d.key)] = result
-        events_per_entity = max(1.0, len(out) / len(due))
-        executions_per_entity = max(1.0, sum(len(members) for _, members, _ in group_list) / len(due))
-        self._batch_size = max(
-            1,
-            min(
-                EVALUATE_BATCH,
-                int(EVENTS_PER_BATCH / events_per_entity),
-                int(EXECUTIONS_PER_BATCH / executions_per_entity),
-            ),
-        )
-        return out
+    def start_batch(self, due: list[Due], webhooks: list[SubscribedWebhook]) -> Batch:
+        """The evaluation of these claimed entities, its groups running (app.engine.batch)."""
+        return Batch(due, webhooks, pool=self.pool, schema=self.schema, make_context=self.make_context,
+                     settings=self.settings, budgets=self.budgets)
+
+    async def _finish(self, batch: Batch, webhooks: list[SubscribedWebhook], enqueued: set[tuple[str, int]]) -> None:
+        """Enqueue the entities of a batch's straggling groups once those finish (their own
+        evaluation budgets bound the wait); on failure give them back, as a batch would."""
+        try:
+            rest = await batch.wait_rest()
+            if rest:
+                await self._enqueue(rest, webhooks, batch.outcomes(rest))
+        except asyncio.CancelledError:
+            batch.cancel()
+            raise
+        except Exception as exc:
+            await self._release([d for d in batch.due if d.key not in enqueued])
+            if isinstance(exc, db.DB_UNAVAILABLE):
+                log.warning("producer: database unavailable (%s) enqueueing a batch's last groups", exc)
+            else:
+                log.exception("producer: enqueueing a batch's last groups failed; their entities are given back")
+
+    async def _release(self, due: list[Due]) -> None:
+        """Give claimed entities back now rather than when their lease expires."""
+        with contextlib.suppress(Exception):
+            async with self.pool.acquire() as conn:
+                await pending.release_claims(conn, [d.key[0] for d in due], [d.key[1] for d in due])
 
     async def _enqueue(
         self,
         due: list[Due],
         webhooks: list[SubscribedWebhook],
-        payloads: dict[tuple[int, str, int], Encoded | Breach | Filtered],
+        payloads: dict[tuple[int, str, int], Outcome],
     ) -> None:
         skip_identical = {h.id: h.skip_identical_payloads for h in webhooks}
         breach_streaks = {h.id: h.budget_breaches for h in webhooks}
         by_key = {d.key: d for d in due}
         handoff = self.handoff
-        # Webhooks sharing a query share one payload: its hash was computed once (`_evaluate`).
+        # Webhooks sharing a query share one payload: its hash was computed once (`Batch.outcomes`).
         candidates = [
             enqueue.Candidate(*k, "filtered", None, False) if isinstance(o, Filtered)
             else enqueue.Candidate(*k, "breach", None, False) if isinstance(o, Breach)

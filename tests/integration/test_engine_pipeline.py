@@ -9,7 +9,8 @@ import pytest
 
 from app.api.context import make_context
 from app.api.schema import schema
-from app.engine.producer import Due, Producer
+from app.engine.batch import Due, Outcome
+from app.engine.producer import Producer
 from app.engine.wakeups import Wakeups
 from app.store import pending
 from app.types import Action, EntityType
@@ -231,6 +232,14 @@ async def _fold_and_claim(listener: Producer, pool: asyncpg.Pool) -> tuple[list[
     return due, claim.webhooks
 
 
+async def _evaluate(
+    listener: Producer, due: list[Due], webhooks: list[pending.SubscribedWebhook]
+) -> dict[tuple[int, str, int], Outcome]:
+    """Every outcome of the batch, as `evaluate_once` hands them to the enqueue."""
+    batch = listener.start_batch(due, webhooks)
+    return batch.outcomes(await batch.wait_rest())
+
+
 async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_again(
     fixture_database_url: str, fixture_pool: asyncpg.Pool
 ) -> None:
@@ -242,7 +251,7 @@ async def test_an_entity_changed_while_it_is_evaluated_is_sent_and_evaluated_aga
     )
     due, webhooks = await _fold_and_claim(listener, pool)
     # when it is changed (and the change folded) between its evaluation and its enqueueing
-    payloads = await listener._evaluate(due, webhooks)
+    payloads = await _evaluate(listener, due, webhooks)
     await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
     await listener.ingest_once()
     await listener._enqueue(due, webhooks, payloads)
@@ -267,7 +276,7 @@ async def test_an_entity_deleted_while_it_is_evaluated_is_only_announced_as_dele
     await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = 5")
     due, webhooks = await _fold_and_claim(listener, pool)
     # when it is deleted (and the delete folded) between its evaluation and its enqueueing
-    payloads = await listener._evaluate(due, webhooks)
+    payloads = await _evaluate(listener, due, webhooks)
     await pool.execute("DELETE FROM invoices WHERE id = 5")
     await listener.ingest_once()
     await listener._enqueue(due, webhooks, payloads)
