@@ -81,24 +81,11 @@ async def supersede(
     return [RetryClock.from_row(r) for r in rows]
 
 
-async def reserve_and_read_hashes(
-    conn: asyncpg.Connection, counts: dict[int, int], keys: list[tuple[int, str, int]]
-) -> tuple[dict[int, int], dict[tuple[int, str, int], bytes | None]]:
-    """Reserve `counts[w]` sequence numbers per webhook (returns the first of each range) and read
-    the last enqueued payload hash of these (webhook, entity) keys, in one round trip. Call after
-    `lock_webhooks`: this statement's snapshot then sees every hash a recorder reset before."""
-    rows = await conn.fetch(
-        *Q.reserve_and_read_hashes(
-            counted_ids=list(counts),
-            counts=list(counts.values()),
-            webhook_ids=[k[0] for k in keys],
-            types=[k[1] for k in keys],
-            ids=[k[2] for k in keys],
-        )
-    )
-    firsts = {r["webhook_id"]: r["first"] for r in rows if r["entity_type"] is None}
-    hashes = {(r["webhook_id"], r["entity_type"], r["entity_id"]): r["hash"] for r in rows if r["entity_type"]}
-    return firsts, hashes
+async def reserve_sequences(conn: asyncpg.Connection, counts: dict[int, int]) -> dict[int, int]:
+    """Reserve `counts[w]` sequence numbers for each webhook `w`; return the first of each range.
+    Webhooks that no longer exist are missing from the answer. Call after `lock_webhooks`."""
+    rows = await conn.fetch(*Q.reserve_sequences(webhook_ids=list(counts), counts=list(counts.values())))
+    return {r["webhook_id"]: r["first"] for r in rows}
 
 
 class Candidate(NamedTuple):
@@ -355,7 +342,7 @@ async def enqueue_pending(conn: asyncpg.Connection, webhook_id: int, fresh: Sequ
     transaction."""
     if not fresh or not await lock_webhooks(conn, [webhook_id]):
         return 0
-    firsts, _ = await reserve_and_read_hashes(conn, {webhook_id: len(fresh)}, [])
+    firsts = await reserve_sequences(conn, {webhook_id: len(fresh)})
     clocks = {
         (c.entity_type, c.entity_id): c
         for c in await supersede(

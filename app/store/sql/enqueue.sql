@@ -18,17 +18,11 @@ FROM (SELECT x.id FROM unnest(:webhook_ids::bigint[], :types::text[], :ids::bigi
 WHERE e.id = s.id AND e.status = 'pending'
 RETURNING e.id, e.webhook_id, e.entity_type, e.entity_id, e.attempts, e.next_attempt_at;
 
--- name: reserve_and_read_hashes
-WITH seq AS (
-    UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
-    FROM unnest(:counted_ids::bigint[], :counts::int[]) c(id, n) WHERE w.id = c.id
-    RETURNING w.id, w.last_sequence - c.n + 1 AS first)
-SELECT id AS webhook_id, NULL::text AS entity_type, NULL::bigint AS entity_id, first, NULL::bytea AS hash
-FROM seq
-UNION ALL
-SELECT s.webhook_id, s.entity_type, s.entity_id, NULL, s.last_payload_hash FROM webhook_entity_state s
-JOIN unnest(:webhook_ids::bigint[], :types::text[], :ids::bigint[]) u(w, t, i)
-ON s.webhook_id = u.w AND s.entity_type = u.t AND s.entity_id = u.i;
+-- name: reserve_sequences
+-- :counts[n] sequence numbers for webhook :webhook_ids[n]; each row is the first of its range.
+UPDATE webhooks w SET last_sequence = w.last_sequence + c.n
+FROM unnest(:webhook_ids::bigint[], :counts::int[]) c(id, n) WHERE w.id = c.id
+RETURNING w.id AS webhook_id, w.last_sequence - c.n + 1 AS first;
 
 -- name: finish_enqueue
 -- Its parts write disjoint rows, so they run as one statement (one round trip).
