@@ -18,7 +18,6 @@ from app.engine.batch import Batch, Due, Filtered, Outcome
 from app.engine.wakeups import Wakeups, wait_any
 from app.evaluation.budgets import Meter
 from app.evaluation.execute import Breach, Budgets, Encoded, cancel_abandoned
-from app.policy.coalesce import due_at
 from app.policy.envelope import encode_payload, event_name, new_event_id, payload_hash
 from app.store import budget_breaches, db, delivery, enqueue, pending
 from app.store.pending import SubscribedWebhook
@@ -456,15 +455,7 @@ class Producer:
                 )
             # A moved entity's remaining changes all came after the state claimed: its max delay
             # counts from there, or a steadily changing entity would be due again at once, forever.
-            lasts = {k: v.last_change_at for k, v in verdicts.items()}
-            restarted = [
-                (
-                    *k,
-                    by_key[k].last_change_at,
-                    due_at(by_key[k].last_change_at, lasts[k], self.settings.debounce_ms, self.settings.max_delay_ms),
-                )
-                for k in moved
-            ]
+            restarted = [(*k, by_key[k].last_change_at) for k in moved]
             if restarted:  # due again at times the claim did not see: the evaluator looks
                 self._due_unknown = True
             leased_ids = await enqueue.finish_enqueue(
@@ -475,6 +466,8 @@ class Producer:
                 [(k[0], k[1], k[2], hashes[k]) for k in hashed],
                 list(done),
                 restarted,
+                debounce_ms=self.settings.debounce_ms,
+                max_delay_ms=self.settings.max_delay_ms,
             )
             handed = [
                 _delivery_row(e, leased_ids[e.public_id], config[e.webhook_id])

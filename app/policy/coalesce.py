@@ -1,12 +1,12 @@
-"""Folding a burst of changes to one entity into one action, and when it is due. Pure.
+"""Folding a burst of changes to one entity into one action. Pure.
 
 The store applies the same rule in SQL when it ingests (`fold_rules`, migration 0021); the
-integration test of the ingest checks the two agree on every short sequence."""
+integration test of the ingest checks the two agree on every short sequence. When a folded entity
+comes due is the store's rule alone (`hookql_due_at`, migration 0025)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 
 from app.types import Action
 
@@ -38,11 +38,3 @@ def fold_rules() -> dict[str, str | None]:
     takes the next action as it is, there as in `fold`."""
     return {f"{a.value}+{b.value}": c.value if c else None for (a, b), c in _FOLD.items()}
 
-
-def due_at(first_change_at: datetime, last_change_at: datetime, debounce_ms: int, max_delay_ms: int) -> datetime:
-    """When a pending entity is evaluated: once quiet for `debounce_ms`, but no later than
-    `max_delay_ms` after its first pending change."""
-    return min(
-        last_change_at + timedelta(milliseconds=debounce_ms),
-        first_change_at + timedelta(milliseconds=max_delay_ms),
-    )

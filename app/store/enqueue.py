@@ -265,14 +265,18 @@ async def finish_enqueue(
     superseded: list[int],
     hashes: list[tuple[int, str, int, bytes]],
     done: list[tuple[str, int]],
-    moved: list[tuple[str, int, datetime, datetime]],
+    moved: list[tuple[str, int, datetime]],
+    *,
+    debounce_ms: int,
+    max_delay_ms: int,
 ) -> dict[str, int]:
     """The rest of an enqueue, in one round trip (its parts write disjoint rows): insert the
     events, link the events they `superseded` to them, remember the `hashes` of the payloads
     enqueued (webhook, type, id, hash), delete the entities evaluated (`done`), release the
-    claims of those changed meanwhile (`moved`: type, id, new first change time, new due time;
-    still pending for their newer changes), and wake dispatchers (NOTIFY) when an inserted
-    event is left to a claim: pending and not leased.
+    claims of those changed meanwhile (`moved`: type, id, new first change time; still pending
+    for their newer changes, due by the coalesce rule, `hookql_due_at` (migration 0025), with
+    `debounce_ms` and `max_delay_ms`), and wake dispatchers (NOTIFY) when an inserted event is
+    left to a claim: pending and not leased.
 
     An event with `leased` set is inserted leased for `lease_s`, for this process to send
     without claiming it — unless an older event of its (webhook, entity) is still leased (in
@@ -311,7 +315,8 @@ async def finish_enqueue(
             moved_types=[k[0] for k in moved],
             moved_ids=[k[1] for k in moved],
             moved_first_change_ats=[k[2] for k in moved],
-            moved_due_ats=[k[3] for k in moved],
+            debounce_s=debounce_ms / 1000,
+            max_delay_s=max_delay_ms / 1000,
             channel=EVENTS_CHANNEL,
         )
     )
@@ -374,5 +379,7 @@ async def enqueue_pending(conn: asyncpg.Connection, webhook_id: int, fresh: Sequ
         [(webhook_id, f.entity_type, f.entity_id, f.payload_hash) for f in fresh],
         [],
         [],
+        debounce_ms=0,  # nothing is moved: no due time is computed
+        max_delay_ms=0,
     )
     return len(rows)

@@ -41,8 +41,8 @@ _FOLD_RULES = fold_rules()  # jsonb: encoded by the connection's codec (db.init_
 async def ingest(conn: asyncpg.Connection, limit: int, debounce_ms: int, max_delay_ms: int) -> Ingested:
     """Fold up to `limit` captured changes, oldest first, into `pending_entities` — one statement
     outside any transaction (`hookql_ingest`, migration 0021): a second ingester running at the
-    same time takes nothing (one at a time keeps folding in commit order). The fold and the due
-    time are app.policy.coalesce's `fold` and `due_at`."""
+    same time takes nothing (one at a time keeps folding in commit order). The fold is
+    app.policy.coalesce's `fold`; the due time is `hookql_due_at`'s (migration 0025)."""
     row = await conn.fetchrow(
         *Q.ingest(
             lock_key=INGEST_LOCK_KEY,

@@ -1,5 +1,6 @@
 """The ingest in one statement (`pending.ingest`, migration 0021's `hookql_ingest`): the fold it
-applies in SQL is app.policy.coalesce's, on every short burst, over every pending state."""
+applies in SQL is app.policy.coalesce's, on every short burst, over every pending state; the due
+time it writes is `hookql_due_at`'s (migration 0025), pinned here to explicit times."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
-from app.policy.coalesce import due_at, fold
+from app.policy.coalesce import fold
 from app.store import pending
 from app.store.pending import INGEST_LOCK_KEY
 from app.types import Action
@@ -65,10 +67,63 @@ async def test_the_sql_fold_is_the_policys_fold_on_every_short_burst(pool: async
         first = T0 if prev is not None else T0 + timedelta(milliseconds=10)
         last = T0 + timedelta(milliseconds=10 * len(burst))
         assert row["first_change_at"] == first and row["last_change_at"] == last, where
-        assert row["due_at"] == due_at(first, last, DEBOUNCE_MS, MAX_DELAY_MS), where
+        # quiet for the debounce after the last change (the max delay is far off)
+        assert row["due_at"] == last + timedelta(milliseconds=DEBOUNCE_MS), where
         # the owner the latest change names, else the one pending (else none)
         assert row["seller_id"] == (8 if len(burst) > 1 else 7 if prev is not None else None), where
         assert row["version"] == (2 if prev is not None else 1), where
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "America/New_York"])
+async def test_the_due_time_is_quiet_for_the_debounce_but_no_later_than_the_max_delay(
+    pool: asyncpg.Pool, timezone: str
+) -> None:
+    # given first and last change times, a debounce and a max delay (ms); in any session time
+    # zone, here across the hour New York's clocks skip (2026-03-08 07:00 UTC)
+    t0 = datetime(2026, 3, 8, 6, 59, 59, tzinfo=UTC)
+
+    def ms(n: int) -> datetime:
+        return t0 + timedelta(milliseconds=n)
+
+    cases = [
+        # (first, last, debounce, max delay) → due
+        ((t0, ms(100), 500, 5_000), ms(600)),  # the debounce wins: quiet 500 ms after the last change
+        ((t0, ms(4_800), 500, 5_000), ms(5_000)),  # the max delay wins: 5 s after the first change
+        ((t0, ms(4_500), 500, 5_000), ms(5_000)),  # both say the same time
+        ((t0, t0, 500, 5_000), ms(500)),  # a single change waits exactly the debounce
+        ((t0, t0, 0, 0), t0),
+        ((t0, ms(1_000), 3_600_000, 7_200_000), ms(3_601_000)),  # an hour is 3,600 s, DST or not
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('TimeZone', $1, true)", timezone)
+        for (first, last, debounce_ms, max_delay_ms), expected in cases:
+            # when the store's rule computes the due time
+            due = await conn.fetchval(
+                "SELECT hookql_due_at($1, $2, make_interval(secs => $3), make_interval(secs => $4))",
+                first, last, debounce_ms / 1000, max_delay_ms / 1000,
+            )
+            # then it is the expected one
+            assert due == expected, (first, last, debounce_ms, max_delay_ms)
+
+
+async def test_an_entity_pending_since_long_ago_is_due_by_the_max_delay(pool: asyncpg.Pool) -> None:
+    # given an entity pending since T0, and a change to it just before its max delay runs out
+    await pool.execute(
+        "INSERT INTO pending_entities (entity_type, entity_id, action, first_change_at, last_change_at, due_at)"
+        " VALUES ('invoice', 1, 'updated', $1, $1, $1)",
+        T0,
+    )
+    await pool.execute(
+        "INSERT INTO changes (entity_type, entity_id, action, changed_at) VALUES ('invoice', 1, 'updated', $1)",
+        T0 + timedelta(milliseconds=MAX_DELAY_MS - 10),
+    )
+    # when it is ingested
+    async with pool.acquire() as conn:
+        assert (await pending.ingest(conn, 100, DEBOUNCE_MS, MAX_DELAY_MS)).taken == 1
+    # then it is due the max delay after its first change, not the debounce after its last
+    row = await pool.fetchrow("SELECT first_change_at, due_at FROM pending_entities")
+    assert row["first_change_at"] == T0
+    assert row["due_at"] == T0 + timedelta(milliseconds=MAX_DELAY_MS)
 
 
 async def test_it_says_when_the_earliest_entity_it_wrote_comes_due(pool: asyncpg.Pool) -> None:

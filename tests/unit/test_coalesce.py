@@ -1,16 +1,14 @@
 """Folding a burst of actions for one entity, checked pairwise and against a model of the row's life.
-(The basic fold and due-time cases live in test_policy.py.)"""
+(The basic fold cases live in test_policy.py; the due time is SQL's: tests/integration/test_ingest.py.)"""
 
 import itertools
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.policy.coalesce import due_at, fold
+from app.policy.coalesce import fold
 from app.types import Action
 
 C, U, D = Action.CREATED, Action.UPDATED, Action.DELETED
-T0 = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +68,3 @@ def test_the_fold_says_what_a_subscriber_who_only_saw_the_ends_would_see(
 def test_fold_accepts_any_iterable() -> None:
     assert fold(None, iter([C, U, U])) is C
 
-
-def test_a_single_change_waits_exactly_the_debounce() -> None:
-    assert due_at(T0, T0, 500, 5000) == T0 + timedelta(milliseconds=500)
-    assert due_at(T0, T0, 0, 0) == T0

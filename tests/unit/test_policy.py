@@ -1,11 +1,11 @@
 """Pure policy: signing, retry schedule, coalescing — no database, network or clock."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook
 
-from app.policy.coalesce import due_at, fold
+from app.policy.coalesce import fold
 from app.policy.retry import Outcome, backoff_ms, classify, next_concurrency, next_delay_ms, should_fail
 from app.policy.signing import new_secret, sign
 from app.types import Action, SendResult
@@ -61,11 +61,6 @@ def test_fold_is_associative_over_bursts_split_anywhere() -> None:
     burst = [C, U, U, D, C, U]
     for cut in range(len(burst) + 1):
         assert fold(fold(None, burst[:cut]), burst[cut:]) == fold(None, burst)
-
-
-def test_due_after_quiet_time_but_never_later_than_max_delay() -> None:
-    assert due_at(T0, T0 + timedelta(milliseconds=100), 500, 5000) == T0 + timedelta(milliseconds=600)
-    assert due_at(T0, T0 + timedelta(milliseconds=4800), 500, 5000) == T0 + timedelta(milliseconds=5000)
 
 
 def test_outcomes() -> None:

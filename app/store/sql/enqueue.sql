@@ -57,12 +57,14 @@ WITH ins AS (
         (SELECT * FROM unnest(:done_types::text[], :done_ids::bigint[]))
 ), r AS (
     -- What is left of a moved entity is the changes after its claim: an update if its creation
-    -- was just enqueued, first changed after what was claimed, due by that (coalesce.due_at).
+    -- was just enqueued, first changed after what was claimed, due by that and its last change
+    -- (hookql_due_at, migration 0025; the row is locked since enqueue_prepare judged it).
     UPDATE pending_entities p SET claimed_until = NULL,
         action = CASE WHEN p.action = 'created' THEN 'updated' ELSE p.action END,
-        first_change_at = m.f, due_at = m.d
-    FROM unnest(:moved_types::text[], :moved_ids::bigint[], :moved_first_change_ats::timestamptz[],
-                :moved_due_ats::timestamptz[]) m(t, i, f, d)
+        first_change_at = m.f,
+        due_at = hookql_due_at(m.f, p.last_change_at, make_interval(secs => :debounce_s),
+                               make_interval(secs => :max_delay_s))
+    FROM unnest(:moved_types::text[], :moved_ids::bigint[], :moved_first_change_ats::timestamptz[]) m(t, i, f)
     WHERE p.entity_type = m.t AND p.entity_id = m.i
 ), wake AS (
     -- dispatchers are woken only when an event is left to a claim
