@@ -40,6 +40,7 @@ SHUTDOWN_TIMEOUT_S = 3
 # What a stop may take at most: the drain, the child's grace, then the embedded server's own
 # stop; generous, for a loaded machine.
 EXIT_BOUND_S = SHUTDOWN_TIMEOUT_S + STOP_GRACE_S + 15
+POSTMASTER_EXIT_S = 10.0  # after its last user stopped it
 START_TIMEOUT_S = 60.0  # imports, the embedded PostgreSQL's start, migrations, the engine child
 ENGINE_WORK_S = 2.0  # CPU-seconds the engine child spends while /healthz is probed
 HEALTHZ_MAX_S = 0.2  # issue #11: /healthz never takes more than 200 ms under engine load
@@ -178,6 +179,11 @@ def no_postmaster_after(home: Path) -> Iterator[None]:
     pid = postmaster_pid(home)
     assert pid is not None and not gone(pid), "the embedded PostgreSQL is not running"
     yield
+    # pg_ctl returns once the server removed its pid file; the postmaster exits a moment later
+    # (long moments on a loaded machine).
+    deadline = time.monotonic() + POSTMASTER_EXIT_S
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert gone(pid), f"the embedded PostgreSQL (pid {pid}) outlived its last process"
 
 
