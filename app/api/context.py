@@ -15,6 +15,7 @@ from app.types import Outgoing, SendResult, Visibility
 
 if TYPE_CHECKING:
     from app.api.cost_limit import KeyBudget
+    from app.api.deadline import Deadline
     from app.api.subscriptions import KeySubscriptions
 
 
@@ -41,6 +42,7 @@ class Context:
     response: Any = None
     subscriptions: KeySubscriptions | None = None  # the key's open-subscription slots; the GraphQL view sets it
     budget: KeyBudget | None = None  # the key's cost bucket; the GraphQL view sets it (None: documents run free)
+    deadline: Deadline | None = None  # an HTTP request's; the GraphQL view sets it (None: no deadline)
 
     @property
     def viewer(self) -> Visibility:
