@@ -49,6 +49,9 @@ from app.types import Visibility
 
 MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
 CANCEL_GRACE_S = 1.0  # a cancelled execution gets this long to unwind (cancel its SQL) before the answer
+# One request's marketplace reads at once (app.api.loaders): a fifth of `hookql serve`'s pool of 20,
+# so that one request's fan-out leaves connections to every other request.
+REQUEST_MAX_STATEMENTS = 4
 
 log = logging.getLogger("hookql.api")
 
@@ -242,7 +245,9 @@ class HookqlGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.scope.get("state", {})
-        context = make_context(self.pool, state.get("visibility"), self.settings, **self.extras)
+        context = make_context(
+            self.pool, state.get("visibility"), self.settings, max_statements=REQUEST_MAX_STATEMENTS, **self.extras
+        )
         context.request, context.response = request, response
         context.budget = state.get("budget")
         context.deadline = state.get("deadline")

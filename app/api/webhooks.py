@@ -378,8 +378,8 @@ async def preview(
             errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
         )
     # The same code path as a delivery: a fresh context with the caller's visibility (and the
-    # request's deadline, which the executor checks).
-    context = make_context(ctx.pool, ctx.viewer, ctx.settings)
+    # request's deadline, which the executor checks, and its share of the pool).
+    context = make_context(ctx.pool, ctx.viewer, ctx.settings, max_statements=ctx.loaders.max_statements)
     context.deadline = ctx.deadline
     [payload] = await evaluate(schema, context, compiled, [entity_id])
     body = build_body(
