@@ -81,8 +81,15 @@ class DeadlineExecutor(StrawberryGraphQLCoreExecutionContext):
             # first, and is strawberry's method, so this execution does not pass through the check.
             self.complete_object_value = super().complete_object_value  # type: ignore[method-assign]
             return
-        self._clock = asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        self._clock = loop.time
         self._objects = 0
+        # What every object completes to once the deadline has passed: a future already cancelled,
+        # as the execution is. Not raised: a raise would unwind graphql-core past the coroutines it
+        # made for the objects before this one. Not a coroutine: one never awaited (its execution
+        # cancelled before it got there) is warned about.
+        self._cancelled: asyncio.Future[Any] = loop.create_future()
+        self._cancelled.cancel()
 
     def complete_object_value(self, *args: Any, **kwargs: Any) -> Any:
         deadline: Deadline = self.deadline  # type: ignore[assignment]  # (None: see __init__)
@@ -90,18 +97,11 @@ class DeadlineExecutor(StrawberryGraphQLCoreExecutionContext):
         if not self._objects & (CHECK_EVERY - 1) and not deadline.expired and self._clock() >= deadline.at:
             deadline.expire()
         if deadline.expired:
-            # Completed as an awaitable, not raised here: a raise would unwind graphql-core past
-            # the coroutines it made for the fields of the objects before this one.
-            return _cancelled()
+            return self._cancelled
         return _complete_object_value(self, *args, **kwargs)
 
 
 _complete_object_value = StrawberryGraphQLCoreExecutionContext.complete_object_value
-
-
-async def _cancelled() -> Any:
-    # The execution is being cancelled (Deadline.expire): this ends as its other tasks do.
-    raise asyncio.CancelledError
 
 
 class _CollectorPause:
