@@ -10,8 +10,10 @@ at once (429 with Retry-After; no database round trip, body unread), so a client
 its Retry-After costs the loop and the pool almost nothing; after authentication the request is
 admitted or refused the same way. It then reads its body (at most MAX_BODY_BYTES) and runs
 under `request_timeout_ms`: past the deadline, or once the client disconnects, the execution is
-cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. A document
-its key's cost bucket cannot pay for is refused with 429, THROTTLED and Retry-After
+cancelled (its SQL with it) and the answer is a 503 naming the deadline, or nothing. The
+executor checks the deadline too (app.api.deadline): an execution that keeps the event loop busy
+is cancelled at the deadline, not when the loop next gets to this view's timer. A document its
+key's cost bucket cannot pay for is refused with 429, THROTTLED and Retry-After
 (app.api.cost_limit). An answer larger than `max_response_bytes` is replaced by an error saying
 so."""
 
@@ -36,6 +38,7 @@ from strawberry.exceptions import ConnectionRejectionError
 
 from app.api.context import Context, make_context
 from app.api.cost_limit import KeyBudget
+from app.api.deadline import Deadline, cancel_execution
 from app.api.schema import schema
 from app.api.subscriptions import KeySubscriptions, SubscriptionQuota
 from app.api.ws_protocols import LegacyWSHandler, TransportWSHandler, WebSocketAdapter
@@ -46,19 +49,11 @@ from app.types import Visibility
 
 MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
 CANCEL_GRACE_S = 1.0  # a cancelled execution gets this long to unwind (cancel its SQL) before the answer
+# One request's marketplace reads at once (app.api.loaders): a fifth of `hookql serve`'s pool of 20,
+# so that one request's fan-out leaves connections to every other request.
+REQUEST_MAX_STATEMENTS = 4
 
 log = logging.getLogger("hookql.api")
-
-
-class Deadline:
-    """When a request's execution is cancelled (event-loop time). Resolvers find it in
-    `request.scope["state"]["deadline"]`; `extend_to` only ever moves it later."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def extend_to(self, at: float) -> None:
-        self.at = max(self.at, at)
 
 
 class _BodyTooLarge(Exception):
@@ -189,6 +184,7 @@ class HookqlGraphQL(GraphQL[Context, None]):
         state["deadline"] = request_deadline = Deadline(deadline)
         # The body is read whole, so from here `receive` only reports the client going away.
         work = asyncio.ensure_future(self.run(Request(scope, _replay(body))))
+        request_deadline.runs(work)
         gone = asyncio.ensure_future(_disconnected(receive))
         done: set[asyncio.Future[Any]] = set()
         try:
@@ -202,10 +198,11 @@ class HookqlGraphQL(GraphQL[Context, None]):
         finally:
             gone.cancel()
             if not work.done():
-                work.cancel()
+                cancel_execution(work)
                 work.add_done_callback(_retrieve)  # an error while unwinding is not "never retrieved"
                 await asyncio.wait({work}, timeout=CANCEL_GRACE_S)
-        if work not in done:
+        # Cancelled here, or by the executor finding the deadline passed (Deadline.expire).
+        if work not in done or (work.cancelled() and request_deadline.expired):
             who = "operator" if visibility.is_operator else f"seller {visibility.seller_id}"
             if gone in done:
                 log.info("GraphQL request of %s cancelled: the client disconnected", who)
@@ -248,9 +245,12 @@ class HookqlGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         state = request.scope.get("state", {})
-        context = make_context(self.pool, state.get("visibility"), self.settings, **self.extras)
+        context = make_context(
+            self.pool, state.get("visibility"), self.settings, max_statements=REQUEST_MAX_STATEMENTS, **self.extras
+        )
         context.request, context.response = request, response
         context.budget = state.get("budget")
+        context.deadline = state.get("deadline")
         return context
 
     async def on_ws_connect(self, context: Context) -> Any:

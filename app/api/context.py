@@ -15,6 +15,7 @@ from app.types import Outgoing, SendResult, Visibility
 
 if TYPE_CHECKING:
     from app.api.cost_limit import KeyBudget
+    from app.api.deadline import Deadline
     from app.api.subscriptions import KeySubscriptions
 
 
@@ -41,6 +42,7 @@ class Context:
     response: Any = None
     subscriptions: KeySubscriptions | None = None  # the key's open-subscription slots; the GraphQL view sets it
     budget: KeyBudget | None = None  # the key's cost bucket; the GraphQL view sets it (None: documents run free)
+    deadline: Deadline | None = None  # an HTTP request's; the GraphQL view sets it (None: no deadline)
 
     @property
     def viewer(self) -> Visibility:
@@ -51,21 +53,27 @@ class Context:
 
     def authenticate_as(self, visibility: Visibility) -> None:
         self.visibility = visibility
-        self.loaders = Loaders(self.pool, visibility)
+        self.loaders = Loaders(self.pool, visibility, self.loaders.max_statements)
 
 
 def make_context(
-    pool: asyncpg.Pool, visibility: Visibility, settings: Settings | None = None, **extras: Any
+    pool: asyncpg.Pool,
+    visibility: Visibility,
+    settings: Settings | None = None,
+    *,
+    max_statements: int | None = None,
+    **extras: Any,
 ) -> Context:
     """A context for one request — or, in the engine, one batch of entities evaluated with one
     visibility, so DataLoaders batch across all of them. `transport` (in `extras`) is the API's
-    Transport; without one the context sends through a OneShotTransport."""
+    Transport; without one the context sends through a OneShotTransport. `max_statements`: of
+    its loaders' statements at once (app.api.loaders; None: as many as the pool has)."""
     transport = extras.pop("transport", None) or OneShotTransport()
     return Context(
         pool=pool,
         visibility=visibility,
         settings=settings or Settings(),
-        loaders=Loaders(pool, visibility),
+        loaders=Loaders(pool, visibility, max_statements),
         transport=transport,
         extras=extras,
     )

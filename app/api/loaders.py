@@ -1,12 +1,21 @@
 """The API's reads of the marketplace, batched and cached behind per-request DataLoaders.
 
 The statements, and the visibility they enforce, are `app.store.marketplace`'s: each loader
-runs one of them per batch, for the viewer's seller (None for the operator)."""
+runs one of them per batch, for the viewer's seller (None for the operator).
+
+An API request's set runs at most `max_statements` of them at once. The pool hands out its
+connections first come, first served: a request of hundreds of aliased pages queued hundreds of
+statements at once, and every other request's statements (its key's lookup too) waited behind
+all of them, seconds, until the costly request ended or met its deadline. Queued on their own
+request's slots instead, they leave the rest of the pool to the others."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -42,6 +51,7 @@ class Loaders:
 
     pool: asyncpg.Pool
     visibility: Visibility
+    max_statements: int | None = None  # of this set's statements at once (None: as many as the pool has)
     statements: int = 0  # SQL statements run through this set: every read of the API goes via _fetch
     by_id: dict[str, DataLoader[int, asyncpg.Record | None]] = field(init=False)
     children: dict[str, DataLoader[int, list[asyncpg.Record]]] = field(init=False)
@@ -50,13 +60,14 @@ class Loaders:
     webhook_health: DataLoader[int, WebhookHealth | None] = field(init=False)
 
     def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_statements) if self.max_statements else None
         self.by_id = _OnDemand(marketplace.TABLES, lambda t: DataLoader(load_fn=self._by_id_loader(t)))
         self.children = _OnDemand(marketplace.CHILDREN, lambda link: DataLoader(load_fn=self._children_loader(link)))
         self.webhook_health = DataLoader(load_fn=self._load_webhook_health)
 
     async def _load_webhook_health(self, ids: Sequence[int]) -> list[WebhookHealth | None]:
         self.statements += 1
-        async with self.pool.acquire() as conn:
+        async with self._slot(), self.pool.acquire() as conn:
             found = await webhooks_health_of(conn, self.visibility.seller_id, list(ids))
         return [found.get(i) for i in ids]
 
@@ -89,7 +100,11 @@ class Loaders:
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         self.statements += 1
-        return list(await self.pool.fetch(sql, *args))
+        async with self._slot():
+            return list(await self.pool.fetch(sql, *args))
+
+    def _slot(self) -> AbstractAsyncContextManager[object]:
+        return self._slots if self._slots is not None else contextlib.nullcontext()
 
     async def page(self, table: str, after_id: int, limit: int) -> list[asyncpg.Record]:
         query = marketplace.page(table)

@@ -11,6 +11,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.tools import merge_types
 
 from app.api.cost_limit import CostLimit, DocumentTokens
+from app.api.deadline import DeadlineExecutor
 from app.api.http_operations import SubscriptionsOverWebsocket
 from app.api.listen import ListenMutation, ListenSubscription
 from app.api.marketplace.catalog import Product, Seller, Variant
@@ -61,6 +62,8 @@ schema = HookqlSchema(
     ],
     # Per request: a bounded parse, then the document's cost against the key's limits.
     extensions=[DocumentTokens, CostLimit, SubscriptionsOverWebsocket],
+    # While it executes, its deadline (an HTTP request's).
+    execution_context_class=DeadlineExecutor,
 )
 
 

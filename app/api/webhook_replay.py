@@ -50,7 +50,11 @@ async def replay(schema: Any, ctx: Context, hook: asyncpg.Record, since: datetim
     for start in range(0, len(targets), REPLAY_BATCH):
         batch = targets[start : start + REPLAY_BATCH]
         # A fresh context per batch: its DataLoaders batch the entities, and their caches go away.
-        context = make_context(ctx.pool, Visibility(hook["seller_id"]), ctx.settings)
+        # It carries the request's deadline, which the executor checks, and its share of the pool.
+        context = make_context(
+            ctx.pool, Visibility(hook["seller_id"]), ctx.settings, max_statements=ctx.loaders.max_statements
+        )
+        context.deadline = ctx.deadline
         gids = [ids.encode(entity_type.graphql_name, t["entity_id"]) for t in batch]
         payloads = await evaluate(schema, context, compiled, gids)
         kept = [

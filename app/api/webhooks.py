@@ -201,9 +201,8 @@ class WebhookMutation:
         # The ping may wait its whole timeout for the receiver, which can be longer than the
         # request's deadline (request_timeout_ms): the deadline makes room for it, so a slow but
         # answering receiver's test is recorded and answered rather than cut off.
-        deadline = getattr(ctx.request, "scope", {}).get("state", {}).get("deadline")
-        if deadline is not None:
-            deadline.extend_to(asyncio.get_running_loop().time() + out.timeout_s + TEST_RECORD_MARGIN_S)
+        if ctx.deadline is not None:
+            ctx.deadline.extend_to(asyncio.get_running_loop().time() + out.timeout_s + TEST_RECORD_MARGIN_S)
         result = await ctx.transport.send(out)
         async with ctx.pool.acquire() as conn, conn.transaction():
             if not await webhook_store.lock_webhook(conn, hook["id"]):  # deleted while the ping was in flight
@@ -378,8 +377,10 @@ async def preview(
         return WebhookPreviewPayload(
             errors=[FieldError(field="entityId", message=f"entityId is not a {entity_type.graphql_name} ID")]
         )
-    # The same code path as a delivery: a fresh context with the caller's visibility.
-    context = make_context(ctx.pool, ctx.viewer, ctx.settings)
+    # The same code path as a delivery: a fresh context with the caller's visibility (and the
+    # request's deadline, which the executor checks, and its share of the pool).
+    context = make_context(ctx.pool, ctx.viewer, ctx.settings, max_statements=ctx.loaders.max_statements)
+    context.deadline = ctx.deadline
     [payload] = await evaluate(schema, context, compiled, [entity_id])
     body = build_body(
         event_id=new_event_id(),
