@@ -854,7 +854,7 @@ async def test_a_client_that_disconnects_mid_request_stops_its_cost(loose: Loose
 async def test_the_request_deadline_ends_a_costly_request(loose: Loose, session: aiohttp.ClientSession) -> None:
     query = LOOSE_QUERY
     # The execution checks the deadline as it completes objects and is cancelled at it, however
-    # busy it keeps the loop: the answer comes once it has unwound, within a second.
+    # busy it keeps the loop, and answered at once: within a second of the deadline.
     bound_s = LOOSE_TIMEOUT_MS / 1000 + DEADLINE_ANSWER_S
     try:
         reply = await post_graphql(session, loose.serve.base_url, loose.seller_key, query, timeout_s=bound_s)
@@ -863,7 +863,8 @@ async def test_the_request_deadline_ends_a_costly_request(loose: Loose, session:
     assert reply.status == 503 and reply.body is not None and reply.body.get("data") is None, reply.brief()
     assert reply.body["errors"][0]["extensions"]["code"] == "DEADLINE_EXCEEDED", reply.brief()
     assert any(BUDGET_WORDS.search(m) for m in reply.error_messages), reply.brief()
-    await _until_idle(loose.serve, within_s=1.0)
+    # and its work stops: the execution's tasks unwind after the answer (0.3-0.8 s here)
+    await _until_idle(loose.serve, within_s=2.0)
 
 
 async def test_a_neighbours_request_is_answered_while_a_costly_one_runs(
