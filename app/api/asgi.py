@@ -48,7 +48,9 @@ from app.store.apikeys import authenticate, hash_key
 from app.types import Visibility
 
 MAX_BODY_BYTES = 1024 * 1024  # a GraphQL request is text: 1 MiB is far beyond any real query
-CANCEL_GRACE_S = 1.0  # a cancelled execution gets this long to unwind (cancel its SQL) before the answer
+# A cancelled execution gets this long to unwind (cancel its SQL) before the answer; one the
+# executor cancelled (busy with thousands of tasks, not waiting on SQL) is answered at once.
+CANCEL_GRACE_S = 1.0
 # One request's marketplace reads at once (app.api.loaders): a fifth of `hookql serve`'s pool of 20,
 # so that one request's fan-out leaves connections to every other request.
 REQUEST_MAX_STATEMENTS = 4
@@ -186,25 +188,26 @@ class HookqlGraphQL(GraphQL[Context, None]):
         work = asyncio.ensure_future(self.run(Request(scope, _replay(body))))
         request_deadline.runs(work)
         gone = asyncio.ensure_future(_disconnected(receive))
-        done: set[asyncio.Future[Any]] = set()
+        client_gone = False
         try:
-            # A resolver may move the deadline later (webhookTest waits for its receiver): wait
-            # again until the work is done, the client is gone, or the deadline as it now stands.
-            while not done:
-                remaining_s = request_deadline.at - asyncio.get_running_loop().time()
-                if remaining_s <= 0:
+            # Until the work is done, the client is gone, or the deadline has passed: as it now
+            # stands (a resolver may move it later: webhookTest waits for its receiver), or as the
+            # executor finds it (Deadline.expire: the execution is cancelled already).
+            while not (work.done() or gone.done() or request_deadline.expired):
+                if request_deadline.at <= asyncio.get_running_loop().time():
                     break
-                done, _ = await asyncio.wait({work, gone}, timeout=remaining_s, return_when=asyncio.FIRST_COMPLETED)
+                await request_deadline.wait(work, gone)
+            client_gone = gone.done() and not work.done()
         finally:
             gone.cancel()
             if not work.done():
                 cancel_execution(work)
                 work.add_done_callback(_retrieve)  # an error while unwinding is not "never retrieved"
-                await asyncio.wait({work}, timeout=CANCEL_GRACE_S)
-        # Cancelled here, or by the executor finding the deadline passed (Deadline.expire).
-        if work not in done or (work.cancelled() and request_deadline.expired):
+                if not request_deadline.expired:  # expired: answered at once, while its tasks unwind
+                    await asyncio.wait({work}, timeout=CANCEL_GRACE_S)
+        if not work.done() or work.cancelled():
             who = "operator" if visibility.is_operator else f"seller {visibility.seller_id}"
-            if gone in done:
+            if client_gone:
                 log.info("GraphQL request of %s cancelled: the client disconnected", who)
                 return None
             log.warning("GraphQL request of %s cancelled at its %d ms deadline", who, timeout_ms)

@@ -9,7 +9,7 @@ timers. A costly request ran on for more than a second past its deadline, its ow
 keys' requests waiting meanwhile. So the execution also checks the deadline as it completes
 objects (`DeadlineExecutor`): the first completion past it cancels the whole execution at once
 (`Deadline.expire`), and it and every later one completes to that cancellation instead of
-resolving fields. The view answers as it answers its timer (503 DEADLINE_EXCEEDED).
+resolving fields. The view answers as it answers its timer (503 DEADLINE_EXCEEDED), at once.
 
 Per object, not per field, nor per list. Between two object completions only one object's
 scalar fields resolve; a list check would miss the thousands of single objects (a line item's
@@ -19,17 +19,18 @@ deadline_overhead.py; 100 invoices with line items, variants and shipments: 4,58
 1,351 objects), CPU over strawberry's executor: this check +3-4 %, a field middleware +6-7 %,
 this executor for a context without a deadline +0.4-0.9 % (the noise is 1-2 %).
 
-Cancelling unwinds every task of the execution, one step each; a wide request has ten thousand
-or more. `cancel_execution` pauses the cyclic garbage collector until they have unwound: a full
-collection during the unwinding walks the whole request's heap, still alive, and doubled the
-time from the deadline to the answer (measured on `hookql serve` with the hostile test's costly
-request, six runs each on a shared 2-core machine: 0.6-1.3 s with the collector running, 0.03-0.7
-s with it paused)."""
+Cancelling unwinds every task of the execution, one step each, and a wide request has tens of
+thousands: the loop is busy with them for a while. The view answers before they unwind
+(`Deadline.wait`), and `cancel_execution` pauses the cyclic garbage collector until they have: a
+full collection during the unwinding walks the whole request's heap, still alive. Measured
+in-process with the hostile test's costly request (three runs each, a shared 2-core machine):
+unwound 0.5-0.7 s after the deadline with the collector paused, 1.4-1.6 s with it running."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from typing import Any
 
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -53,6 +54,7 @@ class Deadline:
         self.at = at
         self.expired = False  # the executor found it passed and cancelled the execution
         self._execution: asyncio.Future[Any] | None = None
+        self._wake: Callable[[], None] | None = None  # the view's `wait`, under way
 
     def extend_to(self, at: float) -> None:
         self.at = max(self.at, at)
@@ -60,10 +62,36 @@ class Deadline:
     def runs(self, execution: asyncio.Future[Any]) -> None:
         self._execution = execution
 
+    async def wait(self, *futures: asyncio.Future[Any]) -> None:
+        """Until one of `futures` is done, the deadline as it stands now is reached, or the
+        executor expires it. `expire` wakes this directly, before it cancels the execution: the
+        view resumes before the execution's tasks unwind (asyncio.wait would resume it a loop
+        turn later, after them)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_at(self.at, wake)
+        for future in futures:
+            future.add_done_callback(wake)
+        self._wake = wake
+        try:
+            await waiter
+        finally:
+            self._wake = None
+            timer.cancel()
+            for future in futures:
+                future.remove_done_callback(wake)
+
     def expire(self) -> None:
         """Cancel the execution: every task under it at once, not only the one that found the
         deadline passed."""
         self.expired = True
+        if self._wake is not None:
+            self._wake()
         if self._execution is not None:
             cancel_execution(self._execution)
 

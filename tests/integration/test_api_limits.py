@@ -27,6 +27,7 @@ from app.config import Settings
 from app.store.apikeys import create_key
 from app.types import OPERATOR, Visibility
 from tests.support.live_server import serving
+from tests.support.locks import tables_locked, waiting_on_locks
 from tests.support.receivers import Receiver
 
 SELLER_ID = 1
@@ -68,27 +69,6 @@ async def post(url: str, key: str, query: str, **variables: Any) -> tuple[int, d
         url, json={"query": query, "variables": variables}, headers={"Authorization": f"Bearer {key}"}
     ) as r:
         return r.status, dict(r.headers), await r.json()
-
-
-@contextlib.asynccontextmanager
-async def tables_locked(database_url: str, *tables: str) -> AsyncIterator[asyncpg.Connection]:
-    """Hold an ACCESS EXCLUSIVE lock on `tables`: any statement touching them waits until the
-    block ends, so a request that answers meanwhile ran none, and one that reads them waits in
-    pg_stat_activity where a test can see it."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with conn.transaction():
-            await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
-            yield conn
-    finally:
-        await conn.close()
-
-
-async def waiting_on_locks(conn: asyncpg.Connection) -> int:
-    """Backends of this database waiting for a lock: statements of requests held by tables_locked."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
 
 
 async def _none_waiting(conn: asyncpg.Connection) -> bool:

@@ -1,7 +1,8 @@
 """A request's deadline held while objects complete (app.api.deadline), on a schema of its own:
 an execution that completes thousands of objects without awaiting is cancelled within a few of
-them once its deadline passes, all of its tasks with it; one without a deadline runs as
-strawberry's; and the collector is paused while a cancelled execution unwinds, within bounds."""
+them once its deadline passes, all of its tasks with it, and the view waiting on it resumes
+before they unwind; one without a deadline runs as strawberry's; and the collector is paused
+while a cancelled execution unwinds, within bounds."""
 
 from __future__ import annotations
 
@@ -107,6 +108,38 @@ async def test_expiring_the_deadline_cancels_every_task_of_the_execution() -> No
     # then the execution is cancelled, each of its resolvers where it waited
     assert execution.cancelled()
     assert ctx.cancelled == 50
+
+
+async def test_expiring_wakes_the_view_before_the_executions_tasks_unwind() -> None:
+    # given an execution of 100 waiting tasks, and the view waiting for it under its deadline
+    order: list[str] = []
+
+    async def waits() -> None:
+        order.append("started")
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            order.append("unwound")
+
+    async def execution() -> None:
+        await asyncio.gather(*(waits() for _ in range(100)))
+
+    work = asyncio.ensure_future(execution())
+    deadline = Deadline(asyncio.get_running_loop().time() + 3600)
+    deadline.runs(work)
+
+    async def view() -> None:
+        await deadline.wait(work)
+        order.append("view")
+
+    viewing = asyncio.ensure_future(view())
+    await wait_until(lambda: order.count("started") == 100, timeout_s=5)
+    # when the deadline expires
+    deadline.expire()
+    await asyncio.wait({work, viewing})
+    # then the view resumes first (it answers while the execution unwinds), and every task unwinds
+    assert order[100:] == ["view"] + ["unwound"] * 100
+    assert work.cancelled()
 
 
 async def unwinds_when(release: asyncio.Event) -> None:
