@@ -10,7 +10,7 @@ webhooks are claimed ahead: a failing one gets one round at a time, so a fixed U
 its very next attempt. Attempts waiting in a lane use the configuration read at their claim.
 
 Events this process's producer just enqueued skip the claim: they are inserted leased to this
-process and handed over (`accept`, app.engine.enqueue.Handoff) within the same budget, so a claim is
+process and handed over (`accept`, app.engine.producer.Handoff) within the same budget, so a claim is
 needed only for what was left to one — announced by NOTIFY.
 
 Send slots and held events are shared fairly by owner (a seller, or the operator): the rule is
@@ -31,7 +31,6 @@ import asyncpg
 from app.config import Settings
 from app.engine.wakeups import Wakeups, wait_any
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
-from app.policy.pacing import Backlog, recording_share
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify
 from app.store import db, delivery
 from app.store.attempts import outgoing_for, plan_outcomes
@@ -56,9 +55,8 @@ RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
 CLAIM_LINGER_S = 0.002
 # Results arriving while attempts are still in flight, up to this long after the first, share one
-# statement; with none in flight, or a whole batch waiting, a batch is recorded at once. Recording
-# happens after the receiver has its request, so this delays only the release of leases, not
-# deliveries.
+# statement; with none in flight a batch is recorded at once. Recording happens after the receiver
+# has its request, so this delays only the release of leases, not deliveries.
 RECORD_LINGER_S = 0.2
 POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
@@ -101,11 +99,9 @@ class Dispatcher:
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
         self._all_sent = asyncio.Event()  # set when no attempt is in flight: the recorder waits on it
         self._room = asyncio.Event()  # set when it stops being saturated: the producer waits on it
-        # Outcomes sent and not yet recorded (queued, or in the batch being recorded), by owner.
-        share = recording_share(RECORD_BATCH, settings.owner_max_sending, MAX_IN_FLIGHT)
-        self._backlog = Backlog(RECORD_BATCH, share)
+        self._recording = 0  # outcomes taken by the recorder and not yet recorded
 
-    # -- hand-off from the producer (app.engine.enqueue.Handoff) ---------------------------------------
+    # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
 
     lease_s = LEASE_S
 
@@ -119,15 +115,11 @@ class Dispatcher:
         return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
 
     def saturated(self) -> bool:
-        """More work would only wait: every send slot is taken with attempts waiting for one, or
-        the recorder is a batch or more behind the attempts that finished — neither counting an
-        owner beyond its share, so that no owner alone makes it so (app.policy.pacing)."""
-        return self._lanes.saturated() or self._backlog.behind()
-
-    @property
-    def recording_backlog(self) -> int:
-        """Attempts sent and not yet recorded, over all owners."""
-        return len(self._backlog)
+        """More work would only wait: every send slot is taken with attempts waiting for one
+        (app.policy.lanes), or the recorder is a batch or more behind the attempts that finished.
+        Neither comes from a slow receiver: its attempts wait behind its own concurrency and
+        finish at its timeout's pace."""
+        return self._lanes.saturated() or self._results.qsize() + self._recording >= RECORD_BATCH
 
     async def room(self, timeout_s: float) -> None:
         """Until it is no longer saturated, or `timeout_s` passed."""
@@ -229,7 +221,6 @@ class Dispatcher:
             webhook_id in self._more and self._lanes.waiting(webhook_id) < max(1, self._lanes.limit(webhook_id))
         ):
             self._slot_freed.set()
-        self._backlog.add(row.seller_id)
         await self._results.put((row, result))
         self._start(self._lanes.take())
         if not self.saturated():
@@ -294,14 +285,16 @@ class Dispatcher:
     async def record_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
-            # More outcomes on the way join this batch, unless a whole batch is waiting already:
-            # then lingering would only let the recorder fall behind.
-            if self._lanes.sending and self._results.qsize() < RECORD_BATCH - 1:
+            if self._lanes.sending:  # more outcomes on the way: they join this batch
                 self._all_sent.clear()
                 await wait_any([self._all_sent], RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            retrying = await self._record(batch)
+            self._recording = len(batch)
+            try:
+                retrying = await self._record(batch)
+            finally:
+                self._recording = 0
             if not self.saturated():
                 self._room.set()
             self._recorded.set()
@@ -359,7 +352,6 @@ class Dispatcher:
         for row, _ in batch:
             self._unrecorded.pop(row.id, None)
             self._finished.discard(row.id)
-            self._backlog.remove(row.seller_id)
         states = (
             await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
             if hooks or failed_pairs

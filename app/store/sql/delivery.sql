@@ -8,22 +8,17 @@ SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR N
 SELECT pg_advisory_xact_lock(:lock_key);
 
 -- name: claim_events
-WITH leases AS (
-    SELECT id, webhook_id, entity_type, entity_id FROM webhook_events
-    WHERE leased_until IS NOT NULL AND leased_until > now()
-), leased AS (
+WITH leased AS (
     -- attempts in flight, but for this process's attempts that have finished and are not yet
     -- recorded (:finished), which no longer occupy a slot
-    SELECT webhook_id, entity_type, entity_id FROM leases WHERE id <> ALL(:finished::bigint[])
+    SELECT webhook_id, entity_type, entity_id FROM webhook_events
+    WHERE leased_until IS NOT NULL AND leased_until > now() AND id <> ALL(:finished::bigint[])
 ), busy AS (
     SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
 ), owner_busy AS (
-    -- every lease counts against its owner's held events, finished attempts waiting for the
-    -- recorder too: they are held until recorded, and a recorder that falls behind must not let
-    -- one owner fill a process's held events. An owner is a seller, or the operator (seller_id
-    -- NULL: owner 0, below every bigserial id).
-    SELECT coalesce(w.seller_id, 0) AS owner, count(*) AS n
-    FROM leases l JOIN webhooks w ON w.id = l.webhook_id GROUP BY 1
+    -- an owner is a seller, or the operator (seller_id NULL: owner 0, below every bigserial id)
+    SELECT coalesce(w.seller_id, 0) AS owner, sum(b.n) AS n
+    FROM busy b JOIN webhooks w ON w.id = b.webhook_id GROUP BY 1
 ), due AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
@@ -62,15 +57,11 @@ WITH leases AS (
 )
 UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => :lease_s)
-FROM webhooks w, (
-    -- looked up by primary key (an array, not a join the planner may turn into a scan of every
-    -- pending event), and locked in id order, as enqueueing's supersede and recording lock
-    -- events: the three cannot deadlock
-    SELECT x.id FROM webhook_events x WHERE x.id = ANY (ARRAY(SELECT id FROM chosen)) ORDER BY x.id
-    FOR NO KEY UPDATE OF x) l
--- status is checked again on the row as it is when locked: an event superseded by an enqueue
--- that committed while this claim waited for the row must not be sent
-WHERE e.id = l.id AND w.id = e.webhook_id AND e.status = 'pending'
+FROM webhooks w
+-- looked up by primary key (an array, not a join the planner may turn into a scan of every
+-- pending event). status is checked again on the row as it is when locked: an event superseded
+-- by an enqueue that committed while this claim waited for the row must not be sent
+WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.status = 'pending'
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
