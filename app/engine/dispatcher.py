@@ -10,7 +10,7 @@ webhooks are claimed ahead: a failing one gets one round at a time, so a fixed U
 its very next attempt. Attempts waiting in a lane use the configuration read at their claim.
 
 Events this process's producer just enqueued skip the claim: they are inserted leased to this
-process and handed over (`accept`, app.engine.producer.Handoff) within the same budget, so a claim is
+process and handed over (`accept`, app.engine.enqueue.Handoff) within the same budget, so a claim is
 needed only for what was left to one — announced by NOTIFY.
 
 Send slots and held events are shared fairly by owner (a seller, or the operator): the rule is
@@ -101,7 +101,7 @@ class Dispatcher:
         self._room = asyncio.Event()  # set when it stops being saturated: the producer waits on it
         self._recording = 0  # outcomes taken by the recorder and not yet recorded
 
-    # -- hand-off from the producer (app.engine.producer.Handoff) ---------------------------------------
+    # -- hand-off from the producer (app.engine.enqueue.Handoff) ---------------------------------------
 
     lease_s = LEASE_S
 

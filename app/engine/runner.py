@@ -38,7 +38,7 @@ class Engine:
         self.transport = transport
         self.wakeups = Wakeups(database_url)
         self.dispatcher = Dispatcher(pool, settings, transport, self.wakeups)
-        # Fresh events go straight to this process's dispatcher (app.engine.producer.Handoff).
+        # Fresh events go straight to this process's dispatcher (app.engine.enqueue.Handoff).
         self.producer = Producer(pool, settings, schema, make_context, self.wakeups, handoff=self.dispatcher)
         self._tasks: list[asyncio.Task[None]] = []
 
