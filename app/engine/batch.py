@@ -169,18 +169,15 @@ class Batch:
     def _tasks(self) -> list[asyncio.Task[Any]]:
         return [g.task for g in self._groups.values() if g.task is not None]
 
-    async def wait_ready(self, straggler_s: float | None) -> list[Due]:
-        """Wait for every group, but no longer than `straggler_s` after the first one finished
-        (None: for every group); then take the entities whose groups have all finished, and
-        raise the first group's error if one failed."""
+    async def wait_ready(self, straggler_s: float) -> list[Due]:
+        """Wait for every group, but no longer than `straggler_s` after the first one finished;
+        then take the entities whose groups have all finished, and raise the first group's error
+        if one failed (`wait_rest` waits for every group)."""
         tasks = self._tasks()
         if tasks:
-            if straggler_s is None:
-                await asyncio.wait(tasks)
-            else:
-                _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                if running:
-                    await asyncio.wait(running, timeout=straggler_s)
+            _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if running:
+                await asyncio.wait(running, timeout=straggler_s)
         return self._take()
 
     async def wait_rest(self) -> list[Due]:
