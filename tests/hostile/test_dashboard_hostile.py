@@ -249,7 +249,12 @@ async def test_a_hanging_receiver_holds_up_no_page_and_send_now_says_it_is_in_fl
                     assert "Not sent now: it is being sent right now." in await r.text()
                 assert time.monotonic() - started < 5  # none of it waited for the receiver
             await receiver.release()
-            await wait_until(lambda: run.pool.fetchval("SELECT attempts = 1 FROM webhook_events"))
+            recorded = "SELECT attempts = 1 FROM webhook_events WHERE id = $1"
+            try:
+                await wait_until(lambda: run.pool.fetchval(recorded, event))
+            except AssertionError:  # flaked once in CI (external mode, unreproduced): say what the table held
+                rows = [dict(r) for r in await run.pool.fetch("SELECT * FROM webhook_events")]
+                raise AssertionError(f"event {event} not recorded after its release: {rows}") from None
     finally:
         await receiver.release()
         await receiver.stop()
