@@ -181,7 +181,7 @@ async def enqueue_batch(
             conn,
             rows,
             handoff.lease_s if handoff else 0.0,
-            [c.id for c in superseded],
+            superseded,
             [(k[0], k[1], k[2], hashes[k]) for k in hashed],
             list(done),
             restarted,

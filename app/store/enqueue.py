@@ -262,7 +262,7 @@ async def finish_enqueue(
     conn: asyncpg.Connection,
     rows: Sequence[NewEvent],
     lease_s: float,
-    superseded: list[int],
+    superseded: Sequence[RetryClock],
     hashes: list[tuple[int, str, int, bytes]],
     done: list[tuple[str, int]],
     moved: list[tuple[str, int, datetime]],
@@ -271,7 +271,8 @@ async def finish_enqueue(
     max_delay_ms: int,
 ) -> dict[str, int]:
     """The rest of an enqueue, in one round trip (its parts write disjoint rows): insert the
-    events, link the events they `superseded` to them, remember the `hashes` of the payloads
+    events, link the pending events they `superseded` (`supersede`'s retry clocks) to them
+    (`superseded_by`: the new pending event of the same (webhook, entity)), remember the `hashes` of the payloads
     enqueued (webhook, type, id, hash), delete the entities evaluated (`done`), release the
     claims of those changed meanwhile (`moved`: type, id, new first change time; still pending
     for their newer changes, due by the coalesce rule, `hookql_due_at` (migration 0025), with
@@ -287,6 +288,9 @@ async def finish_enqueue(
     c: dict[str, list[Any]] = {name: [] for name in _NEW_EVENT_FIELDS}
     if rows:
         c = dict(zip(_NEW_EVENT_FIELDS, map(list, zip(*map(_NEW_EVENT_COLUMNS, rows), strict=True)), strict=True))
+    # Paired here, not joined in the statement: see `link` in sql/enqueue.sql.
+    replacing = {(e.webhook_id, e.entity_type, e.entity_id): e.public_id for e in rows if e.status == "pending"}
+    links = [(clock.id, replacing[clock.key]) for clock in superseded if clock.key in replacing]
     leased_rows = await conn.fetch(
         *Q.finish_enqueue(
             public_ids=c["public_id"],
@@ -305,7 +309,8 @@ async def finish_enqueue(
             leased=c["leased"],
             skip_reasons=c["skip_reason"],
             lease_s=lease_s,
-            superseded_ids=superseded,
+            superseded_ids=[link[0] for link in links],
+            superseding_public_ids=[link[1] for link in links],
             hash_webhook_ids=[h[0] for h in hashes],
             hash_types=[h[1] for h in hashes],
             hash_ids=[h[2] for h in hashes],
@@ -375,7 +380,7 @@ async def enqueue_pending(conn: asyncpg.Connection, webhook_id: int, fresh: Sequ
         conn,
         rows,
         0.0,
-        [c.id for c in clocks.values()],
+        list(clocks.values()),
         [(webhook_id, f.entity_type, f.entity_id, f.payload_hash) for f in fresh],
         [],
         [],
