@@ -11,6 +11,7 @@ delivery's Standard Webhooks signature."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import statistics
 import traceback
 from collections.abc import Sequence
@@ -87,6 +88,13 @@ def declare(bench: Bench) -> list[Figure]:
                 "cores",
                 "info",
                 goal="(the machine is shared: this is the system's own)",
+            ),
+            Figure(
+                f"peers.{key}.idle_s",
+                f"{label}: seconds with no delivery at full load",
+                "s",
+                "info",
+                goal="(a stall; summed over the rounds)",
             ),
             Figure(
                 f"peers.{key}.latency_p50_ms",
@@ -219,6 +227,7 @@ async def windows(
         "cpu_cores": full.cpu_cores,
         "cpu_own_cores": round(full.cpu_cores.get("engine", 0.0) + full.cpu_cores.get("postgresql", 0.0), 2),
         "timeline_s_deliveries": full.timeline,
+        "idle_s": idle_seconds(full.timeline),
         "mean_body_bytes": round(full.mean_body_bytes),
         "latency_samples": len(samples_ms),
         "latency_p50_ms": round(percentile(samples_ms, 50), 1) if samples_ms else None,
@@ -227,6 +236,13 @@ async def windows(
         "verified": int(stats["verified"]) + int(latency_stats["verified"]),
         "unverified": int(stats["unverified"]) + int(latency_stats["unverified"]),
     }
+
+
+def idle_seconds(timeline: list[tuple[float, int]] | list[list[float]]) -> float:
+    """Seconds of the full-load window in which nothing was delivered: the timeline's samples
+    (about one a second, cumulative deliveries) between which the count did not move. With the
+    producer offering far more than any system sends, such a second is a stall, not a lull."""
+    return round(sum(b[0] - a[0] for a, b in itertools.pairwise(timeline) if b[1] == a[1]), 2)
 
 
 def latency_samples(run: workload.InvoiceRun, receipts: list[list[Any]], counted_from: float) -> list[float]:
@@ -297,6 +313,10 @@ def fill_figures(
         fig.note = f"spread {spread(owns)}" + (
             f"; {statistics.median(per_delivery):.2f} ms CPU per delivery (median)" if per_delivery else ""
         )
+        idle = [float(x.get("idle_s", 0.0)) for x in results]
+        fig = figures[f"peers.{key}.idle_s"]
+        fig.value = round(sum(idle), 2)
+        fig.note = "per round " + " / ".join(f"{v:g}" for v in idle)
         for pct in (50, 99):
             value, values = median_of(results, f"latency_p{pct}_ms")
             fig = figures[f"peers.{key}.latency_p{pct}_ms"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench.__main__ import main as bench_main
-from bench.peers.scenario import fill_figures, latency_samples, median_of, spread
+from bench.peers.scenario import fill_figures, idle_seconds, latency_samples, median_of, spread
 from bench.peers.systems import (
     NODE_PATH,
     NODE_WHEEL,
@@ -197,6 +197,7 @@ def _round(rate: float) -> dict[str, object]:
         "latency_p99_ms": 90.0,
         "verified": 100,
         "unverified": 0,
+        "idle_s": 1.5 if rate < 400 else 0.0,
     }
 
 
@@ -219,13 +220,26 @@ def test_figures_are_medians_and_a_system_whose_rounds_all_failed_says_why() -> 
     assert figures["peers.procrastinate.deliveries_per_s"].value is None
     assert figures["peers.procrastinate.deliveries_per_s"].reason == "round 3: RuntimeError: boom"
     assert figures["peers.unverified_deliveries"].value == 0
+    # and the seconds with no delivery are summed over the rounds, each round's in the note
+    assert figures["peers.hookql.idle_s"].value == 1.5
+    assert figures["peers.hookql.idle_s"].note == "per round 0 / 1.5 / 0"
 
 
 def _declared(peers: list[str]) -> list[Figure]:
     figures = []
     for key in ["hookql", *peers]:
-        for name in ("deliveries_per_s", "cpu_machine_cores", "cpu_own_cores", "latency_p50_ms", "latency_p99_ms"):
+        for name in ("deliveries_per_s", "cpu_machine_cores", "cpu_own_cores", "idle_s", "latency_p50_ms",
+                     "latency_p99_ms"):
             figures.append(Figure(f"peers.{key}.{name}", name, "x", "info"))
     figures.append(Figure("peers.hookql_ratio_best_peer", "ratio", "ratio", ">=", threshold=2.0))
     figures.append(Figure("peers.unverified_deliveries", "unverified", "deliveries", "==", threshold=0))
     return figures
+
+
+def test_idle_seconds_are_the_samples_between_which_nothing_was_delivered() -> None:
+    # a window that stalls twice: one second, then two samples' worth (3.05 to 5.1 s)
+    timeline = [(0.0, 0), (1.0, 900), (2.0, 900), (3.05, 1800), (4.1, 1800), (5.1, 1800), (5.6, 2000)]
+    assert idle_seconds(timeline) == 3.05
+    # and a steady one has none, as has a window too short for two samples
+    assert idle_seconds([(0.0, 0), (1.0, 500), (2.0, 1000)]) == 0
+    assert idle_seconds([(0.0, 0)]) == 0
