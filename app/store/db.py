@@ -207,7 +207,7 @@ DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncp
 # on the peers bench (auto_explain, 2026-12-02) the attempts' foreign-key checks scanned every
 # event once per attempt (285-511 ms per 500 recorded) and the last-hash lookup scanned every
 # (webhook, entity) state once per candidate (2.4 s for 2,000), each holding its locks meanwhile.
-# Planning each execution costs PostgreSQL a little CPU per statement; bench/README has the figures.
+# Planning each execution costs latency (about 6 ms at the median on the bench, README: Benchmarks).
 SERVER_SETTINGS = {"jit": "off", "plan_cache_mode": "force_custom_plan"}
 
 
