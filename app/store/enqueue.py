@@ -272,12 +272,12 @@ async def finish_enqueue(
 ) -> dict[str, int]:
     """The rest of an enqueue, in one round trip (its parts write disjoint rows): insert the
     events, link the pending events they `superseded` (`supersede`'s retry clocks) to them
-    (`superseded_by`: the new pending event of the same (webhook, entity)), remember the `hashes` of the payloads
-    enqueued (webhook, type, id, hash), delete the entities evaluated (`done`), release the
-    claims of those changed meanwhile (`moved`: type, id, new first change time; still pending
-    for their newer changes, due by the coalesce rule, `hookql_due_at` (migration 0025), with
-    `debounce_ms` and `max_delay_ms`), and wake dispatchers (NOTIFY) when an inserted event is
-    left to a claim: pending and not leased.
+    (`superseded_by`: the new pending event of the same (webhook, entity)), remember the
+    `hashes` of the payloads enqueued (webhook, type, id, hash), delete the entities evaluated
+    (`done`), release the claims of those changed meanwhile (`moved`: type, id, new first change
+    time; still pending for their newer changes, due by the coalesce rule, `hookql_due_at`
+    (migration 0025), with `debounce_ms` and `max_delay_ms`), and wake dispatchers (NOTIFY) when
+    an inserted event is left to a claim: pending and not leased.
 
     An event with `leased` set is inserted leased for `lease_s`, for this process to send
     without claiming it — unless an older event of its (webhook, entity) is still leased (in
@@ -289,7 +289,7 @@ async def finish_enqueue(
     if rows:
         c = dict(zip(_NEW_EVENT_FIELDS, map(list, zip(*map(_NEW_EVENT_COLUMNS, rows), strict=True)), strict=True))
     # Paired here, not joined in the statement: see `link` in sql/enqueue.sql.
-    replacing = {(e.webhook_id, e.entity_type, e.entity_id): e.public_id for e in rows if e.status == "pending"}
+    replacing = {e.key: e.public_id for e in rows if e.status == "pending"}
     links = [(clock.id, replacing[clock.key]) for clock in superseded if clock.key in replacing]
     leased_rows = await conn.fetch(
         *Q.finish_enqueue(
