@@ -102,4 +102,9 @@ def bodies(received: list[Any]) -> list[dict[str, Any]]:
 
 
 def fast(**overrides: Any) -> Settings:
-    return replace(FAST, **overrides)
+    """FAST with `overrides`, checked as `hookql serve` checks its settings: a combination the
+    engine would refuse (say retry_base_ms above FAST's retry_max_ms, which the backoff silently
+    caps) fails here rather than testing something other than what the test says."""
+    settings = replace(FAST, **overrides)
+    settings.check()
+    return settings
