@@ -200,15 +200,12 @@ DB_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncp
 # statement that runs in milliseconds (an invoice group of every field over about 50 invoices:
 # 17 s with JIT, 0.2 s without, PostgreSQL 15), past any evaluation budget. hookql's other
 # statements are short OLTP ones that JIT does not speed up.
-# Custom plans only: a statement with parameters (asyncpg prepares every one; PL/pgSQL's, such as
-# hookql_enqueue_prepare's; a foreign key's check) is planned for the tables as they are at each
-# execution, not once per session for the tables as they were. A session's generic plan made
-# while a table was small kept scanning it whole after it grew, until autovacuum's next analyze:
-# on the peers bench (auto_explain, 2026-12-02) the attempts' foreign-key checks scanned every
-# event once per attempt (285-511 ms per 500 recorded) and the last-hash lookup scanned every
-# (webhook, entity) state once per candidate (2.4 s for 2,000), each holding its locks meanwhile.
-# Planning each execution costs latency (about 6 ms at the median on the bench, README: Benchmarks).
-SERVER_SETTINGS = {"jit": "off", "plan_cache_mode": "force_custom_plan"}
+# Plan caching stays PostgreSQL's default: a statement's generic plan is reused once it costs no
+# more than a custom one, which saves planning every statement at every execution (forcing custom
+# plans cost about 13 ms of a delivery's median latency, 2026-12-03). A generic plan is made for
+# the tables as they are then: where a plan made on a small table would scan it once per row
+# after it grew, the statement is written so it cannot (migration 0027; tests/integration/test_plans.py).
+SERVER_SETTINGS = {"jit": "off"}
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

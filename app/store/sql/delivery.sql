@@ -91,10 +91,17 @@ WHERE e.status = 'pending' AND (e.leased_until IS NULL OR e.leased_until <= now(
 -- name: record_attempts
 -- One statement, no transaction of its own: a batch of outcomes costs one round trip. Webhook
 -- rows are KEY SHARE locked first (a webhook delete waits; enqueueing, FOR NO KEY UPDATE, does
--- not): both the attempts and the outcomes read the lock's result, so it is taken before either.
--- A webhook deleted before the lock took its events along, and its attempts are dropped.
+-- not), then the events, in id order, as enqueueing's supersede locks them: the two cannot
+-- deadlock. An event deleted before its lock (with its webhook, or pruned) is not locked, and
+-- neither its attempt nor its outcome is recorded: attempts have no foreign key to their event
+-- (migration 0027), this is their check, made once per batch rather than once per attempt.
 WITH hooks AS (
     SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR KEY SHARE
+), locked AS (
+    SELECT x.id, v.s, v.n
+    FROM unnest(:event_ids::bigint[], :statuses::text[], :next_attempt_ats::timestamptz[]) v(id, s, n)
+    JOIN webhook_events x ON x.id = v.id AND x.webhook_id IN (SELECT id FROM hooks)
+    ORDER BY x.id FOR NO KEY UPDATE OF x
 ), attempts AS (
     -- The request columns arrive masked (app.policy.masking; migration 0013).
     INSERT INTO webhook_attempts (event_id, webhook_id, attempted_at, duration_ms, status_code,
@@ -106,19 +113,14 @@ WITH hooks AS (
                            :request_urls::text[], :request_headers::jsonb[], :request_bodies::bytea[])
         u(event_id, webhook_id, attempted_at, duration_ms, status_code, response_headers, response_body, error,
           request_method, request_url, request_headers, request_body)
-    WHERE u.webhook_id IN (SELECT id FROM hooks) AND EXISTS (SELECT 1 FROM webhook_events e WHERE e.id = u.event_id)
+    WHERE u.event_id IN (SELECT id FROM locked)
 ), outcomes AS (
-    -- A status applies only while the event is still pending (not cancelled or superseded
-    -- meanwhile). Rows are locked in id order, as enqueueing's supersede locks them: the two
-    -- cannot deadlock.
+    -- A status applies only while the event is still pending (not cancelled or superseded meanwhile).
     UPDATE webhook_events e SET attempts = e.attempts + 1, leased_until = NULL,
         status = CASE WHEN e.status = 'pending' THEN u.s ELSE e.status END,
         next_attempt_at = CASE WHEN e.status = 'pending' THEN u.n ELSE e.next_attempt_at END,
         finished_at = CASE WHEN e.status = 'pending' AND u.s <> 'pending' THEN now() ELSE e.finished_at END
-    FROM (SELECT x.id, v.s, v.n
-          FROM unnest(:event_ids::bigint[], :statuses::text[], :next_attempt_ats::timestamptz[]) v(id, s, n)
-          JOIN webhook_events x ON x.id = v.id AND x.webhook_id IN (SELECT id FROM hooks)
-          ORDER BY x.id FOR NO KEY UPDATE OF x) u
+    FROM locked u
     WHERE e.id = u.id
 )
 -- Claimers are woken only when other events of these webhooks are claimable now. The statement's

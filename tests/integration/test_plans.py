@@ -1,0 +1,167 @@
+"""hookql's hot statements on plans made while their tables were small (migration 0027).
+
+hookql's connections keep PostgreSQL's default plan caching: after five executions a statement
+may run on a generic plan made for the tables as they were then, kept until they are analyzed
+again (autovacuum: up to a minute). Each test takes statistics while the tables are small (a
+quiet night, a new installation, the bench's freshly cloned database), runs the statement six
+times so the session settles on its plan, grows the tables on another connection (autovacuum off
+for them), runs the statement again on the plan's connection and counts the rows it read
+(pg_stat_xact_user_tables). A lookup that fell back to a scan per row reads the whole table once
+per row: millions of rows here (before migration 0027, 9.5-10.2 million to record 500 attempts),
+and seconds of locks held on the bench (auto_explain, 2026-12-02). A scan per statement is
+allowed: it lasts until the next analyze, and costs milliseconds, not seconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+from app.store import delivery, enqueue
+from app.types import SendResult
+from tests.support.engine_harness import add_webhook
+
+GROWN_EVENTS = 20_000
+RECORDED = 500
+WEBHOOKS = 10
+ENTITIES = 50  # claimed per enqueue, × WEBHOOKS candidates
+GROWN_STATES = 500  # (webhook, entity) states per webhook once the table has grown
+PLANNED_AFTER = 6  # executions after which a session runs a statement on its cached plan, if generic
+
+
+async def rows_read(conn: asyncpg.Connection, table: str) -> int:
+    """Rows the current transaction read from `table`, by sequential and index scans."""
+    read = await conn.fetchval(
+        "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables WHERE relname = $1", table
+    )
+    return int(read)
+
+
+async def statistics_while_small(pool: asyncpg.Pool, *tables: str) -> None:
+    """Statistics taken now, and kept: an analyze while the test runs would invalidate the plans."""
+    for table in tables:
+        await pool.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    await pool.execute(f"VACUUM ANALYZE {', '.join(tables)}")
+
+
+async def insert_events(pool: asyncpg.Pool, hook: int, first: int, count: int, status: str) -> list[int]:
+    rows = await pool.fetch(
+        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, status,"
+        " payload, payload_hash, changed_at, leased_until) SELECT 'evt_' || i, $1, 'invoice', i, 'invoice.updated', i,"
+        " $4, '{}', '\\x00', now(), CASE WHEN $4 = 'pending' THEN now() + interval '1 minute' END"
+        " FROM generate_series($2::bigint, $2 + $3 - 1) i RETURNING id",
+        hook, first, count, status,
+    )
+    return [r["id"] for r in rows]
+
+
+async def record(conn: asyncpg.Connection, hook: int, event_ids: list[int]) -> None:
+    now = datetime.now(UTC)
+    result = SendResult(started_at=now, duration_ms=1, status_code=200)
+    await delivery.record_attempts(
+        conn,
+        [delivery.attempt_values(e, hook, result) for e in event_ids],
+        [delivery.EventOutcome(e, "delivered", now) for e in event_ids],
+        [hook],
+    )
+
+
+async def test_recording_reads_each_recorded_event_about_once_on_a_plan_made_while_events_were_few(
+    pool: asyncpg.Pool,
+) -> None:
+    # given a session that has recorded attempts while there were 10 events, as analyzed
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused")
+    few = await insert_events(pool, hook, 1, 10, "pending")
+    await statistics_while_small(pool, "webhook_events", "webhook_attempts")
+    async with pool.acquire() as conn:
+        for _ in range(PLANNED_AFTER):
+            async with conn.transaction():
+                await record(conn, hook, few)
+                await conn.execute("UPDATE webhook_events SET status = 'pending', attempts = 0")
+        # and events that have grown to 20,000, 500 of them leased to this process
+        await insert_events(pool, hook, 100, GROWN_EVENTS, "delivered")
+        leased = await insert_events(pool, hook, 100_000, RECORDED, "pending")
+        # when their 500 attempts are recorded on that plan
+        async with conn.transaction():
+            await record(conn, hook, leased)
+            read = await rows_read(conn, "webhook_events")
+    # then each is recorded, and the events were read a few times at most, not once per attempt
+    # (the attempts' foreign-key check on a scan)
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM webhook_events WHERE id = ANY($1::bigint[]) AND status = 'delivered' AND attempts = 1"
+        " AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.event_id = webhook_events.id)",
+        leased,
+    )
+    assert recorded == RECORDED
+    stored = GROWN_EVENTS + RECORDED + 10
+    assert read <= 4 * stored, f"{read:,} event rows read to record {RECORDED} attempts ({stored:,} stored)"
+
+
+async def test_the_last_hashes_are_read_about_once_per_candidate_on_a_plan_made_while_they_were_few(
+    pool: asyncpg.Pool,
+) -> None:
+    # given a session that has prepared enqueues while 10 webhooks had one (webhook, entity) state
+    # each, as analyzed
+    hooks = [(await add_webhook(pool, "http://127.0.0.1:9/unused"))[0] for _ in range(WEBHOOKS)]
+    states = "INSERT INTO webhook_entity_state (webhook_id, entity_type, entity_id, last_payload_hash)" \
+        " SELECT w, 'invoice', i, '\\x01' FROM unnest($1::bigint[]) w, generate_series($2::bigint, $3) i"
+    await pool.execute(states, hooks, 1, 1)
+    claims = "INSERT INTO pending_entities (entity_type, entity_id, action, first_change_at, last_change_at," \
+        " due_at, version, claimed_until) SELECT 'invoice', i, 'updated', now(), now(), now(), 1," \
+        " now() + interval '1 minute' FROM generate_series(1, $1) i ON CONFLICT DO NOTHING"
+    await pool.execute(claims, 1)
+    await statistics_while_small(pool, "webhook_entity_state", "webhook_events", "pending_entities")
+
+    def batch(n: int) -> tuple[list[enqueue.ClaimedVersion], list[enqueue.Candidate]]:
+        ids = range(1, n + 1)
+        claimed = [enqueue.ClaimedVersion("invoice", i, 1, "updated") for i in ids]
+        candidates = [enqueue.Candidate(w, "invoice", i, "payload", b"\x02", True) for w in hooks for i in ids]
+        return claimed, candidates
+
+    async with pool.acquire() as conn:
+        for _ in range(PLANNED_AFTER):
+            planned = conn.transaction()
+            await planned.start()
+            await enqueue.prepare_enqueue(conn, batch(1)[0], hooks, batch(1)[1])
+            await planned.rollback()  # the plan stays cached; the reservation does not
+        # and states grown to 500 per webhook (5,000), and 50 entities claimed
+        await pool.execute(states, hooks, 2, GROWN_STATES)
+        await pool.execute(claims, ENTITIES)
+        claimed, candidates = batch(ENTITIES)
+        # when an enqueue of a payload for each (webhook, entity) is prepared on that plan
+        async with conn.transaction():
+            prepared = await enqueue.prepare_enqueue(conn, claimed, hooks, candidates)
+            read = await rows_read(conn, "webhook_entity_state")
+    # then every candidate's last hash was found, reading the states about once per candidate
+    # (a scan per candidate: 2.5 million rows)
+    assert len(prepared.previous_hashes) == len(candidates)
+    assert read <= 3 * len(candidates), f"{read:,} state rows read for {len(candidates):,} candidates"
+
+
+async def test_an_attempt_for_an_event_deleted_meanwhile_is_not_recorded(pool: asyncpg.Pool) -> None:
+    # given an event in flight, deleted meanwhile (attempts have no foreign key to their event)
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused")
+    kept, gone = await insert_events(pool, hook, 1, 2, "pending")
+    await pool.execute("DELETE FROM webhook_events WHERE id = $1", gone)
+    # when both attempts are recorded
+    async with pool.acquire() as conn:
+        await record(conn, hook, [kept, gone])
+    # then only the existing event's attempt is
+    assert [r["event_id"] for r in await pool.fetch("SELECT event_id FROM webhook_attempts")] == [kept]
+
+
+async def test_deleting_events_takes_their_attempts_along(pool: asyncpg.Pool) -> None:
+    # given two webhooks' recorded attempts
+    one, _ = await add_webhook(pool, "http://127.0.0.1:9/unused")
+    two, _ = await add_webhook(pool, "http://127.0.0.1:9/unused")
+    ones = await insert_events(pool, one, 1, 3, "pending")
+    twos = await insert_events(pool, two, 10, 3, "pending")
+    async with pool.acquire() as conn:
+        await record(conn, one, ones)
+        await record(conn, two, twos)
+    # when one event is deleted, then a webhook (its events go with it)
+    await pool.execute("DELETE FROM webhook_events WHERE id = $1", ones[0])
+    await pool.execute("DELETE FROM webhooks WHERE id = $1", two)
+    # then exactly the attempts of the events left remain
+    left = await pool.fetch("SELECT event_id FROM webhook_attempts ORDER BY event_id")
+    assert [r["event_id"] for r in left] == ones[1:]
