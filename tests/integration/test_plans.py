@@ -13,9 +13,11 @@ allowed: it lasts until the next analyze, and costs milliseconds, not seconds.""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 
 from app.store import delivery, enqueue
 from app.types import SendResult
@@ -165,3 +167,35 @@ async def test_deleting_events_takes_their_attempts_along(pool: asyncpg.Pool) ->
     # then exactly the attempts of the events left remain
     left = await pool.fetch("SELECT event_id FROM webhook_attempts ORDER BY event_id")
     assert [r["event_id"] for r in left] == ones[1:]
+
+
+@pytest.mark.parametrize("stored", [(1, 2), (2, 1)], ids=["stored in id order", "stored in reverse"])
+async def test_a_claim_locks_events_in_id_order_whatever_its_plan(pool: asyncpg.Pool, stored: tuple[int, int]) -> None:
+    # given two due events, stored in either order (a row's place in the table is not its id:
+    # updated rows move), and an enqueue that has locked the first by id, as its supersede locks
+    # events (in id order), and is about to lock the second
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused")
+    for event_id in stored:
+        await pool.execute(
+            "INSERT INTO webhook_events (id, public_id, webhook_id, entity_type, entity_id, event, sequence, payload,"
+            " payload_hash, changed_at) VALUES ($1::bigint, 'evt_' || $1, $2, 'invoice', $1, 'invoice.updated', $1,"
+            " '{}', '\\x00', now())",
+            event_id, hook,
+        )
+    async with pool.acquire() as enqueueing, pool.acquire() as claiming:
+        supersede = enqueueing.transaction()
+        await supersede.start()
+        await enqueueing.execute("SELECT 1 FROM webhook_events WHERE id = 1 FOR NO KEY UPDATE")
+        # when a claim runs on a plan that reads the events by scanning the table (whose join may
+        # then hand them to the update in stored order, or in reverse)
+        await claiming.execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+        claim = asyncio.create_task(delivery.claim_events(claiming, 10, 20.0, 100, [], 25, 100))
+        await asyncio.sleep(0.3)  # the claim waits for event 1, holding nothing (or holding event 2)
+        # then the enqueue takes the second event without a deadlock, and the claim, once the
+        # enqueue commits, leases both
+        await enqueueing.execute("SET LOCAL lock_timeout = '3s'")
+        await enqueueing.execute("SELECT 1 FROM webhook_events WHERE id = 2 FOR NO KEY UPDATE")
+        await supersede.commit()
+        claimed = await asyncio.wait_for(claim, 5)
+        await claiming.execute("RESET ALL")
+    assert sorted(row.id for row in claimed) == [1, 2]

@@ -57,11 +57,15 @@ WITH leased AS (
 )
 UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => :lease_s)
-FROM webhooks w
--- looked up by primary key (an array, not a join the planner may turn into a scan of every
--- pending event). status is checked again on the row as it is when locked: an event superseded
--- by an enqueue that committed while this claim waited for the row must not be sent
-WHERE e.id = ANY (ARRAY(SELECT id FROM chosen)) AND w.id = e.webhook_id AND e.status = 'pending'
+FROM webhooks w, (
+    -- looked up by primary key (an array, not a join the planner may turn into a scan of every
+    -- pending event), and locked in id order, as enqueueing's supersede and recording lock events:
+    -- the three cannot deadlock, whatever order the update's plan would meet the rows in
+    SELECT x.id FROM webhook_events x WHERE x.id = ANY (ARRAY(SELECT id FROM chosen)) ORDER BY x.id
+    FOR NO KEY UPDATE OF x) l
+-- status is checked again on the row as it is when locked: an event superseded by an enqueue
+-- that committed while this claim waited for the row must not be sent
+WHERE e.id = l.id AND w.id = e.webhook_id AND e.status = 'pending'
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
