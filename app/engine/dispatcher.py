@@ -31,6 +31,7 @@ import asyncpg
 from app.config import Settings
 from app.engine.wakeups import Wakeups, wait_any
 from app.policy.lanes import Lanes, handoff_budget, owner_handoff_budget, owner_max_held
+from app.policy.pacing import Backlog, recording_share
 from app.policy.retry import FAILING_DISABLE_AFTER_S, Outcome, classify
 from app.store import db, delivery
 from app.store.attempts import outgoing_for, plan_outcomes
@@ -99,7 +100,9 @@ class Dispatcher:
         self._recorded = asyncio.Event()  # set by the recorder after each batch: `stop` waits on it
         self._all_sent = asyncio.Event()  # set when no attempt is in flight: the recorder waits on it
         self._room = asyncio.Event()  # set when it stops being saturated: the producer waits on it
-        self._recording = 0  # outcomes taken by the recorder and not yet recorded
+        # Outcomes sent and not yet recorded (queued, or in the batch being recorded), by owner.
+        share = recording_share(RECORD_BATCH, settings.owner_max_sending, MAX_IN_FLIGHT)
+        self._backlog = Backlog(RECORD_BATCH, share)
 
     # -- hand-off from the producer (app.engine.enqueue.Handoff) ---------------------------------------
 
@@ -115,11 +118,15 @@ class Dispatcher:
         return owner_handoff_budget(self.settings.owner_max_sending, webhook.owner_leased)
 
     def saturated(self) -> bool:
-        """More work would only wait: every send slot is taken with attempts waiting for one
-        (app.policy.lanes), or the recorder is a batch or more behind the attempts that finished.
-        Neither comes from a slow receiver: its attempts wait behind its own concurrency and
-        finish at its timeout's pace."""
-        return self._lanes.saturated() or self._results.qsize() + self._recording >= RECORD_BATCH
+        """More work would only wait: every send slot is taken with attempts waiting for one, or
+        the recorder is a batch or more behind the attempts that finished — neither counting an
+        owner beyond its share, so that no owner alone makes it so (app.policy.pacing)."""
+        return self._lanes.saturated() or self._backlog.behind()
+
+    @property
+    def recording_backlog(self) -> int:
+        """Attempts sent and not yet recorded, over all owners."""
+        return len(self._backlog)
 
     async def room(self, timeout_s: float) -> None:
         """Until it is no longer saturated, or `timeout_s` passed."""
@@ -221,6 +228,7 @@ class Dispatcher:
             webhook_id in self._more and self._lanes.waiting(webhook_id) < max(1, self._lanes.limit(webhook_id))
         ):
             self._slot_freed.set()
+        self._backlog.add(row.seller_id)
         await self._results.put((row, result))
         self._start(self._lanes.take())
         if not self.saturated():
@@ -290,11 +298,7 @@ class Dispatcher:
                 await wait_any([self._all_sent], RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
-            self._recording = len(batch)
-            try:
-                retrying = await self._record(batch)
-            finally:
-                self._recording = 0
+            retrying = await self._record(batch)
             if not self.saturated():
                 self._room.set()
             self._recorded.set()
@@ -352,6 +356,7 @@ class Dispatcher:
         for row, _ in batch:
             self._unrecorded.pop(row.id, None)
             self._finished.discard(row.id)
+            self._backlog.remove(row.seller_id)
         states = (
             await self._until_done(f"the health of {len(hooks)} webhooks", health_tx, retry)
             if hooks or failed_pairs

@@ -47,7 +47,8 @@ class Handoff(Protocol):
 
     def saturated(self) -> bool:
         """Delivery is the bottleneck: every send slot is taken with attempts waiting for one, or
-        recording lags a batch behind (app.engine.dispatcher): what it is handed now only waits."""
+        recording lags a batch behind, and no owner alone makes it so (app.policy.pacing): what
+        it is handed now only waits."""
         ...
 
     async def room(self, timeout_s: float) -> None:

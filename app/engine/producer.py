@@ -44,7 +44,8 @@ ERROR_BACKOFF_S = 1.0
 INGEST_LINGER_SHARE = 0.1
 INGEST_LINGER_MAX_S = 0.02
 # Delivery paces evaluation: while this process's dispatcher is saturated (every send slot taken
-# with attempts waiting, or recording a batch behind), the evaluator does not start another batch.
+# with attempts waiting, or recording a batch behind, no owner counting beyond its share:
+# app.policy.pacing), the evaluator does not start another batch.
 # Its entities stay pending meanwhile and fold the changes that keep coming, so in overload the
 # work goes into deliveries rather than into payloads that wait unsent until a newer state
 # supersedes them. After PACE_MAX_WAIT_S of saturation it evaluates a batch anyway: a dispatcher

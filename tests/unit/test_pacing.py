@@ -1,6 +1,8 @@
-"""Delivery paces evaluation (app.engine.producer.Producer._paced): the evaluator does not start a
-batch while its process's dispatcher is saturated, stops waiting when it is not, when the engine
-stops, or after PACE_MAX_WAIT_S. The hand-off here is a stand-in that is saturated for a set time."""
+"""Delivery paces evaluation. The rule's bookkeeping (app.policy.pacing): the recorder's backlog
+counts each owner up to its share only. The evaluator's wait (app.engine.producer.Producer._paced):
+it does not start a batch while its process's dispatcher is saturated, stops waiting when it is
+not, when the engine stops, or after PACE_MAX_WAIT_S; the hand-off there is a stand-in that is
+saturated for a set time."""
 
 from __future__ import annotations
 
@@ -12,6 +14,64 @@ import pytest
 from app.config import Settings
 from app.engine import producer as producer_module
 from app.engine.producer import Producer
+from app.policy.pacing import Backlog, recording_share
+
+# -- the recorder's backlog, by owner (app.policy.pacing) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("batch", "owner_max_sending", "max_sending", "share"),
+    [
+        (500, 64, 256, 125),  # the defaults: an owner's quarter of the slots, a quarter of a batch
+        (500, 256, 256, 500),  # an owner allowed every slot may fill a batch alone
+        (500, 1000, 256, 500),  # never more than the batch
+        (10, 1, 256, 1),  # at least one
+    ],
+)
+def test_an_owner_counts_towards_a_recording_batch_as_it_does_towards_the_send_slots(
+    batch: int, owner_max_sending: int, max_sending: int, share: int
+) -> None:
+    assert recording_share(batch, owner_max_sending, max_sending) == share
+
+
+def test_one_owner_alone_never_puts_the_recorder_behind() -> None:
+    # given a batch of 8, each owner counting 2 at most
+    backlog = Backlog(batch=8, owner_share=2)
+    # when one owner's outcomes wait, however many
+    for _ in range(100):
+        backlog.add(7)
+    # then the recorder is not behind, though every one of them is counted as waiting
+    assert not backlog.behind() and len(backlog) == 100
+    # when three more owners have their share waiting (the operator is one of them)
+    for owner in (1, 2, None):
+        backlog.add(owner)
+        backlog.add(owner)
+    # then it is
+    assert backlog.behind() and len(backlog) == 106
+
+
+def test_the_recorder_catches_up_as_outcomes_are_recorded() -> None:
+    # given four owners with 3 outcomes each waiting, 2 of each counted
+    backlog = Backlog(batch=8, owner_share=2)
+    for owner in (1, 2, 3, 4):
+        for _ in range(3):
+            backlog.add(owner)
+    assert backlog.behind()
+    # when owner 1's outcome beyond its share is recorded, then nothing changes
+    backlog.remove(1)
+    assert backlog.behind()
+    # when one within its share is, then it is no longer behind
+    backlog.remove(1)
+    assert not backlog.behind()
+    # and when every outcome is recorded, nothing is left of it
+    backlog.remove(1)
+    for owner in (2, 3, 4):
+        for _ in range(3):
+            backlog.remove(owner)
+    assert len(backlog) == 0 and not backlog.behind()
+
+
+# -- the evaluator's wait (app.engine.producer) ---------------------------------------------------
 
 
 class Saturated:
