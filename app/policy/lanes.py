@@ -14,8 +14,10 @@ Fair delivery across owners — the rule:
   Within an owner, its webhooks take turns the same way.
 - **Held events.** A claim leases an owner at most `owner_max_held(owner_max_sending)` events (16
   rounds of its slots, 1,024: half of a process's MAX_HELD) counting those already leased to it
-  anywhere, and the producer hands over fresh events within the same bound: one owner's backlog
-  cannot fill a process's held events (MAX_HELD 2,048) and leave nothing to claim for the others.
+  anywhere — finished attempts waiting for the recorder too — and the producer hands over fresh
+  events within the same bound: one owner's backlog, or its attempts piling up before a slow
+  recorder, cannot fill a process's held events (MAX_HELD 2,048) and leave nothing to claim for
+  the others.
   The bound counts leases in every process (a lease does not say whose it is), so with several
   processes an owner holds at most that many over all of them. The owner's webhooks share it the
   fewest-held first; a failing webhook is still leased one round at a time. When a process has

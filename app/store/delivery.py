@@ -108,7 +108,8 @@ async def claim_events(
 ) -> list[ClaimedEvent]:
     """Lease up to `limit` due events, at most `ahead` × live concurrency leased per webhook and
     `owner_max_held` per owner (a seller, or the operator), owners taking turns (app.policy.lanes).
-    `finished`: this process's attempts sent and not yet recorded, which hold no slot. Each row
+    `finished`: this process's attempts sent and not yet recorded, which hold no slot (they still
+    count against their owner's held events: they are held until recorded). Each row
     carries the event and its webhook's DELIVERY_WEBHOOK_COLUMNS. The lock is taken in its own
     statement first, so the claim runs on a snapshot that sees every lease committed before it
     (one statement would not)."""

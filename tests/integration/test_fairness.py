@@ -102,6 +102,24 @@ async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool
     assert await _claim(pool, limit=1000, owner_max_held=20) == Counter()
 
 
+async def test_finished_attempts_waiting_for_the_recorder_hold_no_slot_but_count_against_their_owners_share(
+    pool: asyncpg.Pool,
+) -> None:
+    # given a seller's webhook with 6 events in flight, 4 of them finished here and waiting for
+    # this process's recorder, and 20 more due
+    await pool.execute("INSERT INTO sellers (id, name) VALUES (1, 'one')")
+    hook, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=10, live_concurrency=10)
+    await _due_events(pool, hook, 26, leased=6)
+    finished = [r["id"] for r in await pool.fetch(
+        "SELECT id FROM webhook_events WHERE leased_until IS NOT NULL ORDER BY id LIMIT 4")]
+    # when this process claims with room for everything, the owner holding at most 10
+    async with pool.acquire() as conn:
+        rows = await delivery.claim_events(conn, 1000, 20.0, 5000, finished, 1, 10)
+    # then the finished ones free their slots (the webhook's 10, 2 of them sending) but not the
+    # owner's held events: 10 held less the 6 leased, finished or not
+    assert len(rows) == 4
+
+
 async def test_a_claimed_row_reads_every_column_into_its_field(pool: asyncpg.Pool) -> None:
     # given a due event of a webhook
     hook, _ = await add_webhook(pool, "http://x/hook")

@@ -8,17 +8,22 @@ SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR N
 SELECT pg_advisory_xact_lock(:lock_key);
 
 -- name: claim_events
-WITH leased AS (
+WITH leases AS (
+    SELECT id, webhook_id, entity_type, entity_id FROM webhook_events
+    WHERE leased_until IS NOT NULL AND leased_until > now()
+), leased AS (
     -- attempts in flight, but for this process's attempts that have finished and are not yet
     -- recorded (:finished), which no longer occupy a slot
-    SELECT webhook_id, entity_type, entity_id FROM webhook_events
-    WHERE leased_until IS NOT NULL AND leased_until > now() AND id <> ALL(:finished::bigint[])
+    SELECT webhook_id, entity_type, entity_id FROM leases WHERE id <> ALL(:finished::bigint[])
 ), busy AS (
     SELECT webhook_id, count(*) AS n FROM leased GROUP BY webhook_id
 ), owner_busy AS (
-    -- an owner is a seller, or the operator (seller_id NULL: owner 0, below every bigserial id)
-    SELECT coalesce(w.seller_id, 0) AS owner, sum(b.n) AS n
-    FROM busy b JOIN webhooks w ON w.id = b.webhook_id GROUP BY 1
+    -- every lease counts against its owner's held events, finished attempts waiting for the
+    -- recorder too: they are held until recorded, and a recorder that falls behind must not let
+    -- one owner fill a process's held events. An owner is a seller, or the operator (seller_id
+    -- NULL: owner 0, below every bigserial id).
+    SELECT coalesce(w.seller_id, 0) AS owner, count(*) AS n
+    FROM leases l JOIN webhooks w ON w.id = l.webhook_id GROUP BY 1
 ), due AS (
     SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
     WHERE e.status = 'pending' AND e.next_attempt_at <= now()
