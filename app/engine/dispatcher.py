@@ -56,8 +56,9 @@ RECORD_BATCH = 500  # attempt results recorded per transaction
 # Claims woken together share one query: small against the latency budget.
 CLAIM_LINGER_S = 0.002
 # Results arriving while attempts are still in flight, up to this long after the first, share one
-# statement; with none in flight a batch is recorded at once. Recording happens after the receiver
-# has its request, so this delays only the release of leases, not deliveries.
+# statement; with none in flight, or a whole batch waiting, a batch is recorded at once. Recording
+# happens after the receiver has its request, so this delays only the release of leases, not
+# deliveries.
 RECORD_LINGER_S = 0.2
 POLL_INTERVAL_S = 1.0
 PRUNE_INTERVAL_S = 60.0
@@ -293,7 +294,9 @@ class Dispatcher:
     async def record_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
-            if self._lanes.sending:  # more outcomes on the way: they join this batch
+            # More outcomes on the way join this batch, unless a whole batch is waiting already:
+            # then lingering would only let the recorder fall behind.
+            if self._lanes.sending and self._results.qsize() < RECORD_BATCH - 1:
                 self._all_sent.clear()
                 await wait_any([self._all_sent], RECORD_LINGER_S)
             while len(batch) < RECORD_BATCH and not self._results.empty():
