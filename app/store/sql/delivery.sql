@@ -5,7 +5,12 @@
 SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR NO KEY UPDATE;
 
 -- name: claim_lock
-SELECT pg_advisory_xact_lock(:lock_key);
+-- The claim that follows, in the same transaction, is planned afresh (custom plans are otherwise
+-- left to PostgreSQL: app/store/db.py). Its plan rests on how many events are due and leased,
+-- which swing from none to thousands within seconds; a generic plan made for a few ran the
+-- per-owner counts once per due event (4,134 × 815 rows, auto_explain on the peers bench,
+-- 2026-12-03). A claim leases up to hundreds of events: its planning is small beside them.
+SELECT pg_advisory_xact_lock(:lock_key), set_config('plan_cache_mode', 'force_custom_plan', true);
 
 -- name: claim_events
 WITH leases AS (
@@ -59,18 +64,21 @@ WITH leases AS (
 ), chosen AS (
     -- owners take turns for the room this process has (:limit)
     SELECT id FROM shared WHERE rn <= free ORDER BY rn, id LIMIT :limit
+), locked AS (
+    -- locked in id order, as enqueueing's supersede and recording lock events: the three cannot
+    -- deadlock, whatever order the update's plan would meet the rows in
+    SELECT x.id FROM webhook_events x WHERE x.id = ANY (ARRAY(SELECT id FROM chosen)) ORDER BY x.id
+    FOR NO KEY UPDATE OF x
 )
 UPDATE webhook_events e
 SET leased_until = now() + make_interval(secs => :lease_s)
-FROM webhooks w, (
-    -- looked up by primary key (an array, not a join the planner may turn into a scan of every
-    -- pending event), and locked in id order, as enqueueing's supersede and recording lock events:
-    -- the three cannot deadlock, whatever order the update's plan would meet the rows in
-    SELECT x.id FROM webhook_events x WHERE x.id = ANY (ARRAY(SELECT id FROM chosen)) ORDER BY x.id
-    FOR NO KEY UPDATE OF x) l
--- status is checked again on the row as it is when locked: an event superseded by an enqueue
--- that committed while this claim waited for the row must not be sent
-WHERE e.id = l.id AND w.id = e.webhook_id AND e.status = 'pending'
+FROM webhooks w
+-- looked up by primary key, each array computed once (joined instead, a plan made for a few due
+-- events scanned every due event and locked the chosen ones again for each: 1.0-5.5 s a claim,
+-- auto_explain on the peers bench, 2026-12-03). status is checked again on the row as it is when
+-- locked: an event superseded by an enqueue that committed while this claim waited for the row
+-- must not be sent
+WHERE e.id = ANY (ARRAY(SELECT id FROM locked)) AND w.id = e.webhook_id AND e.status = 'pending'
 RETURNING e.id, e.public_id, e.webhook_id, e.entity_type, e.entity_id, e.event, e.sequence,
           e.payload::text AS payload, e.changed_at, e.attempts,
           w.url, w.method, w.format, w.headers, w.secret, w.previous_secret, w.previous_secret_expires_at,
