@@ -112,7 +112,8 @@ async def claim_events(
     count against their owner's held events: they are held until recorded). Each row
     carries the event and its webhook's DELIVERY_WEBHOOK_COLUMNS. The lock is taken in its own
     statement first, so the claim runs on a snapshot that sees every lease committed before it
-    (one statement would not)."""
+    (one statement would not); the same statement asks for the claim's plan to be made afresh
+    (`claim_lock` in sql/delivery.sql says why)."""
     async with conn.transaction():
         await conn.execute(*Q.claim_lock(lock_key=CLAIM_LOCK_KEY))
         rows = await conn.fetch(
