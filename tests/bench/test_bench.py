@@ -15,7 +15,9 @@ from tests.support.bench_runs import run_in_own_group
 
 pytestmark = pytest.mark.bench
 
-QUICK_BOUND_S = 90  # issue #5 set a minute; the noisy-neighbour scenario (issue #11) adds ~10 s
+# Issue #5 set a minute for the quick bench and the noisy-neighbour scenario (issue #11) adds ~10 s:
+# about 60 s alone. The suite's other xdist workers share the 2 cores with it: twice that, with room.
+QUICK_BOUND_S = 180
 LIMITS = {"limits.l1_posts_per_s", "limits.l2_commits_per_s", "limits.l3_p50_ms", "limits.l3_p99_ms"}
 
 

@@ -175,7 +175,9 @@ def embedded_rows(home: Path, sql: str) -> list[asyncpg.Record]:
 
 
 @contextmanager
-def no_postmaster_after(home: Path) -> Iterator[None]:
+def no_postmaster_after(home: Path, running: Hookql) -> Iterator[None]:
+    """The embedded PostgreSQL under `home` runs now and has exited by the end of the block; the
+    failure shows `running`'s output (an engine child logs why it could not stop the server)."""
     pid = postmaster_pid(home)
     assert pid is not None and not gone(pid), "the embedded PostgreSQL is not running"
     yield
@@ -184,7 +186,7 @@ def no_postmaster_after(home: Path) -> Iterator[None]:
     deadline = time.monotonic() + POSTMASTER_EXIT_S
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert gone(pid), f"the embedded PostgreSQL (pid {pid}) outlived its last process"
+    assert gone(pid), f"the embedded PostgreSQL (pid {pid}) outlived its last process:\n{running.output()}"
 
 
 @dataclass
@@ -248,7 +250,7 @@ async def test_sigterm_stops_serve_with_exit_0_releasing_the_attempt_in_flight_a
         finally:
             await pool.close()
         child = serve.children()
-        with no_postmaster_after(home):
+        with no_postmaster_after(home, serve):
             serve.proc.send_signal(signal.SIGTERM)
             assert await serve.exit_status() == 0, serve.output()
         assert all(gone(pid) for pid in child)
@@ -327,7 +329,7 @@ async def test_the_engine_child_exits_by_itself_when_serve_is_killed_and_stops_i
     async with hookql("serve", home) as serve:
         await serve.ready()
         [child] = serve.children()
-        with no_postmaster_after(home):
+        with no_postmaster_after(home, serve):
             serve.proc.send_signal(signal.SIGKILL)
             # It drains, and stops the embedded PostgreSQL nobody else would stop, then exits.
             await wait_gone(child, timeout_s=EXIT_BOUND_S)
