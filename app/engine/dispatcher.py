@@ -49,7 +49,9 @@ MAX_HELD = 2048  # events this process holds leased and not yet recorded (sendin
 # always have room left, so a backlog of older events is never starved by fresh ones.
 HANDOFF_HELD = MAX_HELD // 2
 CLAIM_AHEAD = 25  # a claim leases up to this many × a webhook's live concurrency
-CLAIM_SCAN_LIMIT = 5000  # due events looked at per claim
+# Due events a claim looks at, shared equally among the webhooks that have room for more (each
+# webhook's earliest due first): every webhook is looked at, however many another has due.
+CLAIM_SCAN_LIMIT = 5000
 LEASE_S = 20.0  # a claim's lease: a crashed process's events are claimable again within this
 RENEW_EVERY_S = 5.0  # held leases (waiting, sending, unrecorded) are extended to LEASE_S this often
 RECORD_BATCH = 500  # attempt results recorded per transaction
@@ -128,6 +130,11 @@ class Dispatcher:
     def recording_backlog(self) -> int:
         """Attempts sent and not yet recorded, over all owners."""
         return len(self._backlog)
+
+    def owners_subscribed(self, owners: int) -> None:
+        self._backlog.among(owners)
+        if not self.saturated():
+            self._room.set()
 
     async def room(self, timeout_s: float) -> None:
         """Until it is no longer saturated, or `timeout_s` passed."""

@@ -55,6 +55,11 @@ class Handoff(Protocol):
         """Returns when it is no longer saturated, or after `timeout_s`."""
         ...
 
+    def owners_subscribed(self, owners: int) -> None:
+        """How many owners have enabled webhooks, as the evaluator's last claim found: what is
+        one owner's share when they are few (app.policy.pacing)."""
+        ...
+
 
 async def enqueue_batch(
     pool: asyncpg.Pool,

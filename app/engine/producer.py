@@ -258,6 +258,8 @@ class Producer:
             self._last_claim_size = self._batch_size
             claim = await pending.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
         self._next_due_at = None if claim.next_due_in_s is None else loop.time() + claim.next_due_in_s
+        if self.handoff is not None:
+            self.handoff.owners_subscribed(claim.owners)
         if not claim.entities:
             return 0
         due = [Due.from_row(r) for r in claim.entities]

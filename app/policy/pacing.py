@@ -15,7 +15,13 @@ owner up to its share only: the slots count only owners with a slot of their own
 (app.policy.lanes), and the recorder's backlog counts an owner's finished attempts up to the same
 share of a batch as its share of the send slots (`recording_share`: 125 of 500 with the
 defaults, 64 of 256 slots). It takes four owners' full shares, as it does for the slots, to make
-the process the bottleneck."""
+the process the bottleneck.
+
+Fewer owners than that with enabled webhooks anywhere share the batch equally instead
+(`Backlog.among`): an owner that alone has webhooks counts its whole backlog, two owners half a
+batch each. Pausing evaluation then delays only owners whose share is full, and a marketplace
+whose only subscriber is the operator's ERP keeps the pacing that stops it evaluating payloads a
+newer state supersedes before they are sent."""
 
 from __future__ import annotations
 
@@ -30,14 +36,27 @@ def recording_share(batch: int, owner_max_sending: int, max_sending: int) -> int
 
 class Backlog:
     """Finished attempts waiting to be recorded, by owner (a seller, or None: the operator). It is
-    `behind` when they fill `batch`, each owner counting `owner_share` of its attempts at most."""
+    `behind` when they fill `batch`, each owner counting `share` of its attempts at most: an equal
+    part of the batch among the owners with enabled webhooks (`among`), never less than `owner_share`."""
 
     def __init__(self, batch: int, owner_share: int) -> None:
         self.batch = batch
         self.owner_share = max(1, owner_share)
         self._by_owner: dict[Owner, int] = {}
         self._total = 0
-        self._counted = 0  # the sum over owners of min(their attempts, owner_share)
+        self.share = self.owner_share  # until told how many owners there are: as many as it takes
+        self._counted = 0  # the sum over owners of min(their attempts, share)
+
+    def _share_among(self, owners: int) -> int:
+        return max(self.owner_share, min(self.batch, self.batch // max(1, owners)))
+
+    def among(self, owners: int) -> None:
+        """`owners` owners have enabled webhooks now: each counts up to an equal part of the batch,
+        never less than `owner_share` (so four owners and more count alike with the defaults)."""
+        share = self._share_among(owners)
+        if share != self.share:
+            self.share = share
+            self._counted = sum(min(held, share) for held in self._by_owner.values())
 
     def __len__(self) -> int:
         """Every attempt waiting, counted in full."""
@@ -45,7 +64,7 @@ class Backlog:
 
     def add(self, owner: Owner) -> None:
         held = self._by_owner.get(owner, 0)
-        if held < self.owner_share:
+        if held < self.share:
             self._counted += 1
         self._by_owner[owner] = held + 1
         self._total += 1
@@ -53,7 +72,7 @@ class Backlog:
     def remove(self, owner: Owner) -> None:
         """One of the owner's attempts was recorded (it must have been added)."""
         held = self._by_owner[owner] - 1
-        if held < self.owner_share:
+        if held < self.share:
             self._counted -= 1
         if held:
             self._by_owner[owner] = held

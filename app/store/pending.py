@@ -83,24 +83,27 @@ class SubscribedWebhook:
 @dataclass(frozen=True, slots=True)
 class Claim:
     """An evaluator's claim (`claim_due`): the entities leased (`pending_entities` rows, read with
-    `Due.from_row`), the enabled webhooks of their types in id order, and the seconds until the
-    next entity it left unclaimed is due (≤ 0: due already; None: nothing else pending)."""
+    `Due.from_row`), the enabled webhooks of their types in id order, the seconds until the
+    next entity it left unclaimed is due (≤ 0: due already; None: nothing else pending), and how
+    many owners — sellers, and the operator — have enabled webhooks of any type."""
 
     entities: list[asyncpg.Record]
     webhooks: list[SubscribedWebhook]
     next_due_in_s: float | None
+    owners: int
 
 
 async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Claim:
     """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, earliest due first;
-    with them the enabled webhooks of their types and when the next of the others is due — one
-    statement (`claim_due` in sql/pending.sql)."""
+    with them the enabled webhooks of their types, when the next of the others is due and how
+    many owners have webhooks — one statement (`claim_due` in sql/pending.sql)."""
     rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s))
-    nexts = [r["due_in_s"] for r in rows if r["kind"] == "next"]
+    [last] = [r for r in rows if r["kind"] == "next"]  # an aggregate: exactly one row
     return Claim(
         [r for r in rows if r["kind"] == "entity"],
         [SubscribedWebhook.from_row(r) for r in rows if r["kind"] == "webhook"],
-        nexts[0] if nexts else None,
+        last["due_in_s"],
+        last["owners"],
     )
 
 

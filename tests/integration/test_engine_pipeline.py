@@ -216,6 +216,33 @@ async def test_each_receiver_gets_its_own_querys_result_in_its_key_order(fixture
     assert b'"payload":{"data":{"invoice":{"status":"PAID","currency":' in a.body
 
 
+async def test_a_claim_counts_the_owners_with_enabled_webhooks_of_any_type(fixture_pool: asyncpg.Pool) -> None:
+    """Delivery's pacing shares its recording batch among them (app.policy.pacing)."""
+
+    async def owners() -> int:
+        async with fixture_pool.acquire() as conn:
+            return (await pending.claim_due(conn, 10, 60)).owners
+
+    assert await owners() == 0
+    # the operator's two webhooks are one owner
+    await add_webhook(fixture_pool, "http://127.0.0.1:9/a")
+    await add_webhook(fixture_pool, "http://127.0.0.1:9/b", entity_type="variant", query="{ variant { id } }")
+    assert await owners() == 1
+    # a seller's, on another type, is another; a disabled one's owner is none
+    variant_query = "{ variant { id } }"
+    await add_webhook(fixture_pool, "http://127.0.0.1:9/c", entity_type="variant", query=variant_query, seller_id=1)
+    await add_webhook(fixture_pool, "http://127.0.0.1:9/d", seller_id=2, enabled=False)
+    assert await owners() == 2
+    # and it counts them whether or not anything was due
+    await fixture_pool.execute(
+        "INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at, last_change_at,"
+        " due_at) SELECT 'invoice', 1, 'updated', seller_id, now(), now(), now() FROM invoices WHERE id = 1"
+    )
+    async with fixture_pool.acquire() as conn:
+        claim = await pending.claim_due(conn, 10, 60)
+    assert [r["entity_id"] for r in claim.entities] == [1] and claim.owners == 2
+
+
 async def _webhook_and_listener(database_url: str, pool: asyncpg.Pool) -> tuple[int, Producer]:
     """A status webhook that never skips, and a listener driven step by step (no loops running)."""
     hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", query=STATUS_QUERY, skip_identical_payloads=False)

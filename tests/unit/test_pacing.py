@@ -71,6 +71,62 @@ def test_the_recorder_catches_up_as_outcomes_are_recorded() -> None:
     assert len(backlog) == 0 and not backlog.behind()
 
 
+def test_an_owner_that_alone_has_webhooks_counts_its_whole_backlog() -> None:
+    # given a batch of 8, each owner counting 2 at most when there are many, one owner's 6 waiting
+    backlog = Backlog(batch=8, owner_share=2)
+    for _ in range(6):
+        backlog.add(None)
+    assert not backlog.behind() and backlog.share == 2
+    # when it turns out to be the only owner with webhooks
+    backlog.among(1)
+    # then all of its outcomes count, and 2 more put the recorder behind
+    assert backlog.share == 8 and not backlog.behind()
+    backlog.add(None)
+    backlog.add(None)
+    assert backlog.behind()
+    # when a second owner registers a webhook, then the first counts half a batch: not behind
+    backlog.among(2)
+    assert backlog.share == 4 and not backlog.behind()
+    # and the second's outcomes count up to the other half
+    for _ in range(4):
+        backlog.add(5)
+    assert backlog.behind()
+    # when the first's are recorded, it is no longer behind
+    for _ in range(8):
+        backlog.remove(None)
+    assert not backlog.behind() and len(backlog) == 4
+
+
+@pytest.mark.parametrize(
+    ("owners", "share"), [(0, 500), (1, 500), (2, 250), (3, 166), (4, 125), (5, 125), (10_000, 125)]
+)
+def test_few_owners_share_the_batch_equally_and_many_count_their_share_of_the_slots(owners: int, share: int) -> None:
+    backlog = Backlog(batch=500, owner_share=recording_share(500, 64, 256))
+    backlog.among(owners)
+    assert backlog.share == share
+
+
+def test_the_share_counts_what_waits_already_when_the_owners_change() -> None:
+    # given two owners with 5 each waiting, and many owners: 2 of each counted
+    backlog = Backlog(batch=8, owner_share=2)
+    for owner in (1, 2):
+        for _ in range(5):
+            backlog.add(owner)
+    assert not backlog.behind()
+    # when there turn out to be two: 4 of each count, a batch
+    backlog.among(2)
+    assert backlog.behind()
+    # when many again: 2 of each
+    backlog.among(100)
+    assert not backlog.behind()
+    # and what is recorded still comes off the right count
+    for owner in (1, 2):
+        for _ in range(5):
+            backlog.remove(owner)
+    backlog.among(1)
+    assert len(backlog) == 0 and not backlog.behind()
+
+
 # -- the evaluator's wait (app.engine.producer) ---------------------------------------------------
 
 
@@ -100,6 +156,9 @@ class Saturated:
         return 0
 
     def accept(self, rows: list[object]) -> None:
+        pass
+
+    def owners_subscribed(self, owners: int) -> None:
         pass
 
 

@@ -14,7 +14,8 @@ SELECT EXISTS (SELECT 1 FROM changes);
 -- due first (kind 'entity'); the enabled webhooks of their types, in id order (kind 'webhook');
 -- and, in one row of kind 'next', the seconds until the next entity this claim left unclaimed
 -- is due (NULL: none; the statement's snapshot still shows the claimed ones unclaimed, hence
--- the NOT IN).
+-- the NOT IN), with how many owners (sellers, and the operator) have enabled webhooks of any
+-- type: delivery's pacing shares its recording batch among them (app.policy.pacing).
 WITH claimed AS (
     UPDATE pending_entities p SET claimed_until = now() + make_interval(secs => :lease_s)
     FROM (SELECT entity_type, entity_id FROM pending_entities WHERE due_at <= now()
@@ -25,16 +26,18 @@ WITH claimed AS (
 )
 SELECT 'entity' AS kind, entity_type, entity_id, action, seller_id, last_change_at, version,
        NULL::bigint AS id, NULL::text AS query, NULL::text[] AS events, NULL::bool AS skip_identical_payloads,
-       NULL::int AS budget_breaches, NULL::text AS filter, NULL::float8 AS due_in_s
+       NULL::int AS budget_breaches, NULL::text AS filter, NULL::float8 AS due_in_s, NULL::bigint AS owners
 FROM claimed
 UNION ALL
 SELECT * FROM (
     SELECT 'webhook', w.entity_type, NULL::bigint, NULL::text, w.seller_id, NULL::timestamptz, NULL::bigint,
-           w.id, w.query, w.events, w.skip_identical_payloads, w.budget_breaches, w.filter, NULL::float8
+           w.id, w.query, w.events, w.skip_identical_payloads, w.budget_breaches, w.filter, NULL::float8,
+           NULL::bigint
     FROM webhooks w WHERE w.enabled AND w.entity_type IN (SELECT entity_type FROM claimed) ORDER BY w.id) hooks
 UNION ALL
 SELECT 'next', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       extract(epoch FROM min(due_at) - now())::float8
+       extract(epoch FROM min(due_at) - now())::float8,
+       (SELECT count(DISTINCT coalesce(seller_id, 0)) FROM webhooks WHERE enabled)
 FROM pending_entities WHERE (claimed_until IS NULL OR claimed_until < now())
 AND (entity_type, entity_id) NOT IN (SELECT entity_type, entity_id FROM claimed);
 
