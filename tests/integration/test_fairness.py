@@ -15,7 +15,7 @@ import asyncpg
 from app.policy.ids import encode as global_id
 from app.policy.lanes import owner_max_held
 from app.store import delivery
-from tests.support.engine_harness import Running, add_webhook, bodies, fast, running_engine, wait_until
+from tests.support.engine_harness import Running, add_webhook, bodies, due_events, fast, running_engine, wait_until
 from tests.support.receivers import HangingReceiver, Receiver
 
 ATTACKER = 3  # the fixtures' seller with the most invoices (34)
@@ -58,17 +58,6 @@ async def hanging_seller(
         await normal.stop()
 
 
-async def _due_events(pool: asyncpg.Pool, webhook_id: int, count: int, *, leased: int = 0) -> None:
-    """`count` due events of distinct entities, the first `leased` of them leased (in flight)."""
-    await pool.execute(
-        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, payload, "
-        "payload_hash, changed_at, leased_until) "
-        "SELECT 'evt_' || $1::bigint || '_' || g, $1::bigint, 'invoice', g, 'invoice.updated', g, '{}', '\\x00', "
-        "now(), CASE WHEN g <= $3 THEN now() + interval '1 minute' END FROM generate_series(1, $2) g",
-        webhook_id, count, leased,
-    )
-
-
 async def _claim(pool: asyncpg.Pool, limit: int, owner_max_held: int) -> Counter[int]:
     async with pool.acquire() as conn:
         rows = await delivery.claim_events(conn, limit, 20.0, 5000, [], 25, owner_max_held)
@@ -85,10 +74,10 @@ async def test_a_claim_leases_an_owner_at_most_its_held_share(pool: asyncpg.Pool
     small, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=10, live_concurrency=10)
     other, _ = await add_webhook(pool, "http://x", seller_id=2)
     operator, _ = await add_webhook(pool, "http://x")
-    await _due_events(pool, busy, 300, leased=4)
-    await _due_events(pool, failing, 300)
+    await due_events(pool, busy, 300, leased=4)
+    await due_events(pool, failing, 300)
     for hook in (small, other, operator):
-        await _due_events(pool, hook, 5)
+        await due_events(pool, hook, 5)
     # when this process has room for 3 events only, then the owners take turns for it
     first = await _claim(pool, limit=3, owner_max_held=20)
     assert sorted(first.values()) == [1, 1, 1] and first[other] == first[operator] == 1
@@ -109,7 +98,7 @@ async def test_finished_attempts_waiting_for_the_recorder_hold_no_slot_but_count
     # this process's recorder, and 20 more due
     await pool.execute("INSERT INTO sellers (id, name) VALUES (1, 'one')")
     hook, _ = await add_webhook(pool, "http://x", seller_id=1, concurrency=10, live_concurrency=10)
-    await _due_events(pool, hook, 26, leased=6)
+    await due_events(pool, hook, 26, leased=6)
     finished = [r["id"] for r in await pool.fetch(
         "SELECT id FROM webhook_events WHERE leased_until IS NOT NULL ORDER BY id LIMIT 4")]
     # when this process claims with room for everything, the owner holding at most 10
@@ -123,7 +112,7 @@ async def test_finished_attempts_waiting_for_the_recorder_hold_no_slot_but_count
 async def test_a_claimed_row_reads_every_column_into_its_field(pool: asyncpg.Pool) -> None:
     # given a due event of a webhook
     hook, _ = await add_webhook(pool, "http://x/hook")
-    await _due_events(pool, hook, 1)
+    await due_events(pool, hook, 1)
     # when it is claimed with the statement itself
     async with pool.acquire() as conn:
         [record] = await conn.fetch(

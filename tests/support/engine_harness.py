@@ -68,6 +68,22 @@ async def add_webhook(
     return int(hook_id), secret
 
 
+async def due_events(
+    pool: asyncpg.Pool, webhook_id: int, count: int, *, leased: int = 0, due_ago_s: float = 0.0, first_entity: int = 1
+) -> None:
+    """`count` due events of distinct invoices (ids from `first_entity`), due `due_ago_s` ago,
+    the first `leased` of them leased (in flight); their payloads are `{}`. As events stand that
+    a process enqueued and did not send itself: a retry come due, a crashed process's backlog."""
+    await pool.execute(
+        "INSERT INTO webhook_events (public_id, webhook_id, entity_type, entity_id, event, sequence, payload, "
+        "payload_hash, changed_at, next_attempt_at, leased_until) "
+        "SELECT 'evt_' || $1::bigint || '_' || g, $1::bigint, 'invoice', g, 'invoice.updated', g, '{}', '\\x00', "
+        "now(), now() - make_interval(secs => $4), CASE WHEN g < $5 + $3 THEN now() + interval '1 minute' END "
+        "FROM generate_series($5::bigint, $5 + $2 - 1) g",
+        webhook_id, count, leased, due_ago_s, first_entity,
+    )
+
+
 async def wait_until(predicate: Any, timeout_s: float = 15.0, interval_s: float = 0.02) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

@@ -13,7 +13,12 @@ SELECT id FROM webhooks WHERE id = ANY(:webhook_ids::bigint[]) ORDER BY id FOR N
 SELECT pg_advisory_xact_lock(:lock_key), set_config('plan_cache_mode', 'force_custom_plan', true);
 
 -- name: claim_events
-WITH leases AS (
+-- Every webhook with due events and room for more is looked at, however many events another
+-- has due: each one's earliest due events, up to its room and its equal part of :scan_limit,
+-- rather than the earliest :scan_limit due events of all, which one seller's backlog (a
+-- receiver down for a day) would fill, holding back every other owner's retries until it
+-- drained (tests/hostile/test_backlog_hostile.py).
+WITH RECURSIVE leases AS (
     SELECT id, webhook_id, entity_type, entity_id FROM webhook_events
     WHERE leased_until IS NOT NULL AND leased_until > now()
 ), leased AS (
@@ -29,38 +34,57 @@ WITH leases AS (
     -- NULL: owner 0, below every bigserial id).
     SELECT coalesce(w.seller_id, 0) AS owner, count(*) AS n
     FROM leases l JOIN webhooks w ON w.id = l.webhook_id GROUP BY 1
-), due AS (
-    SELECT e.id, e.webhook_id, e.next_attempt_at FROM webhook_events e
-    WHERE e.status = 'pending' AND e.next_attempt_at <= now()
-      AND (e.leased_until IS NULL OR e.leased_until <= now())
-      -- a webhook held by `hookql listen` (listen.sql) is delivered by its listener, not over HTTP
-      AND e.webhook_id NOT IN (SELECT id FROM webhooks WHERE listen_until IS NOT NULL
-                               AND (listen_only OR listen_until > now()))
-      -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
-      -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
-      -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
-      AND (e.entity_type IS NULL OR e.entity_id IS NULL OR (e.webhook_id, e.entity_type, e.entity_id) NOT IN (
-          SELECT webhook_id, entity_type, entity_id FROM leased
-          WHERE entity_type IS NOT NULL AND entity_id IS NOT NULL))
-    ORDER BY e.next_attempt_at, e.id
-    LIMIT :scan_limit
-), ranked AS (
+), pending_hooks(id) AS (
+    -- the webhooks with pending events, one index probe each (a loose scan of
+    -- webhook_events_due_by_webhook_idx, whose order the ORDER BY spells out so that no other
+    -- index, with every finished event in it, is walked instead), however many events each has
+    (SELECT webhook_id FROM webhook_events WHERE status = 'pending'
+     ORDER BY webhook_id, next_attempt_at, id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.webhook_id FROM webhook_events e WHERE e.status = 'pending' AND e.webhook_id > p.id
+            ORDER BY e.webhook_id, e.next_attempt_at, e.id LIMIT 1)
+    FROM pending_hooks p WHERE p.id IS NOT NULL
+), room AS (
     -- lease ahead (:ahead × live concurrency) only for a healthy webhook; a failing one (a URL
     -- being fixed, a receiver down) gets one round at a time, so each retry sees the webhook's
-    -- configuration afresh
-    SELECT d.id, d.next_attempt_at, coalesce(w.seller_id, 0) AS owner, coalesce(b.n, 0) AS busy,
-           w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN :ahead ELSE 1 END
-           - coalesce(b.n, 0) AS free,
-           row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rn
-    FROM due d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled
-    LEFT JOIN busy b ON b.webhook_id = d.webhook_id
+    -- configuration afresh. A webhook held by `hookql listen` (listen.sql) is delivered by its
+    -- listener, not over HTTP.
+    SELECT w.id, coalesce(w.seller_id, 0) AS owner, coalesce(b.n, 0) AS busy,
+           least(:limit, w.live_concurrency * CASE WHEN w.failing_since IS NULL THEN :ahead ELSE 1 END
+                         - coalesce(b.n, 0)) AS free
+    FROM pending_hooks p JOIN webhooks w ON w.id = p.id AND w.enabled
+    LEFT JOIN busy b ON b.webhook_id = w.id
+    WHERE w.listen_until IS NULL OR NOT (w.listen_only OR w.listen_until > now())
+), open AS (
+    -- :scan_limit due events are looked at, shared equally among the webhooks with room whose
+    -- owner may hold more
+    SELECT r.*, greatest(1, :scan_limit / count(*) OVER ()) AS scan
+    FROM room r LEFT JOIN owner_busy o ON o.owner = r.owner
+    WHERE r.free > 0 AND coalesce(o.n, 0) < :owner_max_held
+), due AS (
+    -- each webhook's earliest due events, as many as it has room for, in order
+    -- (webhook_events_due_by_webhook_idx)
+    SELECT d.id, d.next_attempt_at, r.owner, r.busy,
+           row_number() OVER (PARTITION BY r.id ORDER BY d.next_attempt_at, d.id) AS rn
+    FROM open r CROSS JOIN LATERAL (
+        SELECT e.id, e.next_attempt_at FROM webhook_events e
+        WHERE e.webhook_id = r.id AND e.status = 'pending' AND e.next_attempt_at <= now()
+          AND (e.leased_until IS NULL OR e.leased_until <= now())
+          -- one in flight per (webhook, entity); a ping has no entity. NOT IN runs as a hashed
+          -- subplan whatever the row estimates (a lease's `> now()` is always misestimated, and a
+          -- nested-loop anti-join costs scanned × leased comparisons: seconds under a backlog).
+          AND (e.entity_type IS NULL OR e.entity_id IS NULL OR (e.webhook_id, e.entity_type, e.entity_id) NOT IN (
+              SELECT webhook_id, entity_type, entity_id FROM leased
+              WHERE entity_type IS NOT NULL AND entity_id IS NOT NULL))
+        ORDER BY e.next_attempt_at, e.id
+        LIMIT least(r.free, r.scan)
+    ) d
 ), shared AS (
     -- :owner_max_held: events one owner may hold leased, over all its webhooks. They take turns,
     -- the one holding fewest first, so a webhook with little leased gets in ahead of a busy sibling.
-    SELECT r.id, :owner_max_held - coalesce(o.n, 0) AS free,
-           row_number() OVER (PARTITION BY r.owner ORDER BY r.busy + r.rn, r.next_attempt_at, r.id) AS rn
-    FROM ranked r LEFT JOIN owner_busy o ON o.owner = r.owner
-    WHERE r.rn <= r.free
+    SELECT d.id, :owner_max_held - coalesce(o.n, 0) AS free,
+           row_number() OVER (PARTITION BY d.owner ORDER BY d.busy + d.rn, d.next_attempt_at, d.id) AS rn
+    FROM due d LEFT JOIN owner_busy o ON o.owner = d.owner
 ), chosen AS (
     -- owners take turns for the room this process has (:limit)
     SELECT id FROM shared WHERE rn <= free ORDER BY rn, id LIMIT :limit
