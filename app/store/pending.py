@@ -94,9 +94,10 @@ class Claim:
 
 
 async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Claim:
-    """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, earliest due first;
-    with them the enabled webhooks of their types, when the next of the others is due and how
-    many owners have webhooks — one statement (`claim_due` in sql/pending.sql)."""
+    """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, their owners (the
+    entities' sellers) taking turns, each one's earliest due first; with them the enabled webhooks
+    of their types, when the next of the others is due and how many owners have webhooks — one
+    statement (`claim_due` in sql/pending.sql)."""
     rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s))
     [last] = [r for r in rows if r["kind"] == "next"]  # an aggregate: exactly one row
     return Claim(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from app.store import delivery, enqueue
+from app.store import delivery, enqueue, pending
 from app.types import SendResult
 from tests.support.engine_harness import add_webhook
 
@@ -28,6 +28,7 @@ RECORDED = 500
 WEBHOOKS = 10
 ENTITIES = 50  # claimed per enqueue, × WEBHOOKS candidates
 GROWN_STATES = 500  # (webhook, entity) states per webhook once the table has grown
+OWNERS = 200  # sellers with pending entities once the table has grown
 PLANNED_AFTER = 6  # executions after which a session runs a statement on its cached plan, if generic
 
 
@@ -228,3 +229,34 @@ async def test_a_claim_reads_the_due_events_a_few_times_on_a_plan_made_while_the
     assert len(claimed) == 200
     stored = GROWN_EVENTS + 1_001
     assert read <= 5 * stored, f"{read:,} event rows read to claim 200 ({stored:,} stored)"
+
+
+async def test_an_evaluators_claim_reads_the_pending_entities_a_few_times_on_a_plan_made_while_they_were_few(
+    pool: asyncpg.Pool,
+) -> None:
+    # given a session that has claimed while one entity was pending, as analyzed
+    few = "UPDATE pending_entities SET claimed_until = NULL"
+    grow = (
+        "INSERT INTO pending_entities (entity_type, entity_id, action, seller_id, first_change_at, last_change_at,"
+        " due_at) SELECT 'invoice', g, 'updated', g % $3 + 1, now(), now(), now() - interval '1 s'"
+        " FROM generate_series($1::bigint, $1 + $2 - 1) g"
+    )
+    await pool.execute(grow, 1, 1, 1)
+    await statistics_while_small(pool, "pending_entities")
+    async with pool.acquire() as conn:
+        for _ in range(PLANNED_AFTER):
+            assert len((await pending.claim_due(conn, 500, 60)).entities) == 1
+            await conn.execute(few)
+        # and 20,000 entities pending, of 200 sellers (the owners taking turns: one loose-scan
+        # step and one lateral scan each)
+        await pool.execute(grow, 2, GROWN_EVENTS, OWNERS)
+        # when it claims 500 of them on that plan
+        async with conn.transaction():
+            claim = await pending.claim_due(conn, 500, 60)
+            read = await rows_read(conn, "pending_entities")
+    # then it claimed 500, the sellers taking turns, reading the pending entities a few times at
+    # most — not once per owner
+    assert len(claim.entities) == 500
+    assert len({r["seller_id"] for r in claim.entities}) == OWNERS
+    stored = GROWN_EVENTS + 1
+    assert read <= 5 * stored, f"{read:,} pending entity rows read to claim 500 ({stored:,} stored)"

@@ -21,30 +21,14 @@ SELECT EXISTS (SELECT 1 FROM changes);
 -- earliest due entity first, then each one's second, and so on, so that one seller's bulk change
 -- (an import of tens of thousands of rows) does not queue every other seller's changes behind
 -- it (tests/hostile/test_bulk_change_hostile.py). Within an owner, the earliest due comes first.
-WITH RECURSIVE owners(owner) AS (
-    -- the owners with pending entities, one index probe each (a loose scan of
-    -- pending_entities_owner_due_idx, whose order the ORDER BY spells out)
-    (SELECT coalesce(seller_id, 0) FROM pending_entities ORDER BY coalesce(seller_id, 0), due_at LIMIT 1)
-    UNION ALL
-    SELECT (SELECT coalesce(p.seller_id, 0) FROM pending_entities p WHERE coalesce(p.seller_id, 0) > o.owner
-            ORDER BY coalesce(p.seller_id, 0), p.due_at LIMIT 1)
-    FROM owners o WHERE o.owner IS NOT NULL
-), due AS (
-    SELECT d.entity_type, d.entity_id, d.due_at,
-           row_number() OVER (PARTITION BY o.owner ORDER BY d.due_at, d.entity_type, d.entity_id) AS turn
-    FROM owners o CROSS JOIN LATERAL (
-        SELECT p.entity_type, p.entity_id, p.due_at FROM pending_entities p
-        WHERE coalesce(p.seller_id, 0) = o.owner AND p.due_at <= now()
-          AND (p.claimed_until IS NULL OR p.claimed_until < now())
-        ORDER BY p.due_at LIMIT :limit
-    ) d
-    WHERE o.owner IS NOT NULL
+-- hookql_due_entities (migration 0030) chooses them, planned without sequential scans.
+WITH claimable AS (
+    SELECT entity_type, entity_id FROM hookql_due_entities(:limit)
 ), chosen AS (
     -- locked, skipping what another evaluator is claiming; the claim is checked again on the
     -- row as it is when locked
     SELECT p.entity_type, p.entity_id FROM pending_entities p
-    JOIN (SELECT entity_type, entity_id FROM due ORDER BY turn, due_at LIMIT :limit) c
-      ON p.entity_type = c.entity_type AND p.entity_id = c.entity_id
+    JOIN claimable c ON p.entity_type = c.entity_type AND p.entity_id = c.entity_id
     WHERE p.claimed_until IS NULL OR p.claimed_until < now()
     FOR UPDATE OF p SKIP LOCKED
 ), claimed AS (
