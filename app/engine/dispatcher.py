@@ -163,7 +163,7 @@ class Dispatcher:
                 continue
             self._unrecorded[row.id] = row
             self._lanes.add(row, row.live_concurrency, row.seller_id, row.failing_since is not None)
-        self._start(self._lanes.take())
+        self._start_waiting()
 
     # -- claiming and sending ------------------------------------------------------------------
 
@@ -210,8 +210,13 @@ class Dispatcher:
             self._slot_freed.clear()
             await asyncio.sleep(CLAIM_LINGER_S)
 
-    def _start(self, rows: list[ClaimedEvent]) -> None:
-        for row in rows:
+    def _start_waiting(self) -> None:
+        """Send the attempts whose turn it is (app.policy.lanes). None once stopping: `stop` waits
+        only for the sends it found, and the transport closes after it; the attempts left waiting
+        stay unrecorded, and `stop` gives their leases back."""
+        if self._stopping.is_set():
+            return
+        for row in self._lanes.take():
             task = asyncio.create_task(self._send(row), name=f"send-{row.public_id}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
@@ -238,7 +243,7 @@ class Dispatcher:
             self._slot_freed.set()
         self._backlog.add(row.seller_id)
         await self._results.put((row, result))
-        self._start(self._lanes.take())
+        self._start_waiting()
         if not self.saturated():
             self._room.set()
         if not self._lanes.sending:
@@ -381,7 +386,7 @@ class Dispatcher:
                 disabled.add(webhook_id)
             else:
                 self._lanes.set_limit(webhook_id, live_concurrency)
-        self._start(self._lanes.take())
+        self._start_waiting()
         self._forget(self._lanes.drop(webhooks=disabled))
         await self._give_back_unsent()
         return planned.retrying
