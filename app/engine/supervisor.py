@@ -141,6 +141,13 @@ class EngineChild:
 # -- in the child -------------------------------------------------------------------------------
 
 
+# Set once the parent is known gone: the end of file on stdin comes as the parent's files are
+# closed, a moment before its children are handed to another parent — in that moment getppid()
+# still names it (an engine child that drained at once then left serve's embedded PostgreSQL
+# running: seen under a loaded test run).
+_parent_gone = threading.Event()
+
+
 def watch_parent(parent_pid: int, on_gone: Callable[[], None]) -> None:
     """Call `on_gone` (from another thread: it must be thread-safe) once the parent is gone,
     however it died. Linux also sends this process SIGTERM then (PR_SET_PDEATHSIG)."""
@@ -149,6 +156,7 @@ def watch_parent(parent_pid: int, on_gone: Callable[[], None]) -> None:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # died before we were watching
+        _parent_gone.set()
         on_gone()
         return
 
@@ -158,13 +166,14 @@ def watch_parent(parent_pid: int, on_gone: Callable[[], None]) -> None:
         with contextlib.suppress(OSError):
             while os.read(STDIN_FD, 4096):
                 pass
+        _parent_gone.set()  # serve never closes the pipe while it lives
         on_gone()
 
     threading.Thread(target=read_to_eof, name="hookql-parent-watch", daemon=True).start()
 
 
 def parent_gone(parent_pid: int) -> bool:
-    return os.getppid() != parent_pid
+    return _parent_gone.is_set() or os.getppid() != parent_pid
 
 
 def owns_embedded(settings: Settings) -> Path | None:
