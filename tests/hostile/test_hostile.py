@@ -772,7 +772,7 @@ async def test_webhooks_beyond_the_seller_quota_are_refused(
 
 # -- runtime budgets of one request, with the static cost limits lifted -------------------------
 
-LOOSE_TIMEOUT_MS = 3_000
+LOOSE_TIMEOUT_MS = 4_000
 LOOSE_SETTINGS = {
     **SERVE_SETTINGS,
     "HOOKQL_SELLER_MAX_DEPTH": "1000",
@@ -792,8 +792,12 @@ LOOSE_QUERY = (
 )
 IDLE_CPU_PER_S = 0.2  # serve's own process, idle: a fifth of a core at most
 DEADLINE_ANSWER_S = 1.0  # the answer to a request past its deadline comes within this after it
-# A neighbour's request while a costly one runs: answered this long before the costly one's deadline.
-NEIGHBOUR_MARGIN_S = 1.0
+# A neighbour's request while a costly one waits: answered at least this long before the costly
+# one's deadline (a neighbour queued behind the costly request's statements is answered only after
+# that deadline), and within NEIGHBOUR_ANSWER_S of asking. The costly request itself may take 2 s
+# of a busy machine to parse, validate and reach its wait, hence the 4 s deadline.
+NEIGHBOUR_MARGIN_S = 0.5
+NEIGHBOUR_ANSWER_S = 1.0
 NEIGHBOUR_QUERY = "query { variants(first: 1) { nodes { id sku } } }"
 
 
@@ -895,17 +899,20 @@ async def test_a_neighbours_request_is_answered_while_a_costly_ones_statements_w
         try:
             await _until_waiting_on_locks(locker, within_s=5.0)
             # when another seller asks for something cheap, and not about invoices
+            asked_at = time.monotonic()
             async with aiohttp.ClientSession() as own:
                 reply = await post_graphql(own, loose.serve.base_url, loose.neighbour_key, NEIGHBOUR_QUERY)
-            answered_s = time.monotonic() - sent_at
-            # then it is answered while the costly request still waits, well before its deadline:
+            answered_at = time.monotonic()
+            # then it is answered at once, while the costly request still waits, before its deadline:
             # the costly request's statements queue on that request's own slots, not in the pool
             # ahead of everyone's
             assert reply.data["variants"]["nodes"], reply.brief()
-            assert answered_s < LOOSE_TIMEOUT_MS / 1000 - NEIGHBOUR_MARGIN_S, (
-                f"answered {answered_s:.2f} s after the costly request was sent ({LOOSE_TIMEOUT_MS} ms deadline); "
-                + reply.brief()
+            timing = (
+                f"the costly request waited on the lock {asked_at - sent_at:.2f} s after it was sent, the neighbour's"
+                f" was answered {answered_at - asked_at:.2f} s after it was asked ({LOOSE_TIMEOUT_MS} ms deadline); "
             )
+            assert answered_at - asked_at < NEIGHBOUR_ANSWER_S, timing + reply.brief()
+            assert answered_at - sent_at < LOOSE_TIMEOUT_MS / 1000 - NEIGHBOUR_MARGIN_S, timing + reply.brief()
             assert not costly.done(), "the costly request ended before the neighbour's was answered"
         finally:
             with contextlib.suppress(TimeoutError, aiohttp.ClientError):
