@@ -33,7 +33,9 @@ PLANNED_AFTER = 6  # executions after which a session runs a statement on its ca
 
 
 async def rows_read(conn: asyncpg.Connection, table: str) -> int:
-    """Rows the current transaction read from `table`, by sequential and index scans."""
+    """Rows the current transaction read from `table`, by sequential and index scans (and, as
+    PostgreSQL reports them at most once a second, possibly the session's earlier transactions':
+    a test after setup on the same connection counts from a reading taken first)."""
     read = await conn.fetchval(
         "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables WHERE relname = $1", table
     )
@@ -260,3 +262,61 @@ async def test_an_evaluators_claim_reads_the_pending_entities_a_few_times_on_a_p
     assert len({r["seller_id"] for r in claim.entities}) == OWNERS
     stored = GROWN_EVENTS + 1
     assert read <= 5 * stored, f"{read:,} pending entity rows read to claim 500 ({stored:,} stored)"
+
+
+async def leases_analyzed_young(pool: asyncpg.Pool, hook: int) -> None:
+    """Statistics taken while the table was young: its 200 events all leased, as a new
+    installation's (or the bench's cloned database's) first batches are, handed off as enqueued.
+    Then the table grows to GROWN_EVENTS delivered events (no longer leased), unanalyzed."""
+    await insert_events(pool, hook, 1, 200, "pending")  # leased for a minute
+    await statistics_while_small(pool, "webhook_events", "webhooks")
+    await insert_events(pool, hook, 1_000_000, GROWN_EVENTS, "delivered")
+
+
+async def test_a_claim_reads_the_leased_events_through_their_index_on_statistics_that_count_most_leased(
+    pool: asyncpg.Pool,
+) -> None:
+    # given 200 events held (leased) and 20,000 delivered, on statistics that count every event leased
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", concurrency=100, live_concurrency=100)
+    await leases_analyzed_young(pool, hook)
+    # and 50 events due, not leased
+    due = await insert_events(pool, hook, 2_000_000, 50, "pending")
+    await pool.execute("UPDATE webhook_events SET leased_until = NULL WHERE id = ANY($1::bigint[])", due)
+    # when a claim runs
+    async with pool.acquire() as conn, conn.transaction():
+        before = await rows_read(conn, "webhook_events")
+        claimed = await delivery.claim_events(conn, 500, 20.0, 5000, [], 25, 1024)
+        read = await rows_read(conn, "webhook_events") - before
+    # then it leased the 50 due (the 200 held leave room for 2,300 more), reading the held and the
+    # pending events, not the delivered ones: a scan of the table for the leases read all 20,250
+    assert sorted(row.id for row in claimed) == sorted(due)
+    assert read <= 2_000, f"{read:,} event rows read to claim 50 ({GROWN_EVENTS + 250:,} stored, 200 leased)"
+
+
+async def test_an_enqueue_hands_off_reading_the_leased_events_through_their_index(pool: asyncpg.Pool) -> None:
+    # given 200 events held (leased) and 20,000 delivered, on statistics that count every event leased
+    hook, _ = await add_webhook(pool, "http://127.0.0.1:9/unused", concurrency=100, live_concurrency=100)
+    await leases_analyzed_young(pool, hook)
+    # and entity 1's held event superseded while in flight: its attempt is still under way
+    await pool.execute("UPDATE webhook_events SET status = 'superseded' WHERE webhook_id = $1 AND entity_id = 1", hook)
+    now = datetime.now(UTC)
+
+    def new(entity_id: int) -> enqueue.NewEvent:
+        return enqueue.pending_event(
+            public_id=f"evt_new_{entity_id}", webhook_id=hook, entity_type="invoice", entity_id=entity_id,
+            event="invoice.updated", sequence=3_000_000 + entity_id, payload="{}", payload_hash=b"\x00",
+            changed_at=now, clock=None, leased=True,
+        )
+
+    # when an enqueue hands off a new state of entity 1 and of ten entities with nothing in flight
+    fresh = list(range(3_000_000, 3_000_010))
+    async with pool.acquire() as conn, conn.transaction():
+        before = await rows_read(conn, "webhook_events")
+        leased = await enqueue.finish_enqueue(
+            conn, [new(1), *(new(i) for i in fresh)], 20.0, [], [], [], [], debounce_ms=50, max_delay_ms=5000
+        )
+        read = await rows_read(conn, "webhook_events") - before
+    # then the ten are handed off and entity 1's waits for a claim (one in flight per pair), the
+    # leases read through their index: a scan of the table read all 20,200 events
+    assert sorted(leased) == sorted(f"evt_new_{i}" for i in fresh)
+    assert read <= 2_000, f"{read:,} event rows read to hand off 11 events ({GROWN_EVENTS + 200:,} stored)"

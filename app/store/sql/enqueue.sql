@@ -33,9 +33,12 @@ WITH ins AS (
     SELECT u.p, u.w, u.t, u.i, u.e, u.s, u.st, u.pl::json, u.h, u.c, u.a, coalesce(u.n, now()),
            CASE WHEN u.f THEN now() END,
            -- leased to this process only while no older event of the pair is leased (one in
-           -- flight per (webhook, entity)); otherwise left to a claim
-           CASE WHEN u.l AND NOT EXISTS (SELECT 1 FROM webhook_events x WHERE x.webhook_id = u.w
-                AND x.entity_type = u.t AND x.entity_id = u.i AND x.leased_until > now())
+           -- flight per (webhook, entity)); otherwise left to a claim. The leases are read once,
+           -- through their index (migration 0031), and hashed: a NOT EXISTS per row ran as a
+           -- hashed scan of the whole table whenever the statistics counted most events leased.
+           CASE WHEN u.l AND (u.t IS NULL OR u.i IS NULL OR (u.w, u.t, u.i) NOT IN (
+                    SELECT x.webhook_id, x.entity_type, x.entity_id FROM hookql_live_leases() x
+                    WHERE x.entity_type IS NOT NULL AND x.entity_id IS NOT NULL))
                 THEN now() + make_interval(secs => :lease_s) END,
            u.sr
     FROM unnest(:public_ids::text[], :webhook_ids::bigint[], :entity_types::text[], :entity_ids::bigint[],
