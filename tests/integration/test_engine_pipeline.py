@@ -223,13 +223,13 @@ async def test_a_claim_counts_the_owners_with_enabled_webhooks_of_any_type(fixtu
         async with fixture_pool.acquire() as conn:
             return (await pending.claim_due(conn, 10, 60)).owners
 
+    variant_query = "{ variant { id } }"
     assert await owners() == 0
     # the operator's two webhooks are one owner
     await add_webhook(fixture_pool, "http://127.0.0.1:9/a")
-    await add_webhook(fixture_pool, "http://127.0.0.1:9/b", entity_type="variant", query="{ variant { id } }")
+    await add_webhook(fixture_pool, "http://127.0.0.1:9/b", entity_type="variant", query=variant_query)
     assert await owners() == 1
     # a seller's, on another type, is another; a disabled one's owner is none
-    variant_query = "{ variant { id } }"
     await add_webhook(fixture_pool, "http://127.0.0.1:9/c", entity_type="variant", query=variant_query, seller_id=1)
     await add_webhook(fixture_pool, "http://127.0.0.1:9/d", seller_id=2, enabled=False)
     assert await owners() == 2
