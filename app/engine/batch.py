@@ -169,14 +169,15 @@ class Batch:
     def _tasks(self) -> list[asyncio.Task[Any]]:
         return [g.task for g in self._groups.values() if g.task is not None]
 
-    async def wait_ready(self, straggler_s: float) -> list[Due]:
-        """Wait for every group, but no longer than `straggler_s` after the first one finished;
-        then take the entities whose groups have all finished, and raise the first group's error
-        if one failed (`wait_rest` waits for every group)."""
+    async def wait_ready(self, straggler_s: float, first_s: float) -> list[Due]:
+        """Wait for every group, but no longer than `straggler_s` after the first one finished,
+        nor than `first_s` for the first one; then take the entities whose groups have all
+        finished (none, when none did), and raise the first group's error if one failed
+        (`wait_rest` waits for every group)."""
         tasks = self._tasks()
         if tasks:
-            _, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if running:
+            done, running = await asyncio.wait(tasks, timeout=first_s, return_when=asyncio.FIRST_COMPLETED)
+            if done and running:
                 await asyncio.wait(running, timeout=straggler_s)
         return self._take()
 
@@ -205,6 +206,11 @@ class Batch:
     def cancel(self) -> None:
         for task in self._tasks():
             task.cancel()
+
+    def owners_waiting(self) -> set[int]:
+        """The owners (the entities' sellers, 0 for none) of the entities not taken yet: those
+        whose groups are still running."""
+        return {d.seller_id or 0 for d in self.due if d.key not in self._taken}
 
     def outcomes(self, entities: Sequence[Due]) -> dict[EventKey, Outcome]:
         """Each (webhook, entity) outcome for these entities, whose groups have all finished.

@@ -54,14 +54,23 @@ PACE_MAX_WAIT_S = 5.0
 PACE_CHECK_S = 0.25  # the stop signal is looked at this often while waiting
 # A batch's groups finish at their own pace (app.engine.batch). The entities whose groups have all
 # finished STRAGGLER_S after the first group did are enqueued then, and the evaluator goes on to
-# the next batch; the rest are enqueued in the background when their groups finish. So one
-# owner's costly query — up to its evaluation budget, and again through graphql-core when the
-# compiled statement runs over — delays that owner's entities, not the batch and the batches
-# after it. Usually every group is done within the wait: one enqueue per batch, as before.
+# the next batch; the rest are enqueued in the background when their groups finish. A batch none
+# of whose groups finished within FIRST_GROUP_S goes to the background whole. So one owner's
+# costly query — up to its evaluation budget, and once more query by query when the compiled
+# statement runs over (app.engine.compiled) — delays that owner's entities, not the batch and the
+# batches after it, even when the batch holds nothing else. Usually every group is done within
+# the wait: one enqueue per batch, as before.
 STRAGGLER_S = 0.1
-# Batches finishing in the background at once; at the bound the evaluator waits for one before
-# claiming again (their groups hold pool connections and the loop's CPU).
+FIRST_GROUP_S = 0.25
+# Batches finishing in the background at once. From MAX_STRAGGLERS on, the evaluator's claims
+# pass over the owners whose entities those batches still evaluate: one owner's costly queries,
+# each up to its budget (and once more, query by query, app.engine.compiled), hold back that
+# owner's changes, not everyone's (a neighbour's delivery waited up to a second for a legacy
+# query's batches in the bench's noisy-neighbour scenario). Claims that find only those owners'
+# entities due wait for one of the batches, or for new changes. At MAX_STRAGGLERS_TOTAL the
+# evaluator waits for one before claiming again: their groups hold pool connections.
 MAX_STRAGGLERS = 2
+MAX_STRAGGLERS_TOTAL = 4
 
 
 def next_batch_size(batch: Batch, claimed: int) -> int:
@@ -109,7 +118,8 @@ class Producer:
         self._due_unknown = False  # a fold elsewhere (or none): the evaluator must look
         self._next_due_at: float | None = None  # loop time the entities the last claim left come due
         self.budgets = Budgets(Meter(), settings.evaluation_timeout_ms, settings.max_payload_bytes)
-        self._stragglers: set[asyncio.Task[None]] = set()  # batches whose last groups are still running
+        # batches whose last groups are still running, by the task finishing them
+        self._stragglers: dict[asyncio.Task[None], Batch] = {}
         self._ingest_linger_s = min(INGEST_LINGER_MAX_S, INGEST_LINGER_SHARE * settings.debounce_ms / 1000)
 
     def stop(self) -> None:
@@ -249,25 +259,28 @@ class Producer:
 
     async def evaluate_once(self) -> int:
         loop = asyncio.get_running_loop()
-        if len(self._stragglers) >= MAX_STRAGGLERS:  # their groups hold pool connections and CPU
+        if len(self._stragglers) >= MAX_STRAGGLERS_TOTAL:  # their groups hold pool connections
             await asyncio.wait(self._stragglers, return_when=asyncio.FIRST_COMPLETED)
+        skip = self._straggling_owners() if len(self._stragglers) >= MAX_STRAGGLERS else []
         # What is folded from here on is news to the sleep after this batch (`_sleep_until_due`);
         # what was folded before, the claim sees.
         self._due_hint, self._due_unknown = None, False
         async with self.pool.acquire() as conn:
             self._last_claim_size = self._batch_size
-            claim = await pending.claim_due(conn, self._batch_size, CLAIM_LEASE_S)
+            claim = await pending.claim_due(conn, self._batch_size, CLAIM_LEASE_S, skip)
         self._next_due_at = None if claim.next_due_in_s is None else loop.time() + claim.next_due_in_s
         if self.handoff is not None:
             self.handoff.owners_subscribed(claim.owners)
         if not claim.entities:
+            if skip:  # what is due is the straggling owners': wait for one of their batches, or news
+                await self._straggler_or_news()
             return 0
         due = [Due.from_row(r) for r in claim.entities]
         webhooks = claim.webhooks
         batch = self.start_batch(due, webhooks)
         self._batch_size = next_batch_size(batch, len(due))
         try:
-            ready = await batch.wait_ready(STRAGGLER_S)
+            ready = await batch.wait_ready(STRAGGLER_S, FIRST_GROUP_S)
             if ready:
                 await self._enqueue(ready, webhooks, batch.outcomes(ready))
         except Exception:
@@ -277,9 +290,20 @@ class Producer:
         if not batch.finished:
             enqueued = {d.key for d in ready}
             task = asyncio.create_task(self._finish(batch, webhooks, enqueued), name="hookql-straggler")
-            self._stragglers.add(task)
-            task.add_done_callback(self._stragglers.discard)
+            self._stragglers[task] = batch
+            task.add_done_callback(lambda t: self._stragglers.pop(t, None))
         return len(due)
+
+    def _straggling_owners(self) -> list[int]:
+        return sorted({owner for batch in self._stragglers.values() for owner in batch.owners_waiting()})
+
+    async def _straggler_or_news(self) -> None:
+        """Until a background batch finishes, something was ingested, or SWEEP_INTERVAL_S passed."""
+        news = asyncio.ensure_future(self._ingested.wait())
+        try:
+            await asyncio.wait([*self._stragglers, news], timeout=SWEEP_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            news.cancel()
 
     def start_batch(self, due: list[Due], webhooks: list[SubscribedWebhook]) -> Batch:
         """The evaluation of these claimed entities, its groups running (app.engine.batch)."""

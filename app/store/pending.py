@@ -3,7 +3,7 @@ evaluator (`claim_due`). The statements are in `sql/pending.sql`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +93,14 @@ class Claim:
     owners: int
 
 
-async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> Claim:
+async def claim_due(
+    conn: asyncpg.Connection, limit: int, lease_s: float, skip_owners: Sequence[int] = ()
+) -> Claim:
     """Lease up to `limit` due, unclaimed `pending_entities` rows for `lease_s`, their owners (the
-    entities' sellers) taking turns, each one's earliest due first; with them the enabled webhooks
-    of their types, when the next of the others is due and how many owners have webhooks — one
-    statement (`claim_due` in sql/pending.sql)."""
-    rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s))
+    entities' sellers, 0 for none) taking turns, each one's earliest due first, but for the owners
+    in `skip_owners`; with them the enabled webhooks of their types, when the next of the others is
+    due and how many owners have webhooks — one statement (`claim_due` in sql/pending.sql)."""
+    rows = await conn.fetch(*Q.claim_due(limit=limit, lease_s=lease_s, skip_owners=list(skip_owners)))
     [last] = [r for r in rows if r["kind"] == "next"]  # an aggregate: exactly one row
     return Claim(
         [r for r in rows if r["kind"] == "entity"],

@@ -261,6 +261,50 @@ async def test_another_sellers_entity_claimed_with_a_slow_one_does_not_wait_for_
     assert all(other_event["created_at"] < e["created_at"] for e in slow_events)
 
 
+
+async def test_one_sellers_batches_held_in_the_background_hold_back_no_other_sellers_changes(
+    fixture_database_url: str,
+) -> None:
+    other_receiver, slow_receiver = await Receiver().start(), await Receiver().start()
+    blocker = await asyncpg.connect(fixture_database_url)
+    try:
+        # given seller 1's webhook whose query reads products, and seller 2's that reads only invoices
+        async with running_engine(fixture_database_url, fast(evaluation_timeout_ms=60_000)) as run:
+            await add_webhook(run.pool, slow_receiver.url, query=fan_out(1), seller_id=SELLER)
+            await add_webhook(run.pool, other_receiver.url, query=STATUS_QUERY, seller_id=2)
+            slow = await seller_invoices(run.pool, 3)
+            other = await run.pool.fetchval("SELECT min(id) FROM invoices WHERE seller_id = 2")
+            # and seller 1's evaluations held up: products are locked by another transaction
+            blocker_tx = blocker.transaction()
+            await blocker_tx.start()
+            await blocker.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
+
+            async def claimed(invoice: int) -> bool:
+                return bool(await run.pool.fetchval(
+                    "SELECT claimed_until IS NOT NULL FROM pending_entities WHERE entity_type = 'invoice'"
+                    " AND entity_id = $1", invoice,
+                ))
+
+            # when two of seller 1's invoices change one at a time, each claimed alone (a batch of
+            # nothing but a held evaluation: the evaluator waited for it whole, before)
+            for invoice in slow[:2]:
+                await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
+                await wait_until(lambda invoice=invoice: claimed(invoice), timeout_s=10)  # type: ignore[misc]
+                await asyncio.sleep(0.4)  # past the evaluator's wait for a batch's first group
+            # and then seller 1's third and seller 2's, in one statement (due together), while two
+            # of seller 1's batches are in the background
+            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", [slow[2], other])
+            # then seller 2's invoice is delivered while seller 1's evaluations still wait
+            await other_receiver.wait_for(1, timeout_s=20)
+            assert slow_receiver.received == []
+            # and seller 1's follow once their evaluations can go on
+            await blocker_tx.rollback()
+            await slow_receiver.wait_for(3, timeout_s=20)
+    finally:
+        await blocker.close()
+        await other_receiver.stop()
+        await slow_receiver.stop()
+
 async def test_consecutive_breaches_disable_the_webhook_and_a_success_starts_the_count_again(
     fixture_database_url: str, fixture_pool: asyncpg.Pool
 ) -> None:

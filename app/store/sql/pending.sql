@@ -21,7 +21,9 @@ SELECT EXISTS (SELECT 1 FROM changes);
 -- earliest due entity first, then each one's second, and so on, so that one seller's bulk change
 -- (an import of tens of thousands of rows) does not queue every other seller's changes behind
 -- it (tests/hostile/test_bulk_change_hostile.py). Within an owner, the earliest due comes first.
--- hookql_due_entities (migration 0030) chooses them, planned without sequential scans.
+-- hookql_due_entities (migration 0030) chooses them, planned without sequential scans. The
+-- owners in :skip_owners are passed over (their turns go unused): the evaluator's background
+-- batches are still evaluating their entities (app.engine.producer, MAX_STRAGGLERS).
 WITH claimable AS (
     SELECT entity_type, entity_id FROM hookql_due_entities(:limit)
 ), chosen AS (
@@ -29,7 +31,8 @@ WITH claimable AS (
     -- row as it is when locked
     SELECT p.entity_type, p.entity_id FROM pending_entities p
     JOIN claimable c ON p.entity_type = c.entity_type AND p.entity_id = c.entity_id
-    WHERE p.claimed_until IS NULL OR p.claimed_until < now()
+    WHERE (p.claimed_until IS NULL OR p.claimed_until < now())
+      AND coalesce(p.seller_id, 0) <> ALL(:skip_owners::bigint[])
     FOR UPDATE OF p SKIP LOCKED
 ), claimed AS (
     UPDATE pending_entities p SET claimed_until = now() + make_interval(secs => :lease_s)
