@@ -11,11 +11,12 @@ enqueues them the same way whichever path made them.
 
 Budgets: the statement runs under the group's time budget (`evaluation_timeout_ms`; asyncpg
 cancels it on the server when it runs over), and cutting the payloads out of its result stops
-when the same budget, counted from the statement's start, is spent. For a group of one query
-that is the query's time breach, for the entities left. A group of several is not yet a breach
-of any one of them: each query runs its own statement for the entities left, under the same
-budget, and the queries that run over again are the ones in breach — the others' payloads are
-made. A compiled group therefore costs at most one budget more than its queries alone would,
+when the same budget — the statement's time and the projection's own slices — is spent (the
+projection yields to the engine's other work every SLICE_S; those turns are not counted). For a
+group of one query that is the query's time breach, for the entities left. A group of several
+is not yet a breach of any one of them: each query runs its own statement for the entities left,
+under the same budget, and the queries that run over again are the ones in breach — the others'
+payloads are made. A compiled group therefore costs at most one budget more than its queries alone would,
 all of it in PostgreSQL or in short projections: graphql-core, which completes a list's objects
 in one synchronous stretch, is not asked to redo a query that ran over (it kept the engine's
 loop 0.3-1.2 s per run, and every other owner's sends and evaluations waiting: py-spy on the
