@@ -299,6 +299,8 @@ class Producer:
 
     async def _straggler_or_news(self) -> None:
         """Until a background batch finishes, something was ingested, or SWEEP_INTERVAL_S passed."""
+        if not self._stragglers:  # they finished meanwhile: their owners' entities are claimable
+            return
         news = asyncio.ensure_future(self._ingested.wait())
         try:
             await asyncio.wait([*self._stragglers, news], timeout=SWEEP_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED)
