@@ -173,7 +173,7 @@ class Batch:
         """Wait for every group, but no longer than `straggler_s` after the first one finished,
         nor than `first_s` for the first one; then take the entities whose groups have all
         finished (none, when none did), and raise the first group's error if one failed
-        (`wait_rest` waits for every group)."""
+        (`wait_next` waits for the rest, group by group)."""
         tasks = self._tasks()
         if tasks:
             done, running = await asyncio.wait(tasks, timeout=first_s, return_when=asyncio.FIRST_COMPLETED)
@@ -181,11 +181,15 @@ class Batch:
                 await asyncio.wait(running, timeout=straggler_s)
         return self._take()
 
-    async def wait_rest(self) -> list[Due]:
-        """Wait for every group; take the entities not taken yet."""
-        tasks = self._tasks()
-        if tasks:
-            await asyncio.wait(tasks)
+    async def wait_next(self, straggler_s: float) -> list[Due]:
+        """Wait for one more of the running groups to finish, and up to `straggler_s` for the others
+        after it; take the entities whose groups have all finished (all those not taken yet, once
+        every group has), and raise the first group's error if one failed."""
+        running = [t for t in self._tasks() if not t.done()]
+        if running:
+            _, still = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            if still:
+                await asyncio.wait(still, timeout=straggler_s)
         return self._take()
 
     def _take(self) -> list[Due]:
@@ -207,10 +211,13 @@ class Batch:
         for task in self._tasks():
             task.cancel()
 
+    def untaken(self) -> list[Due]:
+        """The entities not taken yet: those whose groups are still running (or have just finished)."""
+        return [d for d in self.due if d.key not in self._taken]
+
     def owners_waiting(self) -> set[int]:
-        """The owners (the entities' sellers, 0 for none) of the entities not taken yet: those
-        whose groups are still running."""
-        return {d.seller_id or 0 for d in self.due if d.key not in self._taken}
+        """The owners (the entities' sellers, 0 for none) of the entities not taken yet."""
+        return {d.seller_id or 0 for d in self.untaken()}
 
     def outcomes(self, entities: Sequence[Due]) -> dict[EventKey, Outcome]:
         """Each (webhook, entity) outcome for these entities, whose groups have all finished.

@@ -313,12 +313,16 @@ class Producer:
                      settings=self.settings, budgets=self.budgets)
 
     async def _finish(self, batch: Batch, webhooks: list[SubscribedWebhook], enqueued: set[tuple[str, int]]) -> None:
-        """Enqueue the entities of a batch's straggling groups once those finish (their own
-        evaluation budgets bound the wait); on failure give them back, as a batch would."""
+        """Enqueue the entities of a batch's straggling groups as those finish — the entities whose
+        groups are all done, STRAGGLER_S after each group that finishes, so a fast group of a batch
+        that went to the background whole does not wait for its slowest (their own evaluation
+        budgets bound the waits); on failure give back those not enqueued, as a batch would."""
         try:
-            rest = await batch.wait_rest()
-            if rest:
-                await self._enqueue(rest, webhooks, batch.outcomes(rest))
+            while not batch.finished or batch.untaken():
+                ready = await batch.wait_next(STRAGGLER_S)
+                if ready:
+                    await self._enqueue(ready, webhooks, batch.outcomes(ready))
+                    enqueued.update(d.key for d in ready)
         except asyncio.CancelledError:
             batch.cancel()
             raise

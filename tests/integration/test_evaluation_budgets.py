@@ -261,7 +261,6 @@ async def test_another_sellers_entity_claimed_with_a_slow_one_does_not_wait_for_
     assert all(other_event["created_at"] < e["created_at"] for e in slow_events)
 
 
-
 async def test_one_sellers_batches_held_in_the_background_hold_back_no_other_sellers_changes(
     fixture_database_url: str,
 ) -> None:
@@ -304,6 +303,7 @@ async def test_one_sellers_batches_held_in_the_background_hold_back_no_other_sel
         await blocker.close()
         await other_receiver.stop()
         await slow_receiver.stop()
+
 
 async def test_consecutive_breaches_disable_the_webhook_and_a_success_starts_the_count_again(
     fixture_database_url: str, fixture_pool: asyncpg.Pool
