@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,15 @@ class Due:
     @property
     def global_id(self) -> str:
         return ids.encode(self.entity_type.graphql_name, self.entity_id)
+
+
+async def _some_then_stragglers(tasks: list[asyncio.Task[Any]], straggler_s: float, first_s: float | None) -> None:
+    """Until one of `tasks` finished (at most `first_s`, if given) and then the others, up to
+    `straggler_s` more; at once when there are none."""
+    if tasks:
+        done, running = await asyncio.wait(tasks, timeout=first_s, return_when=asyncio.FIRST_COMPLETED)
+        if done and running:
+            await asyncio.wait(running, timeout=straggler_s)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -173,24 +182,17 @@ class Batch:
         """Wait for every group, but no longer than `straggler_s` after the first one finished,
         nor than `first_s` for the first one; then take the entities whose groups have all
         finished (none, when none did), and raise the first group's error if one failed
-        (`wait_next` waits for the rest, group by group)."""
-        tasks = self._tasks()
-        if tasks:
-            done, running = await asyncio.wait(tasks, timeout=first_s, return_when=asyncio.FIRST_COMPLETED)
-            if done and running:
-                await asyncio.wait(running, timeout=straggler_s)
+        (`as_ready` hands over the rest, group by group)."""
+        await _some_then_stragglers(self._tasks(), straggler_s, first_s)
         return self._take()
 
-    async def wait_next(self, straggler_s: float) -> list[Due]:
-        """Wait for one more of the running groups to finish, and up to `straggler_s` for the others
-        after it; take the entities whose groups have all finished (all those not taken yet, once
-        every group has), and raise the first group's error if one failed."""
-        running = [t for t in self._tasks() if not t.done()]
-        if running:
-            _, still = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            if still:
-                await asyncio.wait(still, timeout=straggler_s)
-        return self._take()
+    async def as_ready(self, straggler_s: float) -> AsyncIterator[list[Due]]:
+        """The entities not taken yet, in turns as their groups finish: after each running group
+        that finishes and up to `straggler_s` for the others, those whose groups have all finished
+        (raising the first group's error if one failed), until every entity is taken."""
+        while not self.finished or self.untaken():
+            await _some_then_stragglers([t for t in self._tasks() if not t.done()], straggler_s, None)
+            yield self._take()
 
     def _take(self) -> list[Due]:
         for task in self._tasks():

@@ -318,8 +318,7 @@ class Producer:
         that went to the background whole does not wait for its slowest (their own evaluation
         budgets bound the waits); on failure give back those not enqueued, as a batch would."""
         try:
-            while not batch.finished or batch.untaken():
-                ready = await batch.wait_next(STRAGGLER_S)
+            async for ready in batch.as_ready(STRAGGLER_S):
                 if ready:
                     await self._enqueue(ready, webhooks, batch.outcomes(ready))
                     enqueued.update(d.key for d in ready)

@@ -264,9 +264,7 @@ async def _evaluate(
 ) -> dict[tuple[int, str, int], Outcome]:
     """Every outcome of the batch, as `evaluate_once` hands them to the enqueue."""
     batch = listener.start_batch(due, webhooks)
-    taken: list[Due] = []
-    while not batch.finished or batch.untaken():
-        taken += await batch.wait_next(straggler_s=0.0)
+    taken = [d async for ready in batch.as_ready(straggler_s=0.0) for d in ready]
     return batch.outcomes(taken)
 
 
