@@ -6,7 +6,10 @@ webhook with the reason. Real engine, real receivers, the sample marketplace."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -226,83 +229,96 @@ async def test_an_evaluation_over_its_time_budget_fails_and_another_owner_is_del
     assert breaches == 5.0
 
 
-async def test_another_sellers_entity_claimed_with_a_slow_one_does_not_wait_for_its_evaluation(
-    fixture_database_url: str,
-) -> None:
+@dataclass
+class HeldSeller:
+    """Seller 1's webhook, whose query reads products, held up (products locked by another
+    transaction until `release`), beside seller 2's, which reads only invoices."""
+
+    run: Any
+    slow_receiver: Receiver
+    other_receiver: Receiver
+    slow_hook: int
+    other_hook: int
+    slow: list[int]  # three of seller 1's invoices
+    other: int  # one of seller 2's
+    release: Callable[[], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def seller_held(database_url: str) -> AsyncIterator[HeldSeller]:
     other_receiver, slow_receiver = await Receiver().start(), await Receiver().start()
-    blocker = await asyncpg.connect(fixture_database_url)
+    blocker = await asyncpg.connect(database_url)
     try:
-        # given seller 1's webhook whose query reads products, and seller 2's that reads only invoices
-        async with running_engine(fixture_database_url, fast(evaluation_timeout_ms=60_000)) as run:
+        async with running_engine(database_url, fast(evaluation_timeout_ms=60_000)) as run:
             slow_hook, _ = await add_webhook(run.pool, slow_receiver.url, query=fan_out(1), seller_id=SELLER)
             other_hook, _ = await add_webhook(run.pool, other_receiver.url, query=STATUS_QUERY, seller_id=2)
             slow = await seller_invoices(run.pool, 3)
             other = await run.pool.fetchval("SELECT min(id) FROM invoices WHERE seller_id = 2")
-            # and seller 1's evaluation held up: products are locked by another transaction
             blocker_tx = blocker.transaction()
             await blocker_tx.start()
             await blocker.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
-            # when both sellers' invoices change in one statement (due together: one claim)
-            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", [*slow, other])
-            # then seller 2's invoice is delivered while seller 1's evaluation still waits
-            await other_receiver.wait_for(1, timeout_s=20)
-            assert slow_receiver.received == []
-            # and seller 1's follow once its evaluation can go on
-            await blocker_tx.rollback()
-            await slow_receiver.wait_for(3, timeout_s=20)
-            [other_event] = await events(run.pool, other_hook)
-            slow_events = await events(run.pool, slow_hook)
+            yield HeldSeller(
+                run, slow_receiver, other_receiver, slow_hook, other_hook, slow, other, blocker_tx.rollback
+            )
     finally:
         await blocker.close()
         await other_receiver.stop()
         await slow_receiver.stop()
-    assert other_event["entity_id"] == other
-    assert sorted(e["entity_id"] for e in slow_events) == sorted(slow)
+
+
+async def test_another_sellers_entity_claimed_with_a_slow_one_does_not_wait_for_its_evaluation(
+    fixture_database_url: str,
+) -> None:
+    # given seller 1's webhook whose query reads products, and seller 2's that reads only invoices,
+    # and seller 1's evaluation held up: products are locked by another transaction
+    async with seller_held(fixture_database_url) as held:
+        # when both sellers' invoices change in one statement (due together: one claim)
+        await held.run.pool.execute(
+            "UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", [*held.slow, held.other]
+        )
+        # then seller 2's invoice is delivered while seller 1's evaluation still waits
+        await held.other_receiver.wait_for(1, timeout_s=20)
+        assert held.slow_receiver.received == []
+        # and seller 1's follow once its evaluation can go on
+        await held.release()
+        await held.slow_receiver.wait_for(3, timeout_s=20)
+        [other_event] = await events(held.run.pool, held.other_hook)
+        slow_events = await events(held.run.pool, held.slow_hook)
+    assert other_event["entity_id"] == held.other
+    assert sorted(e["entity_id"] for e in slow_events) == sorted(held.slow)
     assert all(other_event["created_at"] < e["created_at"] for e in slow_events)
 
 
 async def test_one_sellers_batches_held_in_the_background_hold_back_no_other_sellers_changes(
     fixture_database_url: str,
 ) -> None:
-    other_receiver, slow_receiver = await Receiver().start(), await Receiver().start()
-    blocker = await asyncpg.connect(fixture_database_url)
-    try:
-        # given seller 1's webhook whose query reads products, and seller 2's that reads only invoices
-        async with running_engine(fixture_database_url, fast(evaluation_timeout_ms=60_000)) as run:
-            await add_webhook(run.pool, slow_receiver.url, query=fan_out(1), seller_id=SELLER)
-            await add_webhook(run.pool, other_receiver.url, query=STATUS_QUERY, seller_id=2)
-            slow = await seller_invoices(run.pool, 3)
-            other = await run.pool.fetchval("SELECT min(id) FROM invoices WHERE seller_id = 2")
-            # and seller 1's evaluations held up: products are locked by another transaction
-            blocker_tx = blocker.transaction()
-            await blocker_tx.start()
-            await blocker.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE")
+    # given seller 1's webhook whose query reads products, and seller 2's that reads only invoices,
+    # and seller 1's evaluations held up: products are locked by another transaction
+    async with seller_held(fixture_database_url) as held:
+        pool = held.run.pool
 
-            async def claimed(invoice: int) -> bool:
-                return bool(await run.pool.fetchval(
-                    "SELECT claimed_until IS NOT NULL FROM pending_entities WHERE entity_type = 'invoice'"
-                    " AND entity_id = $1", invoice,
-                ))
+        async def claimed(invoice: int) -> bool:
+            return bool(await pool.fetchval(
+                "SELECT claimed_until IS NOT NULL FROM pending_entities WHERE entity_type = 'invoice'"
+                " AND entity_id = $1", invoice,
+            ))
 
-            # when two of seller 1's invoices change one at a time, each claimed alone (a batch of
-            # nothing but a held evaluation: the evaluator waited for it whole, before)
-            for invoice in slow[:2]:
-                await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
-                await wait_until(lambda invoice=invoice: claimed(invoice), timeout_s=10)  # type: ignore[misc]
-                await asyncio.sleep(0.4)  # past the evaluator's wait for a batch's first group
-            # and then seller 1's third and seller 2's, in one statement (due together), while two
-            # of seller 1's batches are in the background
-            await run.pool.execute("UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", [slow[2], other])
-            # then seller 2's invoice is delivered while seller 1's evaluations still wait
-            await other_receiver.wait_for(1, timeout_s=20)
-            assert slow_receiver.received == []
-            # and seller 1's follow once their evaluations can go on
-            await blocker_tx.rollback()
-            await slow_receiver.wait_for(3, timeout_s=20)
-    finally:
-        await blocker.close()
-        await other_receiver.stop()
-        await slow_receiver.stop()
+        # when two of seller 1's invoices change one at a time, each claimed alone (a batch of
+        # nothing but a held evaluation: the evaluator waited for it whole, before)
+        for invoice in held.slow[:2]:
+            await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = $1", invoice)
+            await wait_until(lambda invoice=invoice: claimed(invoice), timeout_s=10)  # type: ignore[misc]
+            await asyncio.sleep(0.4)  # past the evaluator's wait for a batch's first group
+        # and then seller 1's third and seller 2's, in one statement (due together), while two
+        # of seller 1's batches are in the background
+        both = [held.slow[2], held.other]
+        await pool.execute("UPDATE invoices SET status = 'paid' WHERE id = ANY($1::bigint[])", both)
+        # then seller 2's invoice is delivered while seller 1's evaluations still wait
+        await held.other_receiver.wait_for(1, timeout_s=20)
+        assert held.slow_receiver.received == []
+        # and seller 1's follow once their evaluations can go on
+        await held.release()
+        await held.slow_receiver.wait_for(3, timeout_s=20)
 
 
 async def test_consecutive_breaches_disable_the_webhook_and_a_success_starts_the_count_again(
